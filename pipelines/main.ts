@@ -1,0 +1,8 @@
+#!/usr/bin/env node
+import { runCli } from '../src/cli/program.js';
+import { packageVersion } from '../src/package-root.js';
+import { runDemo } from './demo.js';
+import { jobs } from './index.js';
+
+// The composition root: the CLI (src/) gets the jobs and the demo from here.
+await runCli({ jobs, demo: runDemo, version: packageVersion }, process.argv);

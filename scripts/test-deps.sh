@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Installs the Debian packages the tests need when they are missing, so `npm test` is the whole
+# set-up on a fresh machine. Needs root (or sudo) only when something is missing.
+set -euo pipefail
+
+need=()
+# Fixture images draw SVG text; librsvg needs a font on the system.
+if ! fc-list 2>/dev/null | grep -qi 'dejavu'; then need+=(fonts-dejavu-core fontconfig); fi
+command -v tar >/dev/null || need+=(tar)
+
+if [ ${#need[@]} -eq 0 ]; then exit 0; fi
+echo "test-deps: installing ${need[*]} from Debian" >&2
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then
+  if command -v sudo >/dev/null; then SUDO="sudo"; else
+    echo "test-deps: missing ${need[*]} and not root; install them with apt-get" >&2; exit 1
+  fi
+fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null

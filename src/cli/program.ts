@@ -1,0 +1,117 @@
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { ConfigError, loadConfig, parseOverride } from '../config/load-config.js';
+import { executeLocal, readPlan } from '../executors/local.js';
+import { resolveShardSelection } from '../executors/shard-select.js';
+import type { AnyJob } from '../job.js';
+import { consoleLogger } from '../log.js';
+import { formatFunnel, summarizeOutput } from '../run-summary.js';
+import { openStore } from '../stores/open-store.js';
+
+/** What the composition root (pipelines/main.ts) hands the CLI: src/ never imports pipelines. */
+export interface CliWiring {
+  jobs: Record<string, AnyJob>;
+  demo(opts: { out: string; images: number; progress: string }): Promise<number>;
+  version: string;
+}
+
+const int = (name: string) => (v: string) => {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError(`${name} must be a non-negative integer`);
+  return n;
+};
+const collect = (v: string, prev: string[]) => [...prev, v];
+
+export function buildProgram(w: CliWiring): Command {
+  const program = new Command('bitprep')
+    .description('Dataflow toolkit for 1D binary-latent text-to-image training data')
+    .version(w.version)
+    .showHelpAfterError();
+
+  program
+    .command('run')
+    .description('run a job from a config file; done units are skipped, so rerunning resumes')
+    .argument('<config>', 'job config (.yaml or .json)')
+    .option('-o, --output <url>', 'output directory or s3://bucket/prefix (overrides output)')
+    .option('--set <key=value>', 'override a config value, e.g. --set image.size=256 (repeatable)', collect, [])
+    .option('--shard-index <n>', 'run only units i with i mod shard-count = n (array jobs)', int('--shard-index'))
+    .option('--shard-count <n>', 'number of array tasks', int('--shard-count'))
+    .option('--parallel-units <n>', 'units run at once on this machine (overrides parallel_units)', int('--parallel-units'))
+    .addOption(new Option('--progress <mode>', 'progress display').choices(['auto', 'bar', 'plain', 'off']).default('auto'))
+    .action(async (configPath: string, o: { output?: string; set: string[]; shardIndex?: number; shardCount?: number; parallelUnits?: number; progress: 'auto' | 'bar' | 'plain' | 'off' }) => {
+      const overrides = o.set.map(parseOverride);
+      if (o.output) overrides.push(['output', o.output]);
+      if (o.parallelUnits !== undefined) overrides.push(['parallel_units', o.parallelUnits]);
+      const { job, config } = await loadConfig(configPath, w.jobs, overrides);
+      const selection = resolveShardSelection({ shardIndex: o.shardIndex, shardCount: o.shardCount });
+      const units = await job.plan(config, consoleLogger);
+      consoleLogger.info(`${job.name}: ${units.length} unit(s) → ${config.output}`);
+      const summary = await executeLocal(job, config, units, { output: openStore(config.output), log: consoleLogger, selection, progress: o.progress });
+      const t = summary.this_run!;
+      process.stdout.write(`${formatFunnel(summary.funnel)}\n`);
+      process.stdout.write(`units: ${summary.units.done}/${summary.units.planned} done; this run ${t.units_completed} completed, ${t.units_already_done} already done, ${t.units_failed.length} failed; ${t.rows} rows in ${t.seconds.toFixed(1)} s (${t.rows_per_second.toFixed(1)} rows/s)\n`);
+      process.stdout.write(`summary: ${config.output.replace(/\/+$/, '')}/run-summary.json\n`);
+      if (t.units_failed.length > 0) process.exitCode = 1;
+    });
+
+  program
+    .command('plan')
+    .description('validate a config and print the units it plans, without running them')
+    .argument('<config>', 'job config (.yaml or .json)')
+    .option('--set <key=value>', 'override a config value (repeatable)', collect, [])
+    .option('--json', 'print the units as JSON')
+    .action(async (configPath: string, o: { set: string[]; json?: boolean }) => {
+      const { job, config } = await loadConfig(configPath, w.jobs, o.set.map(parseOverride));
+      const units = await job.plan(config, consoleLogger);
+      if (o.json) process.stdout.write(JSON.stringify(units, null, 2) + '\n');
+      else {
+        process.stdout.write(`${job.name}: ${units.length} unit(s) → ${config.output}\n`);
+        for (const u of units.slice(0, 20)) process.stdout.write(`  ${u.id}  ${u.inputs.map((i) => `${i.uri}${i.rowStart !== undefined ? ` rows ${i.rowStart}-${i.rowEnd}` : ''}${i.files ? ` (${i.files.length} files)` : ''}`).join(', ')}\n`);
+        if (units.length > 20) process.stdout.write(`  … ${units.length - 20} more\n`);
+      }
+    });
+
+  program
+    .command('summary')
+    .description('rebuild run-summary.json of an output from its done markers and print the funnel')
+    .argument('<output>', 'output directory or s3://bucket/prefix')
+    .option('--json', 'print the summary as JSON')
+    .action(async (output: string, o: { json?: boolean }) => {
+      const store = openStore(output);
+      const plan = await readPlan(store);
+      const summary = await summarizeOutput(store, plan.job, plan.unit_ids.map((id) => ({ id, inputs: [] })));
+      await store.put('run-summary.json', JSON.stringify(summary, null, 2) + '\n');
+      if (o.json) process.stdout.write(JSON.stringify(summary, null, 2) + '\n');
+      else process.stdout.write(`${formatFunnel(summary.funnel)}\nunits: ${summary.units.done}/${summary.units.planned} done\n`);
+    });
+
+  program
+    .command('jobs')
+    .description('list the jobs a config can name')
+    .action(() => {
+      for (const j of Object.values(w.jobs)) process.stdout.write(`${j.name.padEnd(16)} ${j.description}\n`);
+    });
+
+  program
+    .command('demo')
+    .description('generate sample data and run the whole dataflow on it, offline')
+    .option('--out <dir>', 'where the sample data and outputs go', '.')
+    .option('--images <n>', 'images to generate', int('--images'), 300)
+    .addOption(new Option('--progress <mode>', 'progress display').choices(['auto', 'bar', 'plain', 'off']).default('auto'))
+    .action(async (o: { out: string; images: number; progress: string }) => {
+      process.exitCode = await w.demo(o);
+    });
+
+  return program;
+}
+
+/** Runs the CLI; known user errors print without a stack trace. */
+export async function runCli(w: CliWiring, argv: string[]): Promise<void> {
+  try {
+    await buildProgram(w).parseAsync(argv);
+  } catch (err) {
+    const msg = err instanceof Error ? err.message : String(err);
+    process.stderr.write(`error: ${msg}\n`);
+    if (!(err instanceof ConfigError) && process.env.BITPREP_DEBUG) process.stderr.write(`${(err as Error).stack}\n`);
+    process.exitCode = 2;
+  }
+}

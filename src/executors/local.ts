@@ -1,0 +1,111 @@
+import { createHash } from 'node:crypto';
+import type { AnyJob, BaseJobConfig } from '../job.js';
+import type { Logger } from '../log.js';
+import { createProgress, type Progress, type ProgressOptions } from '../progress.js';
+import type { Store } from '../stores/store.js';
+import { doneName, type Unit } from '../units/unit.js';
+import { mapConcurrent } from '../concurrency.js';
+import { summarizeOutput, type RunSummary } from '../run-summary.js';
+import { selectUnits, type ShardSelection } from './shard-select.js';
+
+export interface ExecuteOptions {
+  output: Store;
+  log: Logger;
+  /** The slice of units this process runs (array jobs); all when undefined. */
+  selection?: ShardSelection;
+  progress?: ProgressOptions['mode'];
+}
+
+const PLAN_NAME = '_plan.json';
+
+/** `_plan.json`: the units an output was started with, so a resume with other inputs is refused. */
+export interface PlanFile {
+  job: string;
+  units: number;
+  fingerprint: string;
+  unit_ids: string[];
+}
+
+export async function readPlan(store: Store): Promise<PlanFile> {
+  if (!(await store.exists(PLAN_NAME))) throw new Error(`${store.url} has no ${PLAN_NAME}: not a bitprep output`);
+  return JSON.parse(new TextDecoder().decode(await store.get(PLAN_NAME))) as PlanFile;
+}
+
+/**
+ * Runs a job's units on this machine, skipping units whose done marker exists. A unit that throws
+ * is reported and left undone (a rerun retries it); the other units go on.
+ */
+export async function executeLocal(job: AnyJob, cfg: BaseJobConfig, units: Unit[], opts: ExecuteOptions): Promise<RunSummary> {
+  const started = new Date();
+  await checkPlan(opts.output, job.name, units);
+  const selected = selectUnits(units, opts.selection);
+  const doneFlags = await Promise.all(selected.map((u) => opts.output.exists(doneName(u.id))));
+  const todo = selected.filter((_, i) => !doneFlags[i]);
+  if (opts.selection) opts.log.info(`shard ${opts.selection.index}/${opts.selection.count} (from ${opts.selection.from}): ${selected.length} of ${units.length} units`);
+  if (todo.length < selected.length) opts.log.info(`${selected.length - todo.length} unit(s) already done, ${todo.length} to run`);
+
+  const progress: Progress = createProgress({ label: job.name, units: todo.length, mode: opts.progress ?? 'auto' });
+  const failures: { unit: string; error: string }[] = [];
+  let rowsThisRun = 0;
+  const runOne = async (unit: Unit): Promise<void> => {
+    try {
+      const stats = await job.run(unit, cfg, {
+        output: opts.output,
+        log: opts.log,
+        onRows: (n) => progress.rows(n),
+      });
+      rowsThisRun += stats.funnel.rows_in;
+    } catch (err) {
+      const error = err instanceof Error ? err.message : String(err);
+      failures.push({ unit: unit.id, error });
+      opts.log.error(`unit ${unit.id} failed, left undone for a rerun: ${error}`);
+    } finally {
+      progress.unitDone();
+    }
+  };
+  try {
+    for await (const _ of mapConcurrent(todo, runOne, { concurrency: cfg.parallel_units, ordered: false })) void _;
+  } finally {
+    progress.stop();
+  }
+
+  const finished = new Date();
+  const seconds = (finished.getTime() - started.getTime()) / 1000;
+  const summary = await summarizeOutput(opts.output, job.name, units);
+  const run: RunSummary = {
+    ...summary,
+    this_run: {
+      started_at: started.toISOString(),
+      finished_at: finished.toISOString(),
+      seconds,
+      units_selected: selected.length,
+      units_already_done: selected.length - todo.length,
+      units_completed: todo.length - failures.length,
+      units_failed: failures,
+      rows: rowsThisRun,
+      rows_per_second: rowsThisRun / Math.max(seconds, 1e-6),
+    },
+  };
+  await opts.output.put('run-summary.json', JSON.stringify(run, null, 2) + '\n');
+  return run;
+}
+
+/**
+ * Refuses to resume into an output planned differently: unit ids would name other rows and the
+ * records would no longer hold each row exactly once.
+ */
+async function checkPlan(store: Store, job: string, units: Unit[]): Promise<void> {
+  const fingerprint = createHash('sha256').update(JSON.stringify(units)).digest('hex');
+  const plan: PlanFile = { job, units: units.length, fingerprint, unit_ids: units.map((u) => u.id) };
+  if (await store.exists(PLAN_NAME)) {
+    const prev = await readPlan(store);
+    if (prev.job !== job || prev.fingerprint !== fingerprint) {
+      throw new Error(
+        `output ${store.url} holds a different plan (job ${prev.job}, ${prev.units} units; now job ${job}, ${units.length} units): ` +
+          'the inputs or unit size changed since it was started. Use a new output, or delete it to start over.',
+      );
+    }
+    return;
+  }
+  await store.put(PLAN_NAME, JSON.stringify(plan, null, 2) + '\n');
+}

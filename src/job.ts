@@ -1,0 +1,39 @@
+import type { z } from 'zod';
+import type { Logger } from './log.js';
+import type { Store } from './stores/store.js';
+import type { Unit, UnitStats } from './units/unit.js';
+
+/** What a job's unit run gets from the executor. */
+export interface UnitContext {
+  /** Where the job's outputs go. */
+  output: Store;
+  log: Logger;
+  /** Called as rows finish, for progress. */
+  onRows(n: number): void;
+  signal?: AbortSignal;
+}
+
+/** Options every job's config has; a job's schema extends `baseJobConfig`. */
+export interface BaseJobConfig {
+  job: string;
+  output: string;
+  /** Units run at once on this machine. */
+  parallel_units: number;
+}
+
+/**
+ * A named job (pipelines/*.ts): plans units from its inputs, and runs one unit by wiring
+ * source → stages → sink. The sink writes the unit's outputs and its done marker.
+ */
+export interface Job<C extends BaseJobConfig = BaseJobConfig> {
+  name: string;
+  description: string;
+  schema: z.ZodType<C>;
+  /** Deterministic: the same config and inputs give the same units with the same ids. */
+  plan(cfg: C, log: Logger): Promise<Unit[]>;
+  run(unit: Unit, cfg: C, ctx: UnitContext): Promise<UnitStats>;
+}
+
+// Jobs are stored in a heterogeneous registry; each validates its own config before use.
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export type AnyJob = Job<any>;

@@ -1,0 +1,69 @@
+import { addFunnels, emptyFunnel, funnelBalances, mergeStageStats, type Funnel, type StageStats } from './stats.js';
+import type { Store } from './stores/store.js';
+import { doneName, statsName, type DoneMarker, type Unit, type UnitStats } from './units/unit.js';
+
+/** `run-summary.json`: the whole output's state, rebuilt from its done markers. */
+export interface RunSummary {
+  job: string;
+  output: string;
+  units: { planned: number; done: number; pending: string[] };
+  /** Over every done unit in the output, whichever process ran it. */
+  funnel: Funnel;
+  funnel_balances: boolean;
+  stages: StageStats[];
+  outputs: { files: number; bytes: number };
+  this_run?: {
+    started_at: string;
+    finished_at: string;
+    seconds: number;
+    units_selected: number;
+    units_already_done: number;
+    units_completed: number;
+    units_failed: { unit: string; error: string }[];
+    rows: number;
+    rows_per_second: number;
+  };
+}
+
+const decode = (b: Uint8Array) => JSON.parse(new TextDecoder().decode(b));
+
+/** Reads every done marker and unit stats in `store` and sums them. */
+export async function summarizeOutput(store: Store, job: string, units: Unit[]): Promise<RunSummary> {
+  const names = new Set(await store.list());
+  const funnel = emptyFunnel();
+  const stageLists: StageStats[][] = [];
+  const pending: string[] = [];
+  let files = 0;
+  let bytes = 0;
+  for (const u of units) {
+    if (!names.has(doneName(u.id))) {
+      pending.push(u.id);
+      continue;
+    }
+    const marker = decode(await store.get(doneName(u.id))) as DoneMarker;
+    addFunnels(funnel, marker.funnel);
+    files += marker.outputs.length;
+    bytes += marker.outputs.reduce((a, o) => a + o.bytes, 0);
+    if (names.has(statsName(u.id))) stageLists.push((decode(await store.get(statsName(u.id))) as UnitStats).stages);
+  }
+  return {
+    job,
+    output: store.url,
+    units: { planned: units.length, done: units.length - pending.length, pending },
+    funnel,
+    funnel_balances: funnelBalances(funnel),
+    stages: mergeStageStats(stageLists),
+    outputs: { files, bytes },
+  };
+}
+
+/** The funnel as aligned text lines for a terminal. */
+export function formatFunnel(f: Funnel): string {
+  const rows: [string, number][] = [['rows in', f.rows_in]];
+  for (const [k, v] of Object.entries(f.dropped).sort()) rows.push([`  dropped by ${k}`, v]);
+  for (const [k, v] of Object.entries(f.failed).sort()) rows.push([`  failed at ${k}`, v]);
+  rows.push(['written', f.written]);
+  const w = Math.max(...rows.map(([k]) => k.length));
+  const pct = (v: number) => (f.rows_in ? ` (${((100 * v) / f.rows_in).toFixed(1)}%)` : '');
+  return rows.map(([k, v]) => `${k.padEnd(w)}  ${String(v).padStart(8)}${k === 'rows in' ? '' : pct(v)}`).join('\n');
+}

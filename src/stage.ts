@@ -1,0 +1,59 @@
+import type PQueue from 'p-queue';
+import { mapConcurrent } from './concurrency.js';
+import { fail, type Sample } from './sample.js';
+import type { StageStats, StatsCollector } from './stats.js';
+import type { Logger } from './log.js';
+
+/** What a stage sees of the unit it runs in. */
+export interface StageContext {
+  unitId: string;
+  stats: StatsCollector;
+  log: Logger;
+  signal?: AbortSignal;
+}
+
+/** A stage maps a stream of samples to a stream of samples; stages/*.ts export factories of these. */
+export type Stage = (input: AsyncIterable<Sample>, ctx: StageContext) => AsyncIterable<Sample>;
+
+/** Connects a source to stages, in order. */
+export function pipe(source: AsyncIterable<Sample>, stages: Stage[], ctx: StageContext): AsyncIterable<Sample> {
+  return stages.reduce<AsyncIterable<Sample>>((stream, stage) => stage(stream, ctx), source);
+}
+
+export interface SampleStageOptions {
+  /** Samples processed at once (default 1). */
+  concurrency?: number;
+  /** Keep input order (default true: outputs stay reproducible). */
+  ordered?: boolean;
+  /** Shared limiter, e.g. one CPU pool for all image work. */
+  queue?: PQueue;
+}
+
+/**
+ * Builds a stage from a per-sample function. Samples that are already dropped or failed pass
+ * through untouched; a throw marks the sample failed with this stage's name, and the run goes on.
+ * `fn` changes the sample in place (or marks it with drop()).
+ */
+export function sampleStage(name: string, fn: (s: Sample, stats: StageStats, ctx: StageContext) => Promise<void> | void, opts: SampleStageOptions = {}): Stage {
+  return (input, ctx) => {
+    const stats = ctx.stats.stage(name);
+    const work = async (s: Sample): Promise<Sample> => {
+      if (s.status.kind !== 'ok') return s;
+      stats.in++;
+      const t0 = performance.now();
+      try {
+        await fn(s, stats, ctx);
+      } catch (err) {
+        fail(s, name, err);
+      }
+      stats.busySeconds += (performance.now() - t0) / 1000;
+      // fn may have changed the status; re-read it rather than trust the narrowing above.
+      const kind = (s.status as Sample['status']).kind;
+      if (kind === 'ok') stats.ok++;
+      else if (kind === 'dropped') stats.dropped++;
+      else stats.failed++;
+      return s;
+    };
+    return mapConcurrent(input, work, { concurrency: opts.concurrency ?? 1, ordered: opts.ordered ?? true, queue: opts.queue });
+  };
+}

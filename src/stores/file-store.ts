@@ -1,0 +1,180 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdir, open, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
+import type { FileHandle } from 'node:fs/promises';
+import { dirname, join, resolve } from 'node:path';
+import type { Readable } from 'node:stream';
+import { assertSafeName } from './store.js';
+import type { ObjectWriter, Store, WrittenObject } from './store.js';
+
+/** Matches the temp names written by put/putStream, so list() never reports half-written objects. */
+const PARTIAL = /\.partial-\d+-[0-9a-f]{12}$/;
+
+function tempName(path: string): string {
+  return `${path}.partial-${process.pid}-${randomBytes(6).toString('hex')}`;
+}
+
+function isMissing(err: unknown): boolean {
+  const code = (err as NodeJS.ErrnoException | undefined)?.code;
+  return code === 'ENOENT' || code === 'ENOTDIR';
+}
+
+/** A store rooted at a local directory; writes go to a temp file that is renamed into place. */
+export class FileStore implements Store {
+  readonly url: string;
+  private readonly root: string;
+
+  constructor(root: string) {
+    this.url = root;
+    this.root = resolve(root);
+  }
+
+  private path(name: string): string {
+    assertSafeName(name);
+    return join(this.root, name);
+  }
+
+  private async openForRead(name: string): Promise<FileHandle> {
+    const path = this.path(name);
+    try {
+      return await open(path, 'r');
+    } catch (err) {
+      if (isMissing(err)) throw new Error(`object not found: ${path}`, { cause: err });
+      throw err;
+    }
+  }
+
+  async get(name: string): Promise<Uint8Array> {
+    const fh = await this.openForRead(name);
+    try {
+      return await fh.readFile();
+    } finally {
+      await fh.close();
+    }
+  }
+
+  async getStream(name: string): Promise<Readable> {
+    // Opening eagerly turns a missing object into a rejected promise rather than a later stream error.
+    const fh = await this.openForRead(name);
+    return fh.createReadStream();
+  }
+
+  async getRange(name: string, start: number, end: number): Promise<Uint8Array> {
+    const fh = await this.openForRead(name);
+    try {
+      const buf = Buffer.alloc(Math.max(0, end - start));
+      let filled = 0;
+      while (filled < buf.length) {
+        const { bytesRead } = await fh.read(buf, filled, buf.length - filled, start + filled);
+        if (bytesRead === 0) break; // past the end: return what exists, like an S3 Range GET
+        filled += bytesRead;
+      }
+      return buf.subarray(0, filled);
+    } finally {
+      await fh.close();
+    }
+  }
+
+  async size(name: string): Promise<number | undefined> {
+    try {
+      const st = await stat(this.path(name));
+      return st.isFile() ? st.size : undefined;
+    } catch (err) {
+      if (isMissing(err)) return undefined;
+      throw err;
+    }
+  }
+
+  async exists(name: string): Promise<boolean> {
+    return (await this.size(name)) !== undefined;
+  }
+
+  async put(name: string, data: Uint8Array | string): Promise<WrittenObject> {
+    const path = this.path(name);
+    const bytes = typeof data === 'string' ? Buffer.from(data, 'utf8') : data;
+    await mkdir(dirname(path), { recursive: true });
+    const tmp = tempName(path);
+    try {
+      await writeFile(tmp, bytes);
+      await rename(tmp, path);
+    } catch (err) {
+      await rm(tmp, { force: true });
+      throw err;
+    }
+    return { name, bytes: bytes.byteLength, sha256: createHash('sha256').update(bytes).digest('hex') };
+  }
+
+  async putStream(name: string): Promise<ObjectWriter> {
+    const path = this.path(name);
+    await mkdir(dirname(path), { recursive: true });
+    const tmp = tempName(path);
+    const fh = await open(tmp, 'wx');
+    const hash = createHash('sha256');
+    let bytes = 0;
+    let state: 'open' | 'closed' | 'aborted' = 'open';
+
+    const finish = async (): Promise<void> => {
+      await fh.close().catch(() => {});
+      await rm(tmp, { force: true });
+    };
+
+    return {
+      async write(chunk) {
+        if (state !== 'open') throw new Error(`write to ${state} writer for ${path}`);
+        // Positions are claimed synchronously so overlapping writes still land in call order.
+        const position = bytes;
+        bytes += chunk.byteLength;
+        hash.update(chunk);
+        let done = 0;
+        while (done < chunk.byteLength) {
+          const { bytesWritten } = await fh.write(chunk, done, chunk.byteLength - done, position + done);
+          done += bytesWritten;
+        }
+      },
+      async close() {
+        if (state !== 'open') throw new Error(`close of ${state} writer for ${path}`);
+        state = 'closed';
+        try {
+          await fh.close();
+          await rename(tmp, path);
+        } catch (err) {
+          await finish();
+          throw err;
+        }
+        return { name, bytes, sha256: hash.digest('hex') };
+      },
+      async abort() {
+        if (state !== 'open') return;
+        state = 'aborted';
+        await finish();
+      },
+    };
+  }
+
+  async list(prefix = ''): Promise<string[]> {
+    if (prefix !== '') assertSafeName(prefix.replace(/\/$/, ''));
+    // Prefixes match like S3 key prefixes ("a/b" matches "a/bc"), so walk from the last full directory.
+    const base = prefix.includes('/') ? prefix.slice(0, prefix.lastIndexOf('/')) : '';
+    const out: string[] = [];
+    const walk = async (rel: string): Promise<void> => {
+      let entries;
+      try {
+        entries = await readdir(join(this.root, rel), { withFileTypes: true });
+      } catch (err) {
+        if (isMissing(err)) return;
+        throw err;
+      }
+      for (const e of entries) {
+        const name = rel ? `${rel}/${e.name}` : e.name;
+        if (e.isDirectory()) {
+          if (`${name}/`.startsWith(prefix)) await walk(name);
+        } else if (e.isFile() && !PARTIAL.test(e.name) && name.startsWith(prefix)) out.push(name);
+      }
+    };
+    await walk(base);
+    return out.sort();
+  }
+
+  async delete(name: string): Promise<void> {
+    await rm(this.path(name), { force: true });
+  }
+}

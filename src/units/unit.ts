@@ -1,0 +1,47 @@
+import type { Funnel, StageStats } from '../stats.js';
+import type { WrittenObject } from '../stores/store.js';
+
+/** One input a unit reads: a file (or row range of one), or a list of files in a folder. */
+export interface InputRef {
+  uri: string;
+  rowStart?: number;
+  rowEnd?: number;
+  files?: string[];
+}
+
+/** The unit of work: planned by a source, it names its outputs (`<id>.*`) and is done once. */
+export interface Unit {
+  id: string;
+  inputs: InputRef[];
+}
+
+/** `<unit>.stats.json`: what one unit did. */
+export interface UnitStats {
+  job: string;
+  unit: string;
+  started_at: string;
+  finished_at: string;
+  seconds: number;
+  funnel: Funnel;
+  stages: StageStats[];
+  /** Input rows per second of wall time. */
+  rows_per_second: number;
+}
+
+/** `<unit>.done.json`, written last: its presence means every output below is complete. */
+export interface DoneMarker {
+  schema: 1;
+  job: string;
+  unit: string;
+  finished_at: string;
+  funnel: Funnel;
+  outputs: WrittenObject[];
+}
+
+export const doneName = (unitId: string): string => `${unitId}.done.json`;
+export const statsName = (unitId: string): string => `${unitId}.stats.json`;
+
+/** Zero-padded unit ids sort in plan order and name shards the way img2dataset users expect. */
+export function unitId(index: number, total: number): string {
+  return String(index).padStart(Math.max(5, String(Math.max(0, total - 1)).length), '0');
+}

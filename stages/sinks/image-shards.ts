@@ -1,0 +1,72 @@
+import type { Sample } from '../../src/sample.js';
+import { TarWriter } from '../../src/formats/tar-write.js';
+import { writeParquet } from '../../src/formats/parquet-write.js';
+import { toJson } from '../../src/json-safe.js';
+import { toRecord } from '../../src/records.js';
+import { countInFunnel, emptyFunnel, type StatsCollector } from '../../src/stats.js';
+import type { Store } from '../../src/stores/store.js';
+import { UnitOutputs } from '../../src/units/unit-outputs.js';
+import type { UnitStats } from '../../src/units/unit.js';
+
+export interface ImageShardSinkOptions {
+  output: Store;
+  job: string;
+  unitId: string;
+  stats: StatsCollector;
+  started: Date;
+  onRows(n: number): void;
+}
+
+/**
+ * The only writer of an image-shard unit: ok samples go to `<unit>.tar` (`<key>.jpg|webp`,
+ * `<key>.json`, `<key>.txt`), every sample of any status to `<unit>.parquet`, then
+ * `<unit>.stats.json` and `<unit>.done.json`. Records are held in memory for the sidecar:
+ * a unit's metadata is small next to its images, which stream straight to the store.
+ */
+export async function writeImageShards(stream: AsyncIterable<Sample>, opts: ImageShardSinkOptions): Promise<UnitStats> {
+  const outputs = new UnitOutputs(opts.output, opts.job, opts.unitId);
+  const funnel = emptyFunnel();
+  const records: Record<string, unknown>[] = [];
+  const sinkStats = opts.stats.stage('write');
+  try {
+    const tarOut = await outputs.stream('.tar');
+    const tar = new TarWriter(tarOut);
+    for await (const s of stream) {
+      countInFunnel(funnel, s);
+      records.push(toRecord(s));
+      if (s.status.kind === 'ok') {
+        if (!s.image || !s.imageExt) throw new Error(`unit ${opts.unitId}: sample ${s.key} reached the sink with no encoded image`);
+        sinkStats.in++;
+        const t0 = performance.now();
+        const files: Record<string, Uint8Array | string> = { [s.imageExt]: s.image, json: toJson({ key: s.key, ...s.fields }) };
+        if (typeof s.fields.caption === 'string') files.txt = s.fields.caption;
+        await tar.addSample(s.key, files);
+        sinkStats.ok++;
+        sinkStats.units.bytes = (sinkStats.units.bytes ?? 0) + s.image.length;
+        sinkStats.busySeconds += (performance.now() - t0) / 1000;
+        s.image = undefined;
+      }
+      opts.onRows(1);
+    }
+    await tar.finish();
+    await tarOut.close();
+    await outputs.put('.parquet', writeParquet(records, { compression: 'SNAPPY' }));
+    const finished = new Date();
+    const seconds = (finished.getTime() - opts.started.getTime()) / 1000;
+    const stats: UnitStats = {
+      job: opts.job,
+      unit: opts.unitId,
+      started_at: opts.started.toISOString(),
+      finished_at: finished.toISOString(),
+      seconds,
+      funnel,
+      stages: opts.stats.all(),
+      rows_per_second: funnel.rows_in / Math.max(seconds, 1e-6),
+    };
+    await outputs.commit(stats);
+    return stats;
+  } catch (err) {
+    await outputs.abort();
+    throw err;
+  }
+}

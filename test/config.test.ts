@@ -1,0 +1,61 @@
+import { mkdtemp, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { ConfigError, loadConfig, parseOverride } from '../src/config/load-config.js';
+import { jobs } from '../pipelines/index.js';
+
+async function cfgFile(text: string, ext = 'yaml'): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), 'bitprep-cfg-'));
+  const p = join(dir, `c.${ext}`);
+  await writeFile(p, text);
+  return p;
+}
+
+const valid = `job: image-shards
+output: ./out
+input: { kind: folder, path: ./imgs }
+image: { size: 256 }
+`;
+
+describe('config', () => {
+  it('fills defaults and validates a YAML config', async () => {
+    const { job, config } = await loadConfig(await cfgFile(valid), jobs);
+    expect(job.name).toBe('image-shards');
+    expect(config).toMatchObject({ output: './out', parallel_units: 1, image: { size: 256, mode: 'centre_crop', quality: 95 }, input: { kind: 'folder', unit_rows: 10000 } });
+  });
+
+  it('reads JSON too', async () => {
+    const { config } = await loadConfig(await cfgFile(JSON.stringify({ job: 'image-shards', output: 'o', input: { kind: 'folder', path: 'p' } }), 'json'), jobs);
+    expect(config.output).toBe('o');
+  });
+
+  it('lets overrides win, parsed as YAML scalars', async () => {
+    const { config } = await loadConfig(await cfgFile(valid), jobs, [parseOverride('image.size=128'), parseOverride('image.mode=keep_ratio'), ['output', 's3://b/p']]);
+    expect(config).toMatchObject({ output: 's3://b/p', image: { size: 128, mode: 'keep_ratio' } });
+  });
+
+  it('names the file, the key and the problem', async () => {
+    const p = await cfgFile(valid.replace('size: 256', 'size: big') + 'extra_key: 1\n');
+    const err = await loadConfig(p, jobs).catch((e) => e);
+    expect(err).toBeInstanceOf(ConfigError);
+    expect(err.message).toContain(p);
+    expect(err.message).toMatch(/image\.size: .*number/i);
+    expect(err.message).toMatch(/extra_key/);
+  });
+
+  it('names a bad enum value and a missing key', async () => {
+    const err = await loadConfig(await cfgFile('job: image-shards\ninput: { kind: folder, path: x }\nimage: { mode: squash }\n'), jobs).catch((e) => e);
+    expect(err.message).toMatch(/output: /);
+    expect(err.message).toMatch(/image\.mode: .*centre_crop/);
+  });
+
+  it('rejects an unknown job with the list of jobs', async () => {
+    const err = await loadConfig(await cfgFile('job: nope\noutput: x\n'), jobs).catch((e) => e);
+    expect(err.message).toMatch(/unknown job "nope"; one of image-shards/);
+  });
+
+  it('rejects a malformed override', () => {
+    expect(() => parseOverride('image.size')).toThrow(/key.path=value/);
+  });
+});
