@@ -50,7 +50,7 @@ export default async function bench(): Promise<BenchResult> {
   const notes: string[] = [];
 
   // Both sides run at the job's default concurrency, which also measured best for bare sharp.
-  const concurrency = (validateConfig({ job: 'image-shards', output: 'x', input: { kind: 'folder', path: imgDir } }, 'bench', jobs).config as { decode_concurrency: number }).decode_concurrency;
+  const concurrency = (validateConfig({ job: 'image-shards', output: 'x', input: { kind: 'folder', path: imgDir } }, 'bench', jobs).config as unknown as { decode_concurrency: number }).decode_concurrency;
   const bare = async () => {
     for await (const _ of mapConcurrent(files, async (f) => {
       const buf = await readFile(join(imgDir, f));

@@ -160,7 +160,10 @@ export function decodeResize(opts: DecodeResizeOptions): Stage {
 function classify(err: unknown, bytes: Uint8Array, format: string | undefined): SampleError {
   const msg = (err instanceof Error ? err.message : String(err)).split('\n').find((l) => l.trim() !== '') ?? 'unknown error';
   const fmt = format ?? sniff(bytes);
-  if (/unsupported image format/i.test(msg)) return new SampleError('unsupported_format', `not a recognised image format (data starts with ${JSON.stringify(preview(bytes))})`);
+  // Under concurrency libvips may report "Unknown error" (its error buffer is shared between
+  // threads), so an unreadable header with no image signature counts as not an image.
+  const garbled = /^unknown error$/i.test(msg.trim());
+  if (/unsupported image format/i.test(msg) || (garbled && format === undefined && !fmt)) return new SampleError('unsupported_format', `not a recognised image format (data starts with ${JSON.stringify(preview(bytes))})`);
   if (/pixel limit/i.test(msg)) return new SampleError('pixel_limit', `image exceeds the pixel limit: ${msg}`);
   // libpng and libwebp report a cut-off file as a generic read/parse error, so check the container.
   if (/premature end|unexpected end|truncat|not enough data/i.test(msg) || containerTruncated(bytes)) return new SampleError('truncated', `truncated image data (${fmt ?? 'image'}: ${msg})`);
@@ -174,6 +177,8 @@ function sniff(b: Uint8Array): string | undefined {
   if (ascii(b, 0, 'RIFF') && ascii(b, 8, 'WEBP')) return 'webp';
   if (ascii(b, 0, 'GIF8')) return 'gif';
   if (b[0] === 0xff && b[1] === 0xd8) return 'jpeg';
+  if (ascii(b, 0, 'II*\0') || ascii(b, 0, 'MM\0*')) return 'tiff';
+  if (ascii(b, 4, 'ftyp')) return 'heif';
   return undefined;
 }
 
@@ -181,6 +186,12 @@ function containerTruncated(b: Uint8Array): boolean {
   const fmt = sniff(b);
   if (fmt === 'png') return Buffer.from(b.buffer, b.byteOffset, b.byteLength).lastIndexOf('IEND') < 0;
   if (fmt === 'webp') return b.length >= 12 && new DataView(b.buffer, b.byteOffset, b.byteLength).getUint32(4, true) + 8 > b.length;
+  // libvips' error buffer is shared between threads, so under concurrency a cut-off JPEG may
+  // fail with "Unknown error"; a JPEG whose tail holds no EOI marker (FF D9) was cut off.
+  if (b.length >= 2 && b[0] === 0xff && b[1] === 0xd8) {
+    const tail = Buffer.from(b.buffer, b.byteOffset, b.byteLength).subarray(Math.max(0, b.length - 4096));
+    return tail.lastIndexOf(Buffer.from([0xff, 0xd9])) < 0;
+  }
   return false;
 }
 

@@ -314,3 +314,21 @@ describe('decode-resize: drops and failures', () => {
     expect(() => decodeResize({ size: 256, mode: 'none', quality: 0 })).toThrow(/quality/);
   });
 });
+
+describe('decode-resize under concurrency', () => {
+  // libvips shares its error buffer between threads: many bad images at once must still get
+  // their own reasons, not "Unknown error" or another image's message.
+  it('classifies every bad image correctly when many decode at once', async () => {
+    const trunc = fx.jpegBig.subarray(0, fx.jpegBig.length >> 1);
+    const text = u8(Buffer.from('plain text, not an image at all\n'));
+    const samples: Sample[] = [];
+    for (let i = 0; i < 40; i++) {
+      samples.push(sample(`t${i}`, trunc));
+      samples.push(sample(`x${i}`, text));
+      samples.push(sample(`g${i}`, fx.landscape));
+    }
+    const out = await run({ size: 128, mode: 'centre_crop', concurrency: 12 }, samples);
+    const codes = out.map((s) => (s.status.kind === 'failed' ? s.status.code : s.status.kind));
+    expect(codes).toEqual(samples.map((s) => (s.key.startsWith('t') ? 'truncated' : s.key.startsWith('x') ? 'unsupported_format' : 'ok')));
+  });
+});

@@ -49,6 +49,8 @@ export async function executeLocal(job: AnyJob, cfg: BaseJobConfig, units: Unit[
   let rowsThisRun = 0;
   const runOne = async (unit: Unit): Promise<void> => {
     try {
+      const stale = (await opts.output.removePartials?.(`${unit.id}.`)) ?? 0;
+      if (stale > 0) opts.log.info(`unit ${unit.id}: removed ${stale} partial file(s) left by an interrupted run`);
       const stats = await job.run(unit, cfg, {
         output: opts.output,
         log: opts.log,

@@ -177,4 +177,16 @@ export class FileStore implements Store {
   async delete(name: string): Promise<void> {
     await rm(this.path(name), { force: true });
   }
+
+  async removePartials(prefix: string): Promise<number> {
+    const dir = prefix.includes('/') ? prefix.slice(0, prefix.lastIndexOf('/')) : '';
+    const base = prefix.slice(dir.length ? dir.length + 1 : 0);
+    const entries = await readdir(join(this.root, dir)).catch((err) => {
+      if (isMissing(err)) return [] as string[];
+      throw err;
+    });
+    const stale = entries.filter((n) => n.startsWith(base) && PARTIAL.test(n));
+    await Promise.all(stale.map((n) => rm(join(this.root, dir, n), { force: true })));
+    return stale.length;
+  }
 }

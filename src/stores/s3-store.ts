@@ -55,9 +55,9 @@ export function s3ClientFromEnv(env: NodeJS.ProcessEnv = process.env): S3Client 
     };
   }
   if (endpoint !== undefined) {
-    // Newer SDKs add CRC32 checksums to every upload by default (aws-chunked bodies with trailers);
-    // many S3-compatible servers reject or mis-store those, so only send checksums S3 requires.
-    // The AWS_*_CHECKSUM_* variables still win when set.
+    // SDKs since early 2025 add CRC32 checksums to every upload by default (as aws-chunked trailers
+    // for streamed bodies), which several S3-compatible servers (older MinIO and Ceph RGW, R2) reject;
+    // s3rver ignores them for the buffered parts sent here. The AWS_*_CHECKSUM_* variables still win.
     if (!env.AWS_REQUEST_CHECKSUM_CALCULATION) config.requestChecksumCalculation = 'WHEN_REQUIRED';
     if (!env.AWS_RESPONSE_CHECKSUM_VALIDATION) config.responseChecksumValidation = 'WHEN_REQUIRED';
   }

@@ -38,6 +38,12 @@ export interface Store {
   exists(name: string): Promise<boolean>;
   /** Deletes an object; deleting a missing object is not an error. */
   delete(name: string): Promise<void>;
+  /**
+   * Removes what writers killed before close() left under names starting with `prefix`; returns
+   * how many. Only stores whose temp objects are visible need it (files; an unfinished S3
+   * multipart upload is invisible and is reaped by the bucket's lifecycle rule).
+   */
+  removePartials?(prefix: string): Promise<number>;
 }
 
 /** Rejects names that could escape the store's root. */

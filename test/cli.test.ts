@@ -1,0 +1,75 @@
+import { mkdtemp, readdir, readFile, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { runCli, writeConfig } from './helpers/run-cli.js';
+
+describe('bitprep CLI', () => {
+  let dir: string;
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'bitprep-cli-'));
+  });
+
+  it('demo generates data, runs the job offline and prints a balanced funnel', async () => {
+    const r = await runCli(['demo', '--out', dir, '--images', '40', '--progress', 'plain']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/rows in\s+45/);
+    expect(r.stdout).toContain('(rows in = written + dropped + failed: yes)');
+    const out = await readdir(join(dir, 'demo-out'));
+    for (const f of ['00000.tar', '00000.parquet', '00000.done.json', '00000.stats.json', 'run-summary.json', '_plan.json']) expect(out).toContain(f);
+    const summary = JSON.parse(await readFile(join(dir, 'demo-out', 'run-summary.json'), 'utf8'));
+    expect(summary.funnel.rows_in).toBe(45);
+    expect(summary.funnel_balances).toBe(true);
+    expect(summary.funnel.written).toBeGreaterThan(30);
+    // Plain progress lines go to stderr when it is not a terminal.
+    expect(r.stderr).toMatch(/image-shards .*units/);
+  });
+
+  it('summary rebuilds the run summary from done markers', async () => {
+    const r = await runCli(['summary', join(dir, 'demo-out'), '--json']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(JSON.parse(r.stdout)).toMatchObject({ job: 'image-shards', funnel: { rows_in: 45 }, units: { done: 1, planned: 1 } });
+  });
+
+  it('plan lists units without running them', async () => {
+    const cfg = await writeConfig(dir, 'plan.json', { job: 'image-shards', output: join(dir, 'never'), input: { kind: 'parquet', paths: [join(dir, 'demo-data', 'laion')], unit_rows: 10 } });
+    const r = await runCli(['plan', cfg, '--json']);
+    expect(r.code, r.stderr).toBe(0);
+    const units = JSON.parse(r.stdout);
+    expect(units.map((u: { id: string }) => u.id)).toEqual(['00000', '00001', '00002', '00003', '00004']);
+    expect(units[4].inputs[0]).toMatchObject({ rowStart: 40, rowEnd: 45 });
+    await expect(readdir(join(dir, 'never'))).rejects.toThrow();
+  });
+
+  it('array tasks 0..2 together produce the outputs of one local run', async () => {
+    const base = { job: 'image-shards', input: { kind: 'parquet', paths: [join(dir, 'demo-data', 'laion')], unit_rows: 8 }, image: { size: 64 } };
+    const cfg = await writeConfig(dir, 'array.json', { ...base, output: join(dir, 'local') });
+    expect((await runCli(['run', cfg, '--progress', 'off'])).code).toBe(0);
+    const results = await Promise.all([0, 1, 2].map((i) => runCli(['run', cfg, '-o', join(dir, 'array'), '--progress', 'off'], { env: { JOB_COMPLETION_INDEX: String(i), BITPREP_SHARD_COUNT: '3' } })));
+    for (const r of results) expect(r.code, r.stderr).toBe(0);
+    expect(results[1].stderr).toMatch(/shard 1\/3 \(from JOB_COMPLETION_INDEX\): 2 of 6 units/);
+    const names = (await readdir(join(dir, 'local'))).filter((n) => /\.(tar|parquet)$/.test(n)).sort();
+    expect((await readdir(join(dir, 'array'))).filter((n) => /\.(tar|parquet)$/.test(n)).sort()).toEqual(names);
+    for (const n of names.filter((x) => x.endsWith('.tar'))) expect((await readFile(join(dir, 'array', n))).equals(await readFile(join(dir, 'local', n)))).toBe(true);
+    const total = await runCli(['summary', join(dir, 'array'), '--json']);
+    expect(JSON.parse(total.stdout).funnel.rows_in).toBe(45);
+  });
+
+  it('a config error names the file and key and exits 2 without a stack trace', async () => {
+    const p = join(dir, 'bad.yaml');
+    await writeFile(p, 'job: image-shards\noutput: x\ninput: { kind: folder, path: y }\nimage: { size: -3, mode: stretch }\n');
+    const r = await runCli(['run', p]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain(p);
+    expect(r.stderr).toMatch(/image\.size: .*>=8/);
+    expect(r.stderr).toMatch(/image\.mode: /);
+    expect(r.stderr).not.toMatch(/\n\s+at /);
+  });
+
+  it('--set overrides config values and a missing input is a clear error', async () => {
+    const cfg = await writeConfig(dir, 'missing.json', { job: 'image-shards', output: join(dir, 'o2'), input: { kind: 'parquet', paths: [join(dir, 'demo-data', 'laion')] } });
+    const r = await runCli(['run', cfg, '--set', `input.paths=[${join(dir, 'nope')}]`]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain(`input ${join(dir, 'nope')} does not exist`);
+  });
+});
