@@ -79,7 +79,7 @@ export default async function bench(): Promise<BenchResult> {
   };
 
   // Interleave contenders round by round so machine noise hits all of them alike.
-  const rounds = 5;
+  const rounds = 9;
   const times: Record<string, number[]> = { pipeline: [], bare: [], vips: [] };
   await bare();
   await pipeline();

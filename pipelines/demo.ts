@@ -46,7 +46,8 @@ export async function runDemo(opts: { out: string; images: number; progress: str
     `  <unit>.done.json    written last: counts, bytes and SHA-256 of each output`,
     `  run-summary.json    the funnel and throughput of the run`,
     `sample data in ${rel(dataDir)}/ (config: configs/demo.yaml)`,
-    `try: duckdb -c "select status, dropped_by, error_code, count(*) from '${rel(outDir)}/*.parquet' group by all"`,
+    `next: node bin/bitprep.js summary ${rel(outDir)}   (the funnel again, from the done markers)`,
+    `      any Parquet reader: select status, dropped_by, error_code, count(*) from '${rel(outDir)}/*.parquet' group by all`,
     '',
   ];
   process.stdout.write(out.join('\n'));

@@ -1,13 +1,13 @@
-import { mkdtemp, readdir, readFile, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { runCli, writeConfig } from './helpers/run-cli.js';
+import { tempDir } from './helpers/temp-dir.js';
 
 describe('bitprep CLI', () => {
   let dir: string;
   beforeAll(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'bitprep-cli-'));
+    dir = await tempDir('cli');
   });
 
   it('demo generates data, runs the job offline and prints a balanced funnel', async () => {

@@ -1,12 +1,12 @@
-import { mkdtemp, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ConfigError, loadConfig, parseOverride } from '../src/config/load-config.js';
 import { jobs } from '../pipelines/index.js';
+import { tempDir } from './helpers/temp-dir.js';
 
 async function cfgFile(text: string, ext = 'yaml'): Promise<string> {
-  const dir = await mkdtemp(join(tmpdir(), 'bitprep-cfg-'));
+  const dir = await tempDir('cfg');
   const p = join(dir, `c.${ext}`);
   await writeFile(p, text);
   return p;

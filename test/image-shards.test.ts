@@ -1,6 +1,5 @@
 import { createHash } from 'node:crypto';
-import { mkdtemp, mkdir, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { pack } from 'tar-stream';
@@ -12,6 +11,7 @@ import { FileStore } from '../src/stores/file-store.js';
 import { generateDemoData, type DemoData } from '../pipelines/demo-data.js';
 import { jobs } from '../pipelines/index.js';
 import { readAllRecords, readAllTarMembers } from './helpers/read-output.js';
+import { tempDir } from './helpers/temp-dir.js';
 
 async function runJob(cfg: Record<string, unknown>) {
   const { job, config } = validateConfig(cfg, 'test', jobs);
@@ -27,7 +27,7 @@ describe('image-shards job on a LAION-schema parquet of local paths', () => {
   let result: Awaited<ReturnType<typeof runJob>>;
 
   beforeAll(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'bitprep-job-'));
+    dir = await tempDir('job');
     data = await generateDemoData(join(dir, 'data'), 80);
     result = await runJob({
       job: 'image-shards',
@@ -115,7 +115,7 @@ describe('image-shards job on a LAION-schema parquet of local paths', () => {
 
 describe('image-shards job on WebDataset tars', () => {
   it('refuses a tar with a ../ entry, naming it, and still completes the other units', async () => {
-    const dir = await mkdtemp(join(tmpdir(), 'bitprep-wds-'));
+    const dir = await tempDir('wds');
     await mkdir(join(dir, 'tars'));
     const jpg = await sharp({ create: { width: 300, height: 200, channels: 3, background: '#3366aa' } }).jpeg().toBuffer();
     const makeTar = async (entries: [string, Uint8Array | string][]) => {

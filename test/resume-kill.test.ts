@@ -1,11 +1,11 @@
-import { mkdtemp, readdir } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { FileStore } from '../src/stores/file-store.js';
 import { generateDemoData } from '../pipelines/demo-data.js';
 import { readAllRecords } from './helpers/read-output.js';
 import { runCli, startCli, writeConfig } from './helpers/run-cli.js';
+import { tempDir } from './helpers/temp-dir.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -13,7 +13,7 @@ describe('a run killed with SIGKILL and rerun', () => {
   let dir: string;
   let config: string;
   beforeAll(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'bitprep-kill-'));
+    dir = await tempDir('kill');
     await generateDemoData(join(dir, 'data'), 240);
     config = await writeConfig(dir, 'job.json', {
       job: 'image-shards',

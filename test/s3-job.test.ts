@@ -1,7 +1,6 @@
 import { HeadObjectCommand } from '@aws-sdk/client-s3';
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, writeFile, mkdir } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { writeFile, mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -10,13 +9,14 @@ import { S3Store, s3ClientFromEnv } from '../src/stores/s3-store.js';
 import { readAllRecords } from './helpers/read-output.js';
 import { runCli, writeConfig } from './helpers/run-cli.js';
 import { startS3Server, type S3Server } from './helpers/s3-server.js';
+import { tempDir } from './helpers/temp-dir.js';
 
 describe('a job writing to s3:// (s3rver on 127.0.0.1)', () => {
   let s3: S3Server;
   let dir: string;
   beforeAll(async () => {
     s3 = await startS3Server({ buckets: ['bitprep-test'] });
-    dir = await mkdtemp(join(tmpdir(), 'bitprep-s3job-'));
+    dir = await tempDir('s3job');
     await mkdir(join(dir, 'imgs'));
     // Noise does not compress: 24 PNG-losslessly kept 512² noise images make a shard over 5 MB.
     for (let i = 0; i < 24; i++) {
