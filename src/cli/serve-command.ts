@@ -1,0 +1,57 @@
+import { Command, InvalidArgumentError } from 'commander';
+import { startKServeServer } from '../models/kserve-server.js';
+import type { TensorModel } from '../models/tensor.js';
+
+const int = (name: string, min: number) => (v: string) => {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < min) throw new InvalidArgumentError(`${name} must be an integer ≥ ${min}`);
+  return n;
+};
+
+const modelArg = (v: string, prev: [string, string][] = []): [string, string][] => {
+  const i = v.indexOf('=');
+  if (i <= 0 || i === v.length - 1) throw new InvalidArgumentError(`expected NAME=PATH, got "${v}"`);
+  return [...prev, [v.slice(0, i), v.slice(i + 1)]];
+};
+
+/**
+ * `bitprep serve`: serves tensor models over KServe v2 until SIGINT/SIGTERM. The loader is
+ * injected so src/cli does not pick the runtime (the composition root passes ONNX loading).
+ */
+export function serveCommand(loadModel: (path: string, name: string) => Promise<TensorModel>): Command {
+  return new Command('serve')
+    .description('serve models over the KServe v2 HTTP protocol (JSON and binary tensor data)')
+    .requiredOption('--model <name=path>', 'a model to serve, e.g. --model clip=clip.onnx (repeatable)', modelArg)
+    .option('--port <n>', 'port (0 = any free one)', int('--port', 0), 8000)
+    .option('--host <host>', 'address to listen on', '127.0.0.1')
+    .option('--max-batch <n>', 'rows per gathered model call; 1 turns dynamic batching off', int('--max-batch', 1), 1)
+    .option('--max-delay-ms <ms>', 'how long a request waits for others to batch with', int('--max-delay-ms', 0), 5)
+    .option('--max-request-mb <n>', 'largest request body in MiB (larger → 413)', int('--max-request-mb', 1), 64)
+    .action(async (o: { model: [string, string][]; port: number; host: string; maxBatch: number; maxDelayMs: number; maxRequestMb: number }) => {
+      const models: Record<string, TensorModel> = {};
+      try {
+        for (const [name, path] of o.model) {
+          if (models[name]) throw new InvalidArgumentError(`model name "${name}" given twice`);
+          models[name] = await loadModel(path, name);
+        }
+        const server = await startKServeServer(models, { port: o.port, host: o.host, maxBatch: o.maxBatch, maxDelayMs: o.maxDelayMs, maxRequestBytes: o.maxRequestMb * 1024 * 1024 });
+        for (const [name, m] of Object.entries(models)) {
+          const ins = m.inputs.map((s) => `${s.name} ${s.dtype}[${s.shape.map((d) => (d < 0 ? '?' : d)).join(',')}]`).join(', ');
+          process.stdout.write(`serving ${name} (${ins}) at ${server.url}/v2/models/${encodeURIComponent(name)}\n`);
+        }
+        const signal = await new Promise<NodeJS.Signals>((resolve) => {
+          const stop = (s: NodeJS.Signals) => {
+            process.off('SIGINT', stop);
+            process.off('SIGTERM', stop);
+            resolve(s);
+          };
+          process.on('SIGINT', stop);
+          process.on('SIGTERM', stop);
+        });
+        process.stdout.write(`${signal}: stopping\n`);
+        await server.close();
+      } finally {
+        await Promise.allSettled(Object.values(models).map((m) => m.close()));
+      }
+    });
+}

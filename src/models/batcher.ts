@@ -1,0 +1,154 @@
+import { batch, mapConcurrent } from '../concurrency.js';
+import { fail, type Sample } from '../sample.js';
+import type { Stage, StageContext } from '../stage.js';
+import type { StageStats } from '../stats.js';
+import { ReplicaCallError, type ReplicaPool } from './replica-pool.js';
+
+export interface ModelBatchStageOptions<C, X, Y> {
+  name: string;
+  pool: ReplicaPool<C>;
+  /** Ok samples per model call. */
+  batchSize: number;
+  /** Send a partial batch once its first sample has waited this long. */
+  maxWaitMs: number;
+  /** Batches between the input and the output at once: in the pool, queued for it, or waiting to be emitted in order. */
+  maxBatchesInFlight: number;
+  /** Per-sample model input; a throw fails that sample only. */
+  prepare: (s: Sample) => Promise<X> | X;
+  /** One result per input, in the same order. */
+  call: (client: C, inputs: X[], replica: string) => Promise<Y[]>;
+  /** Writes a result into its sample; a throw fails that sample only. */
+  apply: (s: Sample, y: Y) => void;
+}
+
+/** An ok sample and the dropped/failed samples just before it, which must come out ahead of it. */
+interface Item {
+  sample?: Sample;
+  before: Sample[];
+}
+
+/**
+ * A stage that sends ok samples to a model in batches spread over a ReplicaPool, keeping input
+ * order. Non-ok samples pass through untouched in their place. A batch whose call finally fails
+ * (after the pool's retries) fails all its samples with code 'model_error'; the run goes on.
+ *
+ * Memory: at most (maxBatchesInFlight + 1) × batchSize ok samples are held. Dropped and failed
+ * samples (payloads already released) ride along with the next ok sample, at most batchSize of
+ * them before each.
+ */
+export function modelBatchStage<C, X, Y>(opts: ModelBatchStageOptions<C, X, Y>): Stage {
+  for (const k of ['batchSize', 'maxBatchesInFlight'] as const) {
+    if (!(Number.isInteger(opts[k]) && opts[k] >= 1)) throw new Error(`${opts.name}: ${k} must be a positive integer, got ${opts[k]}`);
+  }
+  return (input, ctx) => {
+    const stats = ctx.stats.stage(opts.name);
+    const batches = batch(items(input, opts.batchSize), { size: opts.batchSize, maxWaitMs: opts.maxWaitMs });
+    const done = mapConcurrent(batches, (group) => runBatch(opts, group, stats, ctx), { concurrency: opts.maxBatchesInFlight, ordered: true });
+    return flatten(done);
+  };
+}
+
+async function* items(input: AsyncIterable<Sample>, maxRun: number): AsyncGenerator<Item> {
+  let before: Sample[] = [];
+  for await (const s of input) {
+    if (s.status.kind === 'ok') {
+      yield { sample: s, before };
+      before = [];
+    } else {
+      before.push(s);
+      // A long run of non-ok samples must not pile up waiting for the next ok one.
+      if (before.length >= maxRun) {
+        yield { before };
+        before = [];
+      }
+    }
+  }
+  if (before.length > 0) yield { before };
+}
+
+async function* flatten(groups: AsyncIterable<Item[]>): AsyncGenerator<Sample> {
+  for await (const group of groups) {
+    for (const it of group) {
+      yield* it.before;
+      if (it.sample) yield it.sample;
+    }
+  }
+}
+
+const add = (units: Record<string, number>, key: string, n = 1): void => {
+  units[key] = (units[key] ?? 0) + n;
+};
+
+async function runBatch<C, X, Y>(opts: ModelBatchStageOptions<C, X, Y>, group: Item[], stats: StageStats, ctx: StageContext): Promise<Item[]> {
+  const oks = group.flatMap((it) => (it.sample ? [it.sample] : []));
+  if (oks.length === 0) return group;
+  const { name } = opts;
+  const { units } = stats;
+  stats.in += oks.length;
+  let busyMs = 0;
+
+  let t = performance.now();
+  const live: { s: Sample; x: X; i: number }[] = [];
+  await Promise.all(oks.map(async (s, i) => {
+    try {
+      const x = await opts.prepare(s);
+      live.push({ s, x, i });
+    } catch (err) {
+      fail(s, name, err);
+    }
+  }));
+  // prepare() may settle out of order; the model's inputs follow the samples' order.
+  live.sort((a, b) => a.i - b.i);
+  busyMs += performance.now() - t;
+
+  if (live.length > 0) {
+    const inputs = live.map((p) => p.x);
+    let attempts = 0;
+    let modelMs = 0;
+    try {
+      const { ys, replica } = await opts.pool.run(async (client, replica) => {
+        attempts++;
+        const t0 = performance.now();
+        try {
+          const ys = await opts.call(client, inputs, replica);
+          const n = Array.isArray(ys) ? ys.length : typeof ys;
+          if (n !== inputs.length) throw new Error(`model returned ${n} results for ${inputs.length} inputs`);
+          return { ys, replica };
+        } finally {
+          modelMs += performance.now() - t0;
+        }
+      }, { cost: live.length, signal: ctx.signal });
+      add(units, 'batches');
+      add(units, 'samples', live.length);
+      add(units, `replica:${replica}:batches`);
+      t = performance.now();
+      live.forEach((p, i) => {
+        try {
+          opts.apply(p.s, ys[i]);
+        } catch (err) {
+          fail(p.s, name, err);
+        }
+      });
+      busyMs += performance.now() - t;
+    } catch (err) {
+      // A cancelled run is not a model failure: the unit stops and its samples are not recorded as failed.
+      if (ctx.signal?.aborted) throw err;
+      const msg = err instanceof Error ? err.message : String(err);
+      for (const p of live) fail(p.s, name, `model call failed: ${msg}`, 'model_error');
+      add(units, 'failed_batches');
+      if (err instanceof ReplicaCallError) add(units, `replica:${err.replica}:failed_batches`);
+    }
+    add(units, 'model_ms', modelMs);
+    if (attempts > 1) add(units, 'retries', attempts - 1);
+    busyMs += modelMs;
+  }
+
+  for (const s of oks) {
+    const kind = s.status.kind;
+    if (kind === 'ok') stats.ok++;
+    else if (kind === 'dropped') stats.dropped++;
+    else stats.failed++;
+  }
+  stats.busySeconds += busyMs / 1000;
+  return group;
+}
