@@ -6,6 +6,8 @@ import type { AnyJob } from '../job.js';
 import { consoleLogger } from '../log.js';
 import { formatFunnel, summarizeOutput } from '../run-summary.js';
 import { openStore } from '../stores/open-store.js';
+import { OnnxTensorModel } from '../models/onnx-model.js';
+import { serveCommand } from './serve-command.js';
 
 /** What the composition root (pipelines/main.ts) hands the CLI: src/ never imports pipelines. */
 export interface CliWiring {
@@ -83,6 +85,8 @@ export function buildProgram(w: CliWiring): Command {
       if (o.json) process.stdout.write(JSON.stringify(summary, null, 2) + '\n');
       else process.stdout.write(`${formatFunnel(summary.funnel)}\nunits: ${summary.units.done}/${summary.units.planned} done\n`);
     });
+
+  program.addCommand(serveCommand((path, name) => OnnxTensorModel.load(path, { name })));
 
   program
     .command('jobs')
