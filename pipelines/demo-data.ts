@@ -2,19 +2,8 @@ import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { deflateSync } from 'node:zlib';
 import sharp from 'sharp';
+import { seededRandom } from '../src/seeded-random.js';
 import { writeParquet, type ColumnSpec } from '../src/formats/parquet-write.js';
-
-/** Small deterministic PRNG so the demo data is the same on every machine. */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const WORDS = ['sale', 'open', 'cafe', 'river', 'sunset', 'poster', 'STOP', 'hello', 'market', 'north', '2024', 'logo', 'bitprep', 'latent'];
 const SUBJECTS = ['a gradient sky', 'colourful shapes', 'a noisy texture', 'a poster with text', 'a sign with small print', 'abstract circles'];
@@ -91,7 +80,7 @@ export interface DemoData {
  * images too small for the minimum edge.
  */
 export async function generateDemoData(dir: string, count: number, seed = 42): Promise<DemoData> {
-  const r = mulberry32(seed);
+  const r = seededRandom(seed);
   const imagesDir = join(dir, 'images');
   await rm(dir, { recursive: true, force: true });
   await mkdir(imagesDir, { recursive: true });

@@ -1,6 +1,7 @@
 import sharp from 'sharp';
 import { afterEach, describe, expect, it } from 'vitest';
-import { ChatClient, ChatResponseError, imagePart, type OpenAIClientOptions } from '../src/models/openai-chat.js';
+import { ChatClient, ChatResponseError, imagePart } from '../src/models/openai-chat.js';
+import type { OpenAIClientOptions } from '../src/models/openai-endpoint.js';
 import { ImageClient, ImageResponseError } from '../src/models/openai-images.js';
 import { FakeOpenAIServer, type Fault, type FakeServerOptions } from './helpers/fake-openai-server.js';
 

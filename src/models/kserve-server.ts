@@ -1,6 +1,6 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { Batcher, batchable } from './kserve-batcher.js';
+import { Batcher, batchable } from './kserve-dynamic-batching.js';
 import { CodecError, decodeInferRequest, encodeInferResponse, HEADER_LENGTH } from './kserve-codec.js';
 import { checkInputs, TensorMismatchError, type TensorModel } from './tensor.js';
 

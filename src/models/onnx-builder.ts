@@ -3,6 +3,7 @@
  * run ONNX Runtime on tiny models without downloading weights.
  */
 import onnxProto from 'onnx-proto';
+import { seededRandom } from '../seeded-random.js';
 import { elementCount, type DType, type DTypeArrays } from './tensor.js';
 
 const { onnx } = onnxProto;
@@ -194,17 +195,7 @@ export class OnnxGraphBuilder {
   }
 }
 
-/** Deterministic uniform [0, 1) stream (mulberry32): same seed, same weights on every platform. */
-export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export { seededRandom };
 
 /**
  * y = sigmoid(x · w + b) with x FP32 [-1, inDim] and y FP32 [-1, outDim]; `w` is row-major

@@ -1,5 +1,5 @@
 import sharp from 'sharp';
-import { ModelResponseError, OpenAIEndpoint, type ClientStats, type ModelErrorCode, type OpenAIClientOptions } from './openai-chat.js';
+import { ModelResponseError, OpenAIEndpoint, type ClientStats, type ModelErrorCode, type OpenAIClientOptions } from './openai-endpoint.js';
 
 export class ImageResponseError extends ModelResponseError {
   constructor(code: ModelErrorCode, message: string, status?: number, options?: { cause?: unknown }) {
