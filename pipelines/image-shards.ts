@@ -1,4 +1,3 @@
-import { availableParallelism } from 'node:os';
 import { dirname } from 'node:path';
 import { z } from 'zod';
 import { baseJobConfig } from '../src/config/load-config.js';
@@ -11,55 +10,13 @@ import { writeImageShards } from '../stages/sinks/image-shards.js';
 import { folderSource, planFolderUnits } from '../stages/sources/folder-source.js';
 import { parquetSource, planParquetUnits } from '../stages/sources/parquet-source.js';
 import { planWebDatasetUnits, webDatasetSource } from '../stages/sources/webdataset-source.js';
-
-const unitRows = z.number().int().min(1).default(10_000);
-
-const input = z.discriminatedUnion('kind', [
-  z.object({
-    kind: z.literal('parquet'),
-    /** Parquet files or folders of them; URLs in the url column are local paths here. */
-    paths: z.array(z.string()).min(1),
-    url_column: z.string().default('URL'),
-    caption_column: z.string().default('TEXT'),
-    unit_rows: unitRows,
-  }).strict(),
-  z.object({
-    kind: z.literal('folder'),
-    path: z.string(),
-    extensions: z.array(z.string()).default(['jpg', 'jpeg', 'png', 'webp', 'gif', 'tif', 'tiff', 'avif', 'bmp']),
-    unit_rows: unitRows,
-  }).strict(),
-  z.object({
-    kind: z.literal('webdataset'),
-    paths: z.array(z.string()).min(1),
-    caption_field: z.string().optional(),
-    unit_rows: unitRows,
-  }).strict(),
-]);
-
-const image = z.object({
-  /** Target size in pixels (square side for centre_crop and border, longer side for keep_ratio). */
-  size: z.number().int().min(8).max(16384).default(512),
-  mode: z.enum(['centre_crop', 'keep_ratio', 'border', 'none']).default('centre_crop'),
-  /** Images whose shorter edge is below this are dropped (the paper: half the target size). */
-  min_edge: z.number().int().min(0).default(0),
-  max_aspect_ratio: z.number().min(1).optional(),
-  format: z.enum(['jpeg', 'webp', 'png']).default('jpeg'),
-  quality: z.number().int().min(1).max(100).default(95),
-  /** Decompression-bomb guard: larger images fail without being decoded. */
-  max_pixels: z.number().int().min(1).default(100_000_000),
-}).strict();
+import { decodeConcurrency, imageOptions, imageShardsInput } from './config-parts.js';
 
 export const imageShardsConfig = baseJobConfig.extend({
   job: z.literal('image-shards'),
-  input,
-  image: image.default(image.parse({})),
-  /**
-   * Images decoded and encoded at once. sharp runs on libuv's thread pool, and the main thread
-   * needs slack for tar and records: two per core (at least 4) measured level with bare sharp at
-   * its best (bench/decode-resize.bench.ts), where one per core cost 15–25% more.
-   */
-  decode_concurrency: z.number().int().min(1).default(Math.max(4, 2 * availableParallelism())),
+  input: imageShardsInput,
+  image: imageOptions.default(imageOptions.parse({})),
+  decode_concurrency: decodeConcurrency,
   /** Local files read at once. */
   read_concurrency: z.number().int().min(1).default(16),
 }).strict();

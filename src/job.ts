@@ -1,5 +1,7 @@
 import type { z } from 'zod';
 import type { Logger } from './log.js';
+import type { Sample } from './sample.js';
+import type { StatsCollector } from './stats.js';
 import type { Store } from './stores/store.js';
 import type { Unit, UnitStats } from './units/unit.js';
 
@@ -32,6 +34,14 @@ export interface Job<C extends BaseJobConfig = BaseJobConfig> {
   /** Deterministic: the same config and inputs give the same units with the same ids. */
   plan(cfg: C, log: Logger): Promise<Unit[]>;
   run(unit: Unit, cfg: C, ctx: UnitContext): Promise<UnitStats>;
+  /** Funnel reasons (`stage:code`) a later attempt may cure; `bitprep retry-failed` reruns those rows. */
+  transientFailures?: string[];
+  /**
+   * The samples with these keys of a unit, through every stage but the sink (for retry-failed).
+   * `previous` holds the unit's stored records, so stages that compare rows (dedup) can see the
+   * rows that are not rerun.
+   */
+  rerun?(unit: Unit, cfg: C, keys: Set<string>, ctx: { log: Logger; stats: StatsCollector; previous: Record<string, unknown>[] }): AsyncIterable<Sample>;
 }
 
 // Jobs are stored in a heterogeneous registry; each validates its own config before use.

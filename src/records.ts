@@ -22,3 +22,11 @@ export function toRecord(s: Sample): Record<string, unknown> {
   for (const [k, v] of Object.entries(s.fields)) if (!(k in rec)) rec[k] = v === undefined ? null : v;
   return rec;
 }
+
+/** A sample's WebDataset members: the encoded image, its fields as JSON, and the caption. */
+export function webDatasetMembers(s: Sample): Record<string, Uint8Array | string> {
+  if (!s.image || !s.imageExt) throw new Error(`sample ${s.key} has no encoded image to write`);
+  const files: Record<string, Uint8Array | string> = { [s.imageExt]: s.image, json: toJson({ key: s.key, ...s.fields }) };
+  if (typeof s.fields.caption === 'string') files.txt = s.fields.caption;
+  return files;
+}

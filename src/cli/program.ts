@@ -1,6 +1,7 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { ConfigError, loadConfig, parseOverride } from '../config/load-config.js';
-import { executeLocal, readPlan } from '../executors/local.js';
+import { ConfigError, loadConfig, parseOverride, validateConfig } from '../config/load-config.js';
+import { CONFIG_NAME, executeLocal, readPlan } from '../executors/local.js';
+import { retryFailed } from '../retry-failed.js';
 import { resolveShardSelection } from '../executors/shard-select.js';
 import type { AnyJob } from '../job.js';
 import { consoleLogger } from '../log.js';
@@ -84,6 +85,25 @@ export function buildProgram(w: CliWiring): Command {
       await store.put('run-summary.json', JSON.stringify(summary, null, 2) + '\n');
       if (o.json) process.stdout.write(JSON.stringify(summary, null, 2) + '\n');
       else process.stdout.write(`${formatFunnel(summary.funnel)}\nunits: ${summary.units.done}/${summary.units.planned} done\n`);
+    });
+
+  program
+    .command('retry-failed')
+    .description("rerun only the rows of an output that failed for transient reasons, merging them into the same shards")
+    .argument('<output>', 'output directory or s3://bucket/prefix of a finished or partial run')
+    .option('--reasons <list>', 'comma-separated funnel reasons to retry (default: the job\'s transient ones, e.g. fetch:timeout)')
+    .action(async (output: string, o: { reasons?: string }) => {
+      const store = openStore(output);
+      const plan = await readPlan(store);
+      const raw = JSON.parse(new TextDecoder().decode(await store.get(CONFIG_NAME)));
+      const { job, config } = validateConfig({ ...raw, output }, `${output}/${CONFIG_NAME}`, w.jobs);
+      const units = await job.plan(config, consoleLogger);
+      if (units.length !== plan.units || units.some((u, i) => u.id !== plan.unit_ids[i])) throw new Error(`the inputs of ${output} changed since it was made; cannot match rows to units`);
+      const reasons = o.reasons ? o.reasons.split(',').map((r) => r.trim()).filter(Boolean) : job.transientFailures;
+      const r = await retryFailed(job, config, units, store, consoleLogger, reasons);
+      const summary = await summarizeOutput(store, job.name, units);
+      await store.put('run-summary.json', JSON.stringify(summary, null, 2) + '\n');
+      process.stdout.write(`retried ${r.retried} row(s) in ${r.units} unit(s): ${r.recovered} recovered\n${formatFunnel(summary.funnel)}\n`);
     });
 
   program.addCommand(serveCommand((path, name) => OnnxTensorModel.load(path, { name })));

@@ -17,6 +17,7 @@ export interface ExecuteOptions {
 }
 
 const PLAN_NAME = '_plan.json';
+export const CONFIG_NAME = '_config.json';
 
 /** `_plan.json`: the units an output was started with, so a resume with other inputs is refused. */
 export interface PlanFile {
@@ -38,6 +39,8 @@ export async function readPlan(store: Store): Promise<PlanFile> {
 export async function executeLocal(job: AnyJob, cfg: BaseJobConfig, units: Unit[], opts: ExecuteOptions): Promise<RunSummary> {
   const started = new Date();
   await checkPlan(opts.output, job.name, units);
+  // Kept so that commands on the output alone (retry-failed) know how it was made.
+  await opts.output.put(CONFIG_NAME, JSON.stringify(cfg, (_k, v) => (typeof v === 'bigint' ? v.toString() : v), 2) + '\n');
   const selected = selectUnits(units, opts.selection);
   const doneFlags = await Promise.all(selected.map((u) => opts.output.exists(doneName(u.id))));
   const todo = selected.filter((_, i) => !doneFlags[i]);

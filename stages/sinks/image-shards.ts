@@ -1,8 +1,7 @@
 import type { Sample } from '../../src/sample.js';
 import { TarWriter } from '../../src/formats/tar-write.js';
 import { writeParquet } from '../../src/formats/parquet-write.js';
-import { toJson } from '../../src/json-safe.js';
-import { toRecord } from '../../src/records.js';
+import { toRecord, webDatasetMembers } from '../../src/records.js';
 import { countInFunnel, emptyFunnel, type StatsCollector } from '../../src/stats.js';
 import type { Store } from '../../src/stores/store.js';
 import { UnitOutputs } from '../../src/units/unit-outputs.js';
@@ -35,14 +34,11 @@ export async function writeImageShards(stream: AsyncIterable<Sample>, opts: Imag
       countInFunnel(funnel, s);
       records.push(toRecord(s));
       if (s.status.kind === 'ok') {
-        if (!s.image || !s.imageExt) throw new Error(`unit ${opts.unitId}: sample ${s.key} reached the sink with no encoded image`);
         sinkStats.in++;
         const t0 = performance.now();
-        const files: Record<string, Uint8Array | string> = { [s.imageExt]: s.image, json: toJson({ key: s.key, ...s.fields }) };
-        if (typeof s.fields.caption === 'string') files.txt = s.fields.caption;
-        await tar.addSample(s.key, files);
+        await tar.addSample(s.key, webDatasetMembers(s));
         sinkStats.ok++;
-        sinkStats.units.bytes = (sinkStats.units.bytes ?? 0) + s.image.length;
+        sinkStats.units.bytes = (sinkStats.units.bytes ?? 0) + (s.image?.length ?? 0);
         sinkStats.busySeconds += (performance.now() - t0) / 1000;
         s.image = undefined;
       }

@@ -60,21 +60,23 @@ export async function planParquetUnits(opts: ParquetSourceOptions): Promise<Unit
 
 /**
  * Streams a unit's rows as samples, a row group at a time. The URL and caption columns become
- * `url` and `caption`; every other column is carried as it is.
+ * `url` and `caption`; every other column is carried as it is. `only` restricts to these keys.
  */
-export async function* parquetSource(unit: Unit, opts: ParquetSourceOptions): AsyncGenerator<Sample> {
+export async function* parquetSource(unit: Unit, opts: ParquetSourceOptions, only?: Set<string>): AsyncGenerator<Sample> {
   for (const inp of unit.inputs) {
     const { store, name } = openInputFile(inp.uri);
     const src = await parquetSourceFromStore(store, name);
     let offset = 0;
     for await (const group of readParquetRowGroups(src, { rowStart: inp.rowStart, rowEnd: inp.rowEnd })) {
       for (let i = 0; i < group.rows.length; i++) {
+        const key = sampleKey(unit.id, offset++, opts.unit_rows);
+        if (only && !only.has(key)) continue;
         const row = group.rows[i];
         const fields: Record<string, unknown> = { url: row[opts.url_column] ?? null, caption: row[opts.caption_column] ?? null };
         for (const [k, v] of Object.entries(row)) if (k !== opts.url_column && k !== opts.caption_column && !(k in fields)) fields[k] = v;
         fields.source_file = inp.uri;
         fields.source_row = group.rowStart + i;
-        yield newSample(sampleKey(unit.id, offset++, opts.unit_rows), fields);
+        yield newSample(key, fields);
       }
     }
   }

@@ -1,0 +1,84 @@
+import { z } from 'zod';
+import { baseJobConfig } from '../src/config/load-config.js';
+import type { Job } from '../src/job.js';
+import { pipe } from '../src/stage.js';
+import { StatsCollector } from '../src/stats.js';
+import { columnFilters, columnFilterSchema } from '../stages/column-filters.js';
+import { decodeResize } from '../stages/decode-resize.js';
+import { exactDedup, ExactSeenSet } from '../stages/dedup-exact.js';
+import { fetchStage, TRANSIENT_FETCH_CODES } from '../stages/fetch.js';
+import { writeImageShards } from '../stages/sinks/image-shards.js';
+import { parquetSource, planParquetUnits } from '../stages/sources/parquet-source.js';
+import { decodeConcurrency, imageOptions, parquetInput } from './config-parts.js';
+
+/** Download settings (stages/fetch.ts); unset keys take the stage's defaults. */
+const fetchOptions = z.object({
+  /** Downloads in flight at once, all hosts together. */
+  concurrency: z.number().int().min(1).optional(),
+  /** Downloads in flight per host name. */
+  per_host: z.number().int().min(1).optional(),
+  connect_timeout_ms: z.number().int().min(1).optional(),
+  /** Longest silence between two chunks of a body. */
+  read_timeout_ms: z.number().int().min(1).optional(),
+  total_timeout_ms: z.number().int().min(1).optional(),
+  /** Retries of transient failures (timeouts, resets, 429, 5xx). */
+  retries: z.number().int().min(0).optional(),
+  max_redirects: z.number().int().min(0).optional(),
+  max_bytes: z.number().int().min(1).optional(),
+  user_agent: z.string().optional(),
+  /** Addresses (CIDR) allowed although private, loopback or link-local, e.g. ["127.0.0.1/32"]. */
+  allow_addresses: z.array(z.string()).optional(),
+  /** Honour X-Robots-Tag noai / noimageai / noindex / noimageindex opt-outs. */
+  respect_robots: z.boolean().optional(),
+}).strict();
+
+export const laionFilterConfig = baseJobConfig.extend({
+  job: z.literal('laion-filter'),
+  input: parquetInput,
+  /** Column filters applied before anything is downloaded, in order; each is a funnel line. */
+  filters: columnFilterSchema.default([]),
+  fetch: fetchOptions.default({}),
+  image: imageOptions.default(imageOptions.parse({})),
+  /** Drop exact duplicates (same original bytes) within a unit. */
+  dedup: z.boolean().default(true),
+  decode_concurrency: decodeConcurrency,
+}).strict();
+
+export type LaionFilterConfig = z.infer<typeof laionFilterConfig>;
+
+/**
+ * LAION-style URL/caption parquet → column filters → download → decode and resize → exact
+ * dedup → WebDataset image shards with a record of every row.
+ */
+export const laionFilterJob: Job<LaionFilterConfig> = {
+  name: 'laion-filter',
+  description: 'filter, download, decode and resize LAION-style URL/caption parquet into image shards',
+  schema: laionFilterConfig,
+  plan: (cfg) => planParquetUnits(cfg.input),
+  async run(unit, cfg, ctx) {
+    const started = new Date();
+    const stats = new StatsCollector();
+    const stream = pipe(parquetSource(unit, cfg.input), stagesOf(cfg, new ExactSeenSet()), { unitId: unit.id, stats, log: ctx.log, signal: ctx.signal });
+    return writeImageShards(stream, { output: ctx.output, job: 'laion-filter', unitId: unit.id, stats, started, onRows: ctx.onRows });
+  },
+  transientFailures: TRANSIENT_FETCH_CODES.map((c) => `fetch:${c}`),
+  rerun(unit, cfg, keys, ctx) {
+    // A recovered image that duplicates one the unit already kept is dropped as in a full run.
+    const seen = new ExactSeenSet();
+    for (const r of ctx.previous) {
+      if (r.status === 'ok' && typeof r.original_sha256 === 'string' && r.original_sha256) seen.add(r.original_sha256, String(r.key));
+    }
+    return pipe(parquetSource(unit, cfg.input, keys), stagesOf(cfg, seen), { unitId: unit.id, stats: ctx.stats, log: ctx.log });
+  },
+};
+
+function stagesOf(cfg: LaionFilterConfig, seen: ExactSeenSet) {
+  // Dedup stays inside the unit: a set shared across units would make a unit's output depend
+  // on which units this process happened to run before it, and a resumed run would differ.
+  return [
+    columnFilters(cfg.filters),
+    fetchStage(cfg.fetch),
+    decodeResize({ ...cfg.image, concurrency: cfg.decode_concurrency }),
+    ...(cfg.dedup ? [exactDedup({ seen })] : []),
+  ];
+}
