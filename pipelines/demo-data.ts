@@ -73,23 +73,33 @@ export interface DemoData {
   planted: Record<string, number>;
 }
 
+export interface DemoDataOptions {
+  /**
+   * Refer to the images as `<urlBase>/<file>` (a server over `<dir>/images`, such as
+   * startDemoImageServer) instead of by relative path, and plant one image its server opts out
+   * of AI use (`optout-*`).
+   */
+  urlBase?: string;
+}
+
 /**
  * Writes `count` images drawn with sharp (gradients, shapes, noise, text of several sizes) and a
- * LAION-COCO-schema parquet that refers to them by relative path, plus planted broken rows: a
- * missing file, a truncated JPEG, a zero-byte file, a text file named .jpg, a pixel bomb, and
- * images too small for the minimum edge.
+ * LAION-COCO-schema parquet that refers to them, plus planted broken rows: a missing file, a
+ * truncated JPEG, a zero-byte file, a text file named .jpg, a pixel bomb, and images too small
+ * for the minimum edge. LAION's pwatermark is skewed low as in the real data, so a `< 0.8`
+ * filter drops a few rows.
  */
-export async function generateDemoData(dir: string, count: number, seed = 42): Promise<DemoData> {
+export async function generateDemoData(dir: string, count: number, seed = 42, opts: DemoDataOptions = {}): Promise<DemoData> {
   const r = seededRandom(seed);
   const imagesDir = join(dir, 'images');
   await rm(dir, { recursive: true, force: true });
   await mkdir(imagesDir, { recursive: true });
   const rows: Record<string, unknown>[] = [];
-  const planted: Record<string, number> = { too_small: 0, missing: 0, truncated: 0, empty: 0, not_an_image: 0, pixel_bomb: 0 };
+  const planted: Record<string, number> = { too_small: 0, missing: 0, truncated: 0, empty: 0, not_an_image: 0, pixel_bomb: 0, ...(opts.urlBase ? { opted_out: 0 } : {}) };
   const row = (file: string, caption: string, w: number, h: number) => {
     const captions = [caption, `${caption}, photo`, `an image of ${caption}`];
     rows.push({
-      URL: `../images/${file}`,
+      URL: opts.urlBase ? `${opts.urlBase}/${encodeURIComponent(file)}` : `../images/${file}`,
       TEXT: `${caption} ${Math.floor(r() * 1000)}`,
       top_caption: caption,
       all_captions: captions,
@@ -98,7 +108,7 @@ export async function generateDemoData(dir: string, count: number, seed = 42): P
       HEIGHT: h,
       similarity: Number((0.25 + r() * 0.15).toFixed(4)),
       hash: BigInt.asIntN(64, BigInt(Math.floor(r() * 2 ** 52)) * 4099n),
-      pwatermark: Number(r().toFixed(4)),
+      pwatermark: Number((r() ** 3).toFixed(4)),
       punsafe: Number((r() * 0.3).toFixed(4)),
     });
   };
@@ -133,6 +143,10 @@ export async function generateDemoData(dir: string, count: number, seed = 42): P
   await writeFile(join(imagesDir, 'broken-bomb.png'), bombPng());
   // Spread the broken rows through the file so several units meet them.
   const broken: [string, string][] = [['does-not-exist.jpg', 'missing'], ['broken-truncated.jpg', 'truncated'], ['broken-empty.jpg', 'empty'], ['broken-text.jpg', 'not_an_image'], ['broken-bomb.png', 'pixel_bomb']];
+  if (opts.urlBase) {
+    await writeFile(join(imagesDir, 'optout-artwork.jpg'), good);
+    broken.push(['optout-artwork.jpg', 'opted_out']);
+  }
   broken.forEach(([file, what], j) => {
     const at = Math.floor(((j + 1) * rows.length) / (broken.length + 1));
     row(file, `planted ${what}`, 400, 300);

@@ -7,13 +7,15 @@ import { formatFunnel } from '../src/run-summary.js';
 import { openStore } from '../src/stores/open-store.js';
 import { packageRoot } from '../src/package-root.js';
 import { generateDemoData } from './demo-data.js';
+import { startDemoImageServer } from './demo-server.js';
 import { jobs } from './index.js';
 
 const CONFIG = join(packageRoot, 'configs', 'demo.yaml');
 
 /**
- * Generates sample data under `<out>/demo-data`, runs configs/demo.yaml into `<out>/demo-out`
- * (from scratch), and prints the funnel and where everything is. Returns the exit code.
+ * Generates sample data under `<out>/demo-data`, serves its images on 127.0.0.1 as the web would
+ * (with one opt-out and one missing file), runs configs/demo.yaml into `<out>/demo-out` (from
+ * scratch), and prints the funnel and where everything is. Returns the exit code.
  */
 export async function runDemo(opts: { out: string; images: number; progress: string }): Promise<number> {
   const root = resolve(opts.out);
@@ -21,17 +23,23 @@ export async function runDemo(opts: { out: string; images: number; progress: str
   const outDir = join(root, 'demo-out');
   const log = consoleLogger;
   const t0 = Date.now();
-  log.info(`generating ${opts.images} images and a LAION-schema parquet in ${dataDir} …`);
-  const data = await generateDemoData(dataDir, opts.images);
-  log.info(`  ${data.rows} rows (planted: ${Object.entries(data.planted).map(([k, v]) => `${v} ${k}`).join(', ')}) in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
-  await rm(outDir, { recursive: true, force: true });
-  const { job, config } = await loadConfig(CONFIG, jobs, [
-    ['output', outDir],
-    ['input.paths', [join(dataDir, 'laion')]],
-  ]);
-  const units = await job.plan(config, log);
-  log.info(`running ${job.name}: ${units.length} units → ${outDir}`);
-  const summary = await executeLocal(job, config, units, { output: openStore(outDir), log, progress: opts.progress as 'auto' });
+  const server = await startDemoImageServer(join(dataDir, 'images'));
+  let summary;
+  try {
+    log.info(`generating ${opts.images} images and a LAION-schema parquet in ${dataDir}, served at ${server.url} …`);
+    const data = await generateDemoData(dataDir, opts.images, 42, { urlBase: server.url });
+    log.info(`  ${data.rows} rows (planted: ${Object.entries(data.planted).map(([k, v]) => `${v} ${k}`).join(', ')}) in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+    await rm(outDir, { recursive: true, force: true });
+    const { job, config } = await loadConfig(CONFIG, jobs, [
+      ['output', outDir],
+      ['input.paths', [join(dataDir, 'laion')]],
+    ]);
+    const units = await job.plan(config, log);
+    log.info(`running ${job.name}: ${units.length} units → ${outDir}`);
+    summary = await executeLocal(job, config, units, { output: openStore(outDir), log, progress: opts.progress as 'auto' });
+  } finally {
+    await server.close();
+  }
   const rel = (p: string) => relative(process.cwd(), p) || '.';
   const out = [
     '',
@@ -45,7 +53,7 @@ export async function runDemo(opts: { out: string; images: number; progress: str
     `  <unit>.stats.json   per-stage counts and timings`,
     `  <unit>.done.json    written last: counts, bytes and SHA-256 of each output`,
     `  run-summary.json    the funnel and throughput of the run`,
-    `sample data in ${rel(dataDir)}/ (config: configs/demo.yaml)`,
+    `sample data in ${rel(dataDir)}/ (config: configs/demo.yaml; its URLs pointed at the demo's server, now closed)`,
     `next: node bin/bitprep.js summary ${rel(outDir)}   (the funnel again, from the done markers)`,
     `      any Parquet reader: select status, dropped_by, error_code, count(*) from '${rel(outDir)}/*.parquet' group by all`,
     '',

@@ -1,6 +1,7 @@
 import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { generateDemoData } from '../pipelines/demo-data.js';
 import { runCli, writeConfig } from './helpers/run-cli.js';
 import { tempDir } from './helpers/temp-dir.js';
 
@@ -10,25 +11,27 @@ describe('bitprep CLI', () => {
     dir = await tempDir('cli');
   });
 
-  it('demo generates data, runs the job offline and prints a balanced funnel', async () => {
+  it('demo generates data, serves it locally, runs laion-filter offline and prints a balanced funnel', async () => {
     const r = await runCli(['demo', '--out', dir, '--images', '40', '--progress', 'plain']);
     expect(r.code, r.stderr).toBe(0);
-    expect(r.stdout).toMatch(/rows in\s+45/);
+    expect(r.stdout).toMatch(/rows in\s+46/);
+    expect(r.stdout).toMatch(/dropped by robots\s+1 /);
+    expect(r.stdout).toMatch(/failed at fetch:http_404\s+1 /);
     expect(r.stdout).toContain('(rows in = written + dropped + failed: yes)');
     const out = await readdir(join(dir, 'demo-out'));
     for (const f of ['00000.tar', '00000.parquet', '00000.done.json', '00000.stats.json', 'run-summary.json', '_plan.json']) expect(out).toContain(f);
     const summary = JSON.parse(await readFile(join(dir, 'demo-out', 'run-summary.json'), 'utf8'));
-    expect(summary.funnel.rows_in).toBe(45);
+    expect(summary.funnel.rows_in).toBe(46);
     expect(summary.funnel_balances).toBe(true);
     expect(summary.funnel.written).toBeGreaterThan(30);
     // Plain progress lines go to stderr when it is not a terminal.
-    expect(r.stderr).toMatch(/image-shards .*units/);
+    expect(r.stderr).toMatch(/laion-filter .*units/);
   });
 
   it('summary rebuilds the run summary from done markers', async () => {
     const r = await runCli(['summary', join(dir, 'demo-out'), '--json']);
     expect(r.code, r.stderr).toBe(0);
-    expect(JSON.parse(r.stdout)).toMatchObject({ job: 'image-shards', funnel: { rows_in: 45 }, units: { done: 1, planned: 1 } });
+    expect(JSON.parse(r.stdout)).toMatchObject({ job: 'laion-filter', funnel: { rows_in: 46 }, units: { done: 1, planned: 1 } });
   });
 
   it('plan lists units without running them', async () => {
@@ -37,12 +40,14 @@ describe('bitprep CLI', () => {
     expect(r.code, r.stderr).toBe(0);
     const units = JSON.parse(r.stdout);
     expect(units.map((u: { id: string }) => u.id)).toEqual(['00000', '00001', '00002', '00003', '00004']);
-    expect(units[4].inputs[0]).toMatchObject({ rowStart: 40, rowEnd: 45 });
+    expect(units[4].inputs[0]).toMatchObject({ rowStart: 40, rowEnd: 46 });
     await expect(readdir(join(dir, 'never'))).rejects.toThrow();
   });
 
   it('array tasks 0..2 together produce the outputs of one local run', async () => {
-    const base = { job: 'image-shards', input: { kind: 'parquet', paths: [join(dir, 'demo-data', 'laion')], unit_rows: 8 }, image: { size: 64 } };
+    // Local paths: the demo's URLs pointed at a server that is gone.
+    await generateDemoData(join(dir, 'array-data'), 40);
+    const base = { job: 'image-shards', input: { kind: 'parquet', paths: [join(dir, 'array-data', 'laion')], unit_rows: 8 }, image: { size: 64 } };
     const cfg = await writeConfig(dir, 'array.json', { ...base, output: join(dir, 'local') });
     expect((await runCli(['run', cfg, '--progress', 'off'])).code).toBe(0);
     const results = await Promise.all([0, 1, 2].map((i) => runCli(['run', cfg, '-o', join(dir, 'array'), '--progress', 'off'], { env: { JOB_COMPLETION_INDEX: String(i), BITPREP_SHARD_COUNT: '3' } })));
