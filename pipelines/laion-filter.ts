@@ -23,6 +23,8 @@ const fetchOptions = z.object({
   total_timeout_ms: z.number().int().min(1).optional(),
   /** Retries of transient failures (timeouts, resets, 429, 5xx). */
   retries: z.number().int().min(0).optional(),
+  /** First retry backoff; doubles per retry with jitter, capped at 30 s. */
+  retry_delay_ms: z.number().int().min(0).optional(),
   max_redirects: z.number().int().min(0).optional(),
   max_bytes: z.number().int().min(1).optional(),
   user_agent: z.string().optional(),

@@ -246,7 +246,8 @@ class Session {
       s.fields.content_type = d.contentType;
       s.fields.final_url = d.finalUrl;
       s.fields.download_bytes = d.body.byteLength;
-      s.fields.download_ms = Math.round(performance.now() - t0);
+      // Time goes to the stats, not the record: records and shards stay identical across reruns.
+      add('download_ms', Math.round(performance.now() - t0));
     } catch (err) {
       if (err instanceof RobotsOptOut) {
         drop(s, 'robots', err.directive);
@@ -402,9 +403,10 @@ class Session {
 
 /**
  * Downloads `fields.url` (http and https) into `sample.image`, setting fields http_status,
- * content_type, final_url, download_bytes and download_ms. Every failure is a SampleError-coded
- * failed sample (see TRANSIENT_FETCH_CODES for the ones worth retrying later); an X-Robots-Tag
- * opt-out is a drop by 'robots'. Stats units: bytes, requests, retries, redirects.
+ * content_type, final_url and download_bytes. Every failure is a SampleError-coded failed
+ * sample (see TRANSIENT_FETCH_CODES for the ones worth retrying later); an X-Robots-Tag opt-out
+ * is a drop by 'robots'. Stats units: bytes, requests, retries, redirects, download_ms (summed
+ * over successful downloads, retries and backoff included).
  */
 export function fetchStage(opts: FetchOptions = {}): Stage {
   const o = resolveOptions(opts);

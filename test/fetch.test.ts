@@ -305,7 +305,7 @@ describe('fetch stage', () => {
     expect(Buffer.from(ok.image!).equals(png)).toBe(true);
     expect(ok.imageExt).toBe('png');
     expect(ok.fields).toMatchObject({ http_status: 200, content_type: 'image/png', final_url: `${base}/ok.png`, download_bytes: png.length });
-    expect(typeof ok.fields.download_ms).toBe('number');
+    expect(ok.fields.download_ms).toBeUndefined();
     const redirected = byPath.get('/redirect-ok')!;
     expect(redirected.fields.final_url).toBe(`${base}/ok.jpg`);
     expect(Buffer.from(redirected.image!).equals(jpeg)).toBe(true);
