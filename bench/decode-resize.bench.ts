@@ -1,6 +1,5 @@
 import { execFile } from 'node:child_process';
-import { existsSync } from 'node:fs';
-import { mkdir, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rm } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -12,31 +11,13 @@ import { silentLogger } from '../src/log.js';
 import { FileStore } from '../src/stores/file-store.js';
 import { jobs } from '../pipelines/index.js';
 import { timeMedian, type BenchResult } from './harness.js';
+import { makePhotos } from './photos.js';
 
 const run = promisify(execFile);
 const WORK = join(import.meta.dirname, '.work', 'decode-resize');
 const IMAGES = 160;
 const SIZE = 256;
 const QUALITY = 90;
-
-/** Photo-like JPEGs: gradient + shapes + grain, 1024×768 to 1600×1200, as web images come. */
-async function makeImages(dir: string): Promise<string[]> {
-  if (existsSync(join(dir, 'done'))) return (await readdir(dir)).filter((f) => f.endsWith('.jpg')).sort();
-  await rm(dir, { recursive: true, force: true });
-  await mkdir(dir, { recursive: true });
-  let s = 7;
-  const rnd = () => ((s = (Math.imul(s, 1103515245) + 12345) >>> 0), s / 2 ** 32);
-  for (let i = 0; i < IMAGES; i++) {
-    const w = 1024 + Math.floor(rnd() * 576);
-    const h = 768 + Math.floor(rnd() * 432);
-    const c = () => Math.floor(rnd() * 255);
-    const svg = `<svg xmlns="http://www.w3.org/2000/svg" width="${w}" height="${h}"><defs><linearGradient id="g"><stop offset="0" stop-color="rgb(${c()},${c()},${c()})"/><stop offset="1" stop-color="rgb(${c()},${c()},${c()})"/></linearGradient></defs><rect width="${w}" height="${h}" fill="url(#g)"/><circle cx="${w / 2}" cy="${h / 2}" r="${h / 3}" fill="rgb(${c()},${c()},${c()})"/></svg>`;
-    const grain = await sharp({ create: { width: w, height: h, channels: 3, background: '#808080', noise: { type: 'gaussian', mean: 128, sigma: 20 } } }).png().toBuffer();
-    await sharp(Buffer.from(svg)).composite([{ input: grain, blend: 'soft-light' }]).jpeg({ quality: 88 }).toFile(join(dir, `${String(i).padStart(4, '0')}.jpg`));
-  }
-  await writeFile(join(dir, 'done'), '');
-  return (await readdir(dir)).filter((f) => f.endsWith('.jpg')).sort();
-}
 
 /**
  * The image-shards job (read → decode-resize → tar + sidecar parquet + done marker) against bare
@@ -45,7 +26,8 @@ async function makeImages(dir: string): Promise<string[]> {
  */
 export default async function bench(): Promise<BenchResult> {
   const imgDir = join(WORK, 'images');
-  const files = await makeImages(imgDir);
+  // Photo-like JPEGs, 1024×768 to 1600×1200, as web images come.
+  const files = await makePhotos(imgDir, IMAGES, [1024, 1600], [768, 1200]);
   const cores = availableParallelism();
   const notes: string[] = [];
 

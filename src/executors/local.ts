@@ -14,6 +14,8 @@ export interface ExecuteOptions {
   /** The slice of units this process runs (array jobs); all when undefined. */
   selection?: ShardSelection;
   progress?: ProgressOptions['mode'];
+  /** Told of rows as units finish them (besides the progress display), for embedders and benchmarks. */
+  onRows?: (n: number) => void;
 }
 
 const PLAN_NAME = '_plan.json';
@@ -57,7 +59,10 @@ export async function executeLocal(job: AnyJob, cfg: BaseJobConfig, units: Unit[
       const stats = await job.run(unit, cfg, {
         output: opts.output,
         log: opts.log,
-        onRows: (n) => progress.rows(n),
+        onRows: (n) => {
+          progress.rows(n);
+          opts.onRows?.(n);
+        },
       });
       rowsThisRun += stats.funnel.rows_in;
     } catch (err) {
