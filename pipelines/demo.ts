@@ -1,4 +1,4 @@
-import { rm } from 'node:fs/promises';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join, relative, resolve } from 'node:path';
 import { loadConfig } from '../src/config/load-config.js';
 import { executeLocal } from '../src/executors/local.js';
@@ -6,6 +6,8 @@ import { consoleLogger } from '../src/log.js';
 import { formatFunnel } from '../src/run-summary.js';
 import { openStore } from '../src/stores/open-store.js';
 import { packageRoot } from '../src/package-root.js';
+import { randomAestheticLayers, writeAestheticHead } from '../stages/aesthetic-head.js';
+import { buildClipStandinModel } from '../stages/clip-standin.js';
 import { generateDemoData } from './demo-data.js';
 import { startDemoImageServer } from './demo-server.js';
 import { jobs } from './index.js';
@@ -29,10 +31,17 @@ export async function runDemo(opts: { out: string; images: number; progress: str
     log.info(`generating ${opts.images} images and a LAION-schema parquet in ${dataDir}, served at ${server.url} …`);
     const data = await generateDemoData(dataDir, opts.images, 42, { urlBase: server.url });
     log.info(`  ${data.rows} rows (planted: ${Object.entries(data.planted).map(([k, v]) => `${v} ${k}`).join(', ')}) in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+    // Stand-ins so the aesthetic stage runs offline: the real CLIP ViT-L/14 and LAION head are GBs.
+    const models = join(dataDir, 'models');
+    await mkdir(models, { recursive: true });
+    await writeFile(join(models, 'clip-standin.onnx'), buildClipStandinModel(7));
+    await writeAestheticHead(join(models, 'aesthetic-head-standin.safetensors'), randomAestheticLayers(7));
     await rm(outDir, { recursive: true, force: true });
     const { job, config } = await loadConfig(CONFIG, jobs, [
       ['output', outDir],
       ['input.paths', [join(dataDir, 'laion')]],
+      ['aesthetic.head', join(models, 'aesthetic-head-standin.safetensors')],
+      ['aesthetic.clip.model.onnx', join(models, 'clip-standin.onnx')],
     ]);
     const units = await job.plan(config, log);
     log.info(`running ${job.name}: ${units.length} units → ${outDir}`);
@@ -54,6 +63,10 @@ export async function runDemo(opts: { out: string; images: number; progress: str
     `  <unit>.done.json    written last: counts, bytes and SHA-256 of each output`,
     `  run-summary.json    the funnel and throughput of the run`,
     `sample data in ${rel(dataDir)}/ (config: configs/demo.yaml; its URLs pointed at the demo's server, now closed)`,
+    `NOTE: aesthetic scores here come from a tiny stand-in CLIP tower built in TypeScript and random head`,
+    `      weights (${rel(join(dataDir, 'models'))}/), not CLIP ViT-L/14 and LAION's predictor: the plumbing is real,`,
+    `      the scores mean nothing. README: Aesthetic score says how to use the real ones. OCR is real (tesseract.js, offline).`,
+    `try new thresholds without decoding again: node bin/bitprep.js refilter ${rel(outDir)} --set ocr.max_density=0.05 --set aesthetic.min_score=5`,
     `next: node bin/bitprep.js summary ${rel(outDir)}   (the funnel again, from the done markers)`,
     `      any Parquet reader: select status, dropped_by, error_code, count(*) from '${rel(outDir)}/*.parquet' group by all`,
     '',

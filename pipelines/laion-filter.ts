@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { baseJobConfig } from '../src/config/load-config.js';
-import type { Job } from '../src/job.js';
+import type { Job, RefilterVerdict } from '../src/job.js';
 import { pipe } from '../src/stage.js';
 import { StatsCollector } from '../src/stats.js';
 import { columnFilters, columnFilterSchema } from '../stages/column-filters.js';
@@ -9,6 +9,8 @@ import { exactDedup, ExactSeenSet } from '../stages/dedup-exact.js';
 import { fetchStage, TRANSIENT_FETCH_CODES } from '../stages/fetch.js';
 import { writeImageShards } from '../stages/sinks/image-shards.js';
 import { parquetSource, planParquetUnits } from '../stages/sources/parquet-source.js';
+import { textVerdict } from '../stages/text-filter.js';
+import { aestheticOptions, Annotators, ocrOptions } from './annotations.js';
 import { decodeConcurrency, imageOptions, parquetInput } from './config-parts.js';
 
 /** Download settings (stages/fetch.ts); unset keys take the stage's defaults. */
@@ -44,13 +46,18 @@ export const laionFilterConfig = baseJobConfig.extend({
   /** Drop exact duplicates (same original bytes) within a unit. */
   dedup: z.boolean().default(true),
   decode_concurrency: decodeConcurrency,
+  /** Aesthetic score (and filter) of each decoded image. */
+  aesthetic: aestheticOptions.optional(),
+  /** OCR text density and size (and their filters), after the aesthetic filter. */
+  ocr: ocrOptions.optional(),
 }).strict();
 
 export type LaionFilterConfig = z.infer<typeof laionFilterConfig>;
 
 /**
  * LAION-style URL/caption parquet → column filters → download → decode and resize → exact
- * dedup → WebDataset image shards with a record of every row.
+ * dedup → aesthetic score and filter → OCR text density and size and their filters →
+ * WebDataset image shards with a record of every row (annotations included, dropped rows too).
  */
 export const laionFilterJob: Job<LaionFilterConfig> = {
   name: 'laion-filter',
@@ -60,21 +67,58 @@ export const laionFilterJob: Job<LaionFilterConfig> = {
   async run(unit, cfg, ctx) {
     const started = new Date();
     const stats = new StatsCollector();
-    const stream = pipe(parquetSource(unit, cfg.input), stagesOf(cfg, new ExactSeenSet()), { unitId: unit.id, stats, log: ctx.log, signal: ctx.signal });
+    const annotators = await annotatorsFor(cfg);
+    const stream = pipe(parquetSource(unit, cfg.input), stagesOf(cfg, new ExactSeenSet(), annotators), { unitId: unit.id, stats, log: ctx.log, signal: ctx.signal });
     return writeImageShards(stream, { output: ctx.output, job: 'laion-filter', unitId: unit.id, stats, started, onRows: ctx.onRows });
   },
   transientFailures: TRANSIENT_FETCH_CODES.map((c) => `fetch:${c}`),
-  rerun(unit, cfg, keys, ctx) {
+  async *rerun(unit, cfg, keys, ctx) {
     // A recovered image that duplicates one the unit already kept is dropped as in a full run.
     const seen = new ExactSeenSet();
     for (const r of ctx.previous) {
       if (r.status === 'ok' && typeof r.original_sha256 === 'string' && r.original_sha256) seen.add(r.original_sha256, String(r.key));
     }
-    return pipe(parquetSource(unit, cfg.input, keys), stagesOf(cfg, seen), { unitId: unit.id, stats: ctx.stats, log: ctx.log });
+    yield* pipe(parquetSource(unit, cfg.input, keys), stagesOf(cfg, seen, await annotatorsFor(cfg)), { unitId: unit.id, stats: ctx.stats, log: ctx.log });
+  },
+  async close() {
+    const open = [...annotators.values()];
+    annotators.clear();
+    await Promise.all(open.map(async (a) => (await a).close()));
+  },
+  refilter: {
+    reasons: ['aesthetic', 'text_density', 'text_height'],
+    verdict: refilterVerdict,
   },
 };
 
-function stagesOf(cfg: LaionFilterConfig, seen: ExactSeenSet) {
+/** One set of annotators (models, OCR workers) per config in this process, shared by its units. */
+const annotators = new Map<LaionFilterConfig, Promise<Annotators>>();
+
+function annotatorsFor(cfg: LaionFilterConfig): Promise<Annotators> {
+  let a = annotators.get(cfg);
+  if (!a) {
+    a = Annotators.open(cfg);
+    annotators.set(cfg, a);
+  }
+  return a;
+}
+
+/** The new config's decision on a recorded row, from its recorded annotations alone. */
+function refilterVerdict(cfg: LaionFilterConfig, r: Record<string, unknown>): RefilterVerdict {
+  if (cfg.aesthetic) {
+    const score = typeof r.aesthetic_score === 'number' ? r.aesthetic_score : null;
+    if (score === null) return { kind: 'unknown', missing: 'aesthetic_score' };
+    if (cfg.aesthetic.min_score !== undefined && score < cfg.aesthetic.min_score) return { kind: 'dropped', by: 'aesthetic', value: score };
+  }
+  if (cfg.ocr) {
+    const v = textVerdict(r, cfg.ocr);
+    if (v === 'unannotated') return { kind: 'unknown', missing: 'ocr_density' };
+    if (v) return { kind: 'dropped', by: v.by, value: v.value };
+  }
+  return { kind: 'ok' };
+}
+
+function stagesOf(cfg: LaionFilterConfig, seen: ExactSeenSet, annotators: Annotators) {
   // Dedup stays inside the unit: a set shared across units would make a unit's output depend
   // on which units this process happened to run before it, and a resumed run would differ.
   return [
@@ -82,5 +126,6 @@ function stagesOf(cfg: LaionFilterConfig, seen: ExactSeenSet) {
     fetchStage(cfg.fetch),
     decodeResize({ ...cfg.image, concurrency: cfg.decode_concurrency }),
     ...(cfg.dedup ? [exactDedup({ seen })] : []),
+    ...annotators.stages(),
   ];
 }

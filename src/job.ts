@@ -42,7 +42,21 @@ export interface Job<C extends BaseJobConfig = BaseJobConfig> {
    * rows that are not rerun.
    */
   rerun?(unit: Unit, cfg: C, keys: Set<string>, ctx: { log: Logger; stats: StatsCollector; previous: Record<string, unknown>[] }): AsyncIterable<Sample>;
+  /** Releases what the job holds for the whole process (model sessions, OCR workers) after its last unit. */
+  close?(): Promise<void>;
+  /**
+   * `bitprep refilter`: the funnel lines a new config may re-decide from recorded annotations,
+   * in pipeline order, and the verdict of the new config on one record that is ok or was dropped
+   * by one of them.
+   */
+  refilter?: {
+    reasons: readonly string[];
+    verdict(cfg: C, record: Record<string, unknown>): RefilterVerdict;
+  };
 }
+
+/** A row's fate under new thresholds: kept, dropped (by, value), or undecidable (what is missing). */
+export type RefilterVerdict = { kind: 'ok' } | { kind: 'dropped'; by: string; value?: unknown } | { kind: 'unknown'; missing: string };
 
 // Jobs are stored in a heterogeneous registry; each validates its own config before use.
 // eslint-disable-next-line @typescript-eslint/no-explicit-any

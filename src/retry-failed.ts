@@ -37,6 +37,15 @@ export async function retryFailed(job: AnyJob, cfg: BaseJobConfig, units: Unit[]
   if (!job.rerun) throw new Error(`job ${job.name} cannot rerun single rows`);
   const wanted = new Set(reasons);
   const result: RetryFailedResult = { units: 0, retried: 0, recovered: 0, reasons: {} };
+  try {
+    await retryUnits(job, cfg, units, store, log, wanted, result);
+  } finally {
+    await job.close?.();
+  }
+  return result;
+}
+
+async function retryUnits(job: AnyJob, cfg: BaseJobConfig, units: Unit[], store: Store, log: Logger, wanted: Set<string>, result: RetryFailedResult): Promise<void> {
   for (const unit of units) {
     if (!(await store.exists(doneName(unit.id)))) continue;
     const records: Record<string, unknown>[] = [];
@@ -50,7 +59,7 @@ export async function retryFailed(job: AnyJob, cfg: BaseJobConfig, units: Unit[]
     const started = new Date();
     const stats = new StatsCollector();
     const fresh = new Map<string, Sample>();
-    for await (const s of job.rerun(unit, cfg, new Set(retry.map((r) => String(r.key))), { log, stats, previous: records })) fresh.set(s.key, s);
+    for await (const s of job.rerun!(unit, cfg, new Set(retry.map((r) => String(r.key))), { log, stats, previous: records })) fresh.set(s.key, s);
     const recovered = [...fresh.values()].filter((s) => s.status.kind === 'ok').sort((a, b) => (a.key < b.key ? -1 : 1));
     result.recovered += recovered.length;
     log.info(`unit ${unit.id}: retried ${retry.length} row(s), ${recovered.length} now ok`);
@@ -98,7 +107,6 @@ export async function retryFailed(job: AnyJob, cfg: BaseJobConfig, units: Unit[]
       throw err;
     }
   }
-  return result;
 }
 
 /** Just enough of a sample to count a stored record in the funnel. */

@@ -1,7 +1,9 @@
-import { readdir, readFile, writeFile } from 'node:fs/promises';
+import { readdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { generateDemoData } from '../pipelines/demo-data.js';
+import { FileStore } from '../src/stores/file-store.js';
+import { readAllRecords } from './helpers/read-output.js';
 import { runCli, writeConfig } from './helpers/run-cli.js';
 import { tempDir } from './helpers/temp-dir.js';
 
@@ -26,6 +28,64 @@ describe('bitprep CLI', () => {
     expect(summary.funnel.written).toBeGreaterThan(30);
     // Plain progress lines go to stderr when it is not a terminal.
     expect(r.stderr).toMatch(/laion-filter .*units/);
+  });
+
+  it('records annotations for dropped rows too, and refilter re-decides them without the image tars', async () => {
+    const outDir = join(dir, 'demo-out');
+    const records = await readAllRecords(new FileStore(outDir));
+    const annotated = records.filter((r) => typeof r.aesthetic_score === 'number');
+    expect(annotated.some((r) => r.status === 'dropped' && r.dropped_by === 'aesthetic')).toBe(true);
+    expect(annotated.some((r) => r.status === 'dropped' && String(r.dropped_by).startsWith('text_') && typeof r.ocr_density === 'number')).toBe(true);
+    expect(records.filter((r) => r.status === 'ok').every((r) => typeof r.aesthetic_score === 'number' && typeof r.ocr_density === 'number')).toBe(true);
+
+    // Hide the shards: refilter must not need them.
+    const tars = (await readdir(outDir)).filter((n) => n.endsWith('.tar'));
+    for (const t of tars) await rename(join(outDir, t), join(dir, `hidden-${t}`));
+    try {
+      const minScore = 5.4;
+      const maxDensity = 0.05;
+      const r = await runCli(['refilter', outDir, '--set', `aesthetic.min_score=${minScore}`, '--set', `ocr.max_density=${maxDensity}`, '--json']);
+      expect(r.code, r.stderr).toBe(0);
+      const got = JSON.parse(r.stdout);
+
+      // The expected funnel, computed here from the records with the new thresholds.
+      const num = (v: unknown) => Number(v);
+      const expected = { written: 0, aesthetic: 0, text_density: 0, text_height: 0 };
+      for (const rec of records) {
+        const decidable = rec.status === 'ok' || ['aesthetic', 'text_density', 'text_height'].includes(String(rec.dropped_by));
+        if (!decidable) continue;
+        if (num(rec.aesthetic_score) < minScore) expected.aesthetic++;
+        else if (rec.ocr_density === null || rec.ocr_density === undefined) throw new Error(`row ${rec.key} passed the aesthetic filter but has no OCR fields`);
+        else if (num(rec.ocr_density) > maxDensity) expected.text_density++;
+        else if (num(rec.ocr_words) > 0 && num(rec.ocr_median_height) < 0.03) expected.text_height++;
+        else expected.written++;
+      }
+      expect(expected.aesthetic).toBeGreaterThan(0);
+      expect(got.funnel.written).toBe(expected.written);
+      expect(got.funnel.dropped.aesthetic ?? 0).toBe(expected.aesthetic);
+      expect(got.funnel.dropped.text_density ?? 0).toBe(expected.text_density);
+      expect(got.funnel.dropped.text_height ?? 0).toBe(expected.text_height);
+      expect(got.funnel.rows_in).toBe(records.length);
+      expect(got.funnel_balances).toBe(true);
+      // Tighter thresholds keep a subset of what the shards hold.
+      expect(got.kept_not_in_shards).toBe(0);
+      expect(got.kept_in_shards).toBe(expected.written);
+      const per = await readdir(join(outDir, 'refilter', 'latest'));
+      expect(per).toContain('00000.parquet');
+      expect(per).toContain('summary.json');
+
+      // Loosening the text filters brings back rows whose images were never stored, and says so.
+      const byText = records.filter((x) => String(x.dropped_by).startsWith('text_')).length;
+      const byAesthetic = records.filter((x) => x.dropped_by === 'aesthetic').length;
+      const loose = await runCli(['refilter', outDir, '--set', 'aesthetic.min_score=0', '--set', 'ocr.max_density=1', '--set', 'ocr.min_text_height=0', '--name', 'loose', '--json']);
+      expect(loose.code, loose.stderr).toBe(0);
+      const l = JSON.parse(loose.stdout);
+      expect(l.kept_not_in_shards).toBe(byText);
+      // Rows dropped by the aesthetic filter never reached OCR, so their text cannot be judged.
+      expect(l.funnel.dropped['unannotated:ocr_density']).toBe(byAesthetic);
+    } finally {
+      for (const t of tars) await rename(join(dir, `hidden-${t}`), join(outDir, t));
+    }
   });
 
   it('summary rebuilds the run summary from done markers', async () => {

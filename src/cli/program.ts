@@ -1,6 +1,7 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { ConfigError, loadConfig, parseOverride, validateConfig } from '../config/load-config.js';
 import { CONFIG_NAME, executeLocal, readPlan } from '../executors/local.js';
+import { refilterOutput } from '../refilter.js';
 import { retryFailed } from '../retry-failed.js';
 import { resolveShardSelection } from '../executors/shard-select.js';
 import type { AnyJob } from '../job.js';
@@ -104,6 +105,31 @@ export function buildProgram(w: CliWiring): Command {
       const summary = await summarizeOutput(store, job.name, units);
       await store.put('run-summary.json', JSON.stringify(summary, null, 2) + '\n');
       process.stdout.write(`retried ${r.retried} row(s) in ${r.units} unit(s): ${r.recovered} recovered\n${formatFunnel(summary.funnel)}\n`);
+    });
+
+  program
+    .command('refilter')
+    .description('re-decide the annotation filters (aesthetic, text density and height) of an output under new thresholds, from its records alone')
+    .argument('<output>', 'output directory or s3://bucket/prefix of a finished or partial run')
+    .option('-c, --config <file>', 'config with the new thresholds (default: the one the output was made with)')
+    .option('--set <key=value>', 'override a value, e.g. --set aesthetic.min_score=5.5 (repeatable)', collect, [])
+    .option('--name <name>', 'results go to <output>/refilter/<name>/', 'latest')
+    .option('--json', 'print the summary as JSON')
+    .action(async (output: string, o: { config?: string; set: string[]; name: string; json?: boolean }) => {
+      const store = openStore(output);
+      const plan = await readPlan(store);
+      const overrides: [string, unknown][] = [...o.set.map(parseOverride), ['output', output]];
+      const { job, config } = o.config
+        ? await loadConfig(o.config, w.jobs, overrides)
+        : validateConfig(JSON.parse(new TextDecoder().decode(await store.get(CONFIG_NAME))), `${output}/${CONFIG_NAME}`, w.jobs, overrides);
+      if (job.name !== plan.job) throw new Error(`${output} was made by job ${plan.job}, the config is for ${job.name}`);
+      const r = await refilterOutput(job, config, store, plan.unit_ids, o.name);
+      if (o.json) process.stdout.write(JSON.stringify(r, null, 2) + '\n');
+      else {
+        process.stdout.write(`${formatFunnel(r.funnel)}\n`);
+        process.stdout.write(`${r.changed} row(s) change; kept ${r.kept_in_shards} already in the shards, ${r.kept_not_in_shards} not (dropped before: rerun to fetch them)\n`);
+        process.stdout.write(`records: ${output.replace(/\/+$/, '')}/refilter/${o.name}/\n`);
+      }
     });
 
   program.addCommand(serveCommand((path, name) => OnnxTensorModel.load(path, { name })));

@@ -77,6 +77,7 @@ export async function executeLocal(job: AnyJob, cfg: BaseJobConfig, units: Unit[
     for await (const _ of mapConcurrent(todo, runOne, { concurrency: cfg.parallel_units, ordered: false })) void _;
   } finally {
     progress.stop();
+    await job.close?.();
   }
 
   const finished = new Date();

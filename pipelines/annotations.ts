@@ -1,0 +1,161 @@
+import { z } from 'zod';
+import { KServeTensorModel } from '../src/models/kserve-client.js';
+import { OnnxTensorModel } from '../src/models/onnx-model.js';
+import { ReplicaPool } from '../src/models/replica-pool.js';
+import type { TensorModel } from '../src/models/tensor.js';
+import type { Stage } from '../src/stage.js';
+import { AestheticHead } from '../stages/aesthetic-head.js';
+import { aestheticFilter, checkClipModel, checkEmbeddingPairs, clipAestheticStage, embeddingAestheticStage } from '../stages/aesthetic.js';
+import { textDetectorStage } from '../stages/ocr/detector-stage.js';
+import { tesseractOcrStage } from '../stages/ocr/ocr-stage.js';
+import { TesseractPool } from '../stages/ocr/tesseract-pool.js';
+import { textFilter, TEXT_DEFAULTS } from '../stages/text-filter.js';
+
+/** A tensor model: an ONNX file run in process, or KServe v2 endpoints (one replica each, e.g. one per GPU). */
+export const modelSource = z.union([
+  z.object({
+    onnx: z.string(),
+    /** Replicas in this process (sessions); one is right on CPU, one per GPU with CUDA. */
+    replicas: z.number().int().min(1).default(1),
+    providers: z.array(z.enum(['cpu', 'cuda'])).default(['cpu']),
+    intra_op_threads: z.number().int().min(1).optional(),
+  }).strict(),
+  z.object({
+    kserve: z.array(z.string().url()).min(1),
+    model: z.string(),
+    timeout_ms: z.number().int().min(1).optional(),
+  }).strict(),
+]);
+export type ModelSource = z.infer<typeof modelSource>;
+
+/** The LAION improved aesthetic predictor (stages/aesthetic.ts); README: Aesthetic score. */
+export const aestheticOptions = z.object({
+  /** The head as safetensors (convert LAION's .pth as the README shows). */
+  head: z.string(),
+  /** Embeddings from a CLIP ViT-L/14 image tower… */
+  clip: z.object({
+    model: modelSource,
+    input_name: z.string().default('pixel_values'),
+    output_name: z.string().default('image_embeds'),
+    image_size: z.number().int().min(8).default(224),
+    batch_size: z.number().int().min(1).default(32),
+  }).strict().optional(),
+  /** …or LAION's precomputed img_emb_*.npy with their metadata_*.parquet. */
+  embeddings: z.object({
+    pairs: z.array(z.object({ embeddings: z.string(), metadata: z.string() }).strict()).min(1),
+    join: z.enum(['row', 'url']),
+    url_column: z.string().default('url'),
+  }).strict().optional(),
+  /** Drop below this score (funnel line `aesthetic`); LAION-Aesthetics V2 subsets use 4.5, 5, 6, 6.5. Unset: annotate only. */
+  min_score: z.number().optional(),
+}).strict().refine((a) => (a.clip ? 1 : 0) + (a.embeddings ? 1 : 0) === 1, { message: 'give exactly one of aesthetic.clip and aesthetic.embeddings' });
+
+/** OCR text density and size (stages/ocr); thresholds in stages/text-filter.ts with their reasons. */
+export const ocrOptions = z.object({
+  /** tesseract: tesseract.js workers, offline; detector: a DBNet-style text-detection model. */
+  backend: z.enum(['tesseract', 'detector']).default('tesseract'),
+  /** tesseract.js workers (default one per core). */
+  workers: z.number().int().min(1).optional(),
+  detector: z.object({
+    model: modelSource,
+    input_name: z.string().optional(),
+    output_name: z.string().optional(),
+    limit_side: z.number().int().min(32).optional(),
+    threshold: z.number().min(0).max(1).optional(),
+    box_threshold: z.number().min(0).max(1).optional(),
+    unclip_ratio: z.number().min(0).optional(),
+    channel_order: z.enum(['rgb', 'bgr']).optional(),
+    batch_size: z.number().int().min(1).optional(),
+  }).strict().optional(),
+  /** Drop when text boxes cover more than this fraction of the image (funnel line `text_density`). */
+  max_density: z.number().min(0).max(1).default(TEXT_DEFAULTS.max_density),
+  /** Drop when there is text and its median word height is below this fraction of the image height (`text_height`). */
+  min_text_height: z.number().min(0).max(1).default(TEXT_DEFAULTS.min_text_height),
+}).strict().refine((o) => o.backend !== 'detector' || o.detector !== undefined, { message: 'backend detector needs ocr.detector.model' });
+
+export type AestheticOptions = z.infer<typeof aestheticOptions>;
+export type OcrOptions = z.infer<typeof ocrOptions>;
+
+async function loadModels(src: ModelSource, what: string): Promise<{ name: string; client: TensorModel }[]> {
+  if ('onnx' in src) {
+    return Promise.all(
+      Array.from({ length: src.replicas }, async (_, i) => ({
+        name: `${what}-${i}`,
+        client: await OnnxTensorModel.load(src.onnx, { executionProviders: src.providers, intraOpThreads: src.intra_op_threads }),
+      })),
+    );
+  }
+  return Promise.all(src.kserve.map(async (url) => ({ name: url, client: await KServeTensorModel.connect(url, src.model, { timeoutMs: src.timeout_ms }) })));
+}
+
+/**
+ * The annotation stages' per-process resources (model sessions, OCR workers), made once per
+ * process and shared by every unit it runs; `close()` releases them.
+ */
+export class Annotators {
+  private constructor(
+    private readonly aesthetic: { head: AestheticHead; pool?: ReplicaPool<TensorModel>; cfg: AestheticOptions } | undefined,
+    private readonly ocr: { tesseract?: TesseractPool; detector?: ReplicaPool<TensorModel>; cfg: OcrOptions } | undefined,
+    private readonly models: TensorModel[],
+  ) {}
+
+  static async open(cfg: { aesthetic?: AestheticOptions; ocr?: OcrOptions }): Promise<Annotators> {
+    const models: TensorModel[] = [];
+    let aesthetic;
+    if (cfg.aesthetic) {
+      const a = cfg.aesthetic;
+      const head = await AestheticHead.load(a.head);
+      let pool: ReplicaPool<TensorModel> | undefined;
+      if (a.clip) {
+        const replicas = await loadModels(a.clip.model, 'clip');
+        models.push(...replicas.map((r) => r.client));
+        for (const r of replicas) checkClipModel(r.client, { ...a.clip, dim: head.dim });
+        pool = new ReplicaPool(replicas);
+      } else if (a.embeddings) {
+        await checkEmbeddingPairs({ head, ...a.embeddings });
+      }
+      aesthetic = { head, pool, cfg: a };
+    }
+    let ocr;
+    if (cfg.ocr) {
+      const o = cfg.ocr;
+      if (o.backend === 'detector') {
+        const replicas = await loadModels(o.detector!.model, 'text-detector');
+        models.push(...replicas.map((r) => r.client));
+        ocr = { detector: new ReplicaPool(replicas), cfg: o };
+      } else {
+        ocr = { tesseract: new TesseractPool({ workers: o.workers }), cfg: o };
+      }
+    }
+    return new Annotators(aesthetic, ocr, models);
+  }
+
+  /**
+   * Aesthetic score and filter, then OCR and the text filters: OCR is the most expensive step,
+   * so it only reads images that passed the aesthetic threshold.
+   */
+  stages(): Stage[] {
+    const out: Stage[] = [];
+    if (this.aesthetic) {
+      const { head, pool, cfg } = this.aesthetic;
+      if (cfg.clip && pool) out.push(clipAestheticStage({ head, pool, ...cfg.clip }));
+      else if (cfg.embeddings) out.push(embeddingAestheticStage({ head, ...cfg.embeddings }));
+      if (cfg.min_score !== undefined) out.push(aestheticFilter({ min: cfg.min_score }));
+    }
+    if (this.ocr) {
+      const { tesseract, detector, cfg } = this.ocr;
+      if (tesseract) out.push(tesseractOcrStage({ pool: tesseract }));
+      else if (detector) {
+        const { model: _model, ...det } = cfg.detector!;
+        out.push(textDetectorStage({ pool: detector, ...det }));
+      }
+      out.push(textFilter({ max_density: cfg.max_density, min_text_height: cfg.min_text_height }));
+    }
+    return out;
+  }
+
+  async close(): Promise<void> {
+    await this.ocr?.tesseract?.close();
+    await Promise.all(this.models.map((m) => (m as { close?: () => Promise<void> }).close?.()));
+  }
+}

@@ -1,0 +1,41 @@
+import sharp, { type OutputInfo } from 'sharp';
+import { SampleError } from '../../src/sample.js';
+import { sampleStage, type Stage } from '../../src/stage.js';
+import { measureText } from './text-boxes.js';
+import type { TesseractPool } from './tesseract-pool.js';
+import { readText, type ReaderOptions } from './text-reader.js';
+
+export interface TesseractOcrStageOptions {
+  pool: TesseractPool;
+  reader?: ReaderOptions;
+  /** Images in flight; default twice the pool, so decoding overlaps recognition. */
+  concurrency?: number;
+  name?: string;
+}
+
+/**
+ * Annotates ok samples that carry an encoded image (`s.image`, after decode-resize) with
+ * `ocr_density`, `ocr_words`, `ocr_median_height`, `ocr_min_height` (see text-boxes.ts) and
+ * `ocr_backend: 'tesseract'`. Annotating never drops; textFilter (stages/text-filter.ts) decides.
+ * Failure codes: no_image, decode_error.
+ */
+export function tesseractOcrStage(opts: TesseractOcrStageOptions): Stage {
+  const name = opts.name ?? 'ocr';
+  return sampleStage(
+    name,
+    async (s, stats) => {
+      if (!s.image) throw new SampleError('no_image', `sample ${s.key} has no image to read`);
+      let gray: { data: Buffer; info: OutputInfo };
+      try {
+        gray = await sharp(s.image).grayscale().raw().toBuffer({ resolveWithObject: true });
+      } catch (err) {
+        throw new SampleError('decode_error', `sample ${s.key}: cannot decode its image for OCR: ${(err as Error).message}`);
+      }
+      const { width, height } = gray.info;
+      const r = await readText(opts.pool, s.image, gray.data, width, height, opts.reader);
+      Object.assign(s.fields, measureText(r.boxes, width, height), { ocr_backend: 'tesseract' });
+      stats.units.tesseract_calls = (stats.units.tesseract_calls ?? 0) + r.calls;
+    },
+    { concurrency: opts.concurrency ?? opts.pool.size * 2 },
+  );
+}
