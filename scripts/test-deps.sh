@@ -7,6 +7,8 @@ need=()
 # Fixture images draw SVG text; librsvg needs a font on the system.
 if ! fc-list 2>/dev/null | grep -qi 'dejavu'; then need+=(fonts-dejavu-core fontconfig); fi
 command -v tar >/dev/null || need+=(tar)
+# OCR tests draw text over the real photographs Debian's scikit-image ships.
+[ -f /usr/lib/python3/dist-packages/skimage/data/astronaut.png ] || need+=(python3-skimage)
 
 if [ ${#need[@]} -eq 0 ]; then exit 0; fi
 echo "test-deps: installing ${need[*]} from Debian" >&2

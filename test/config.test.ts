@@ -59,3 +59,19 @@ describe('config', () => {
     expect(() => parseOverride('image.size')).toThrow(/key.path=value/);
   });
 });
+
+describe('shipped configs', () => {
+  for (const name of ['laion-filter.yaml', 'image-shards.yaml', 'demo.yaml']) {
+    it(`configs/${name} is valid`, async () => {
+      const { config } = await loadConfig(join(import.meta.dirname, '..', 'configs', name), jobs);
+      expect(config.output).toBeTruthy();
+    });
+  }
+
+  it('names a bad annotation block by its key', async () => {
+    const p = await cfgFile(`job: laion-filter\noutput: ./o\ninput: { kind: parquet, paths: [./x] }\naesthetic: { head: ./h.safetensors, min_score: 5 }\n`);
+    await expect(loadConfig(p, jobs)).rejects.toThrow(/aesthetic.*exactly one of aesthetic.clip and aesthetic.embeddings/s);
+    const q = await cfgFile(`job: laion-filter\noutput: ./o\ninput: { kind: parquet, paths: [./x] }\nocr: { backend: detector }\n`);
+    await expect(loadConfig(q, jobs)).rejects.toThrow(/ocr.*detector/s);
+  });
+});
