@@ -2,6 +2,7 @@ import sharp, { type OutputInfo } from 'sharp';
 import { SampleError } from '../../src/sample.js';
 import { sampleStage, type Stage } from '../../src/stage.js';
 import { measureText } from './text-boxes.js';
+import { luminance } from './text-candidates.js';
 import type { TesseractPool } from './tesseract-pool.js';
 import { readText, type ReaderOptions } from './text-reader.js';
 
@@ -25,14 +26,16 @@ export function tesseractOcrStage(opts: TesseractOcrStageOptions): Stage {
     name,
     async (s, stats) => {
       if (!s.image) throw new SampleError('no_image', `sample ${s.key} has no image to read`);
-      let gray: { data: Buffer; info: OutputInfo };
+      let raw: { data: Buffer; info: OutputInfo };
       try {
-        gray = await sharp(s.image).grayscale().raw().toBuffer({ resolveWithObject: true });
+        // Colour as well as luminance: text that differs from its background only in hue shows in the colour channel.
+        raw = await sharp(s.image).raw().toBuffer({ resolveWithObject: true });
       } catch (err) {
         throw new SampleError('decode_error', `sample ${s.key}: cannot decode its image for OCR: ${(err as Error).message}`);
       }
-      const { width, height } = gray.info;
-      const r = await readText(opts.pool, s.image, gray.data, width, height, opts.reader);
+      const { width, height, channels } = raw.info;
+      const gray = luminance(raw.data, width, height, channels);
+      const r = await readText(opts.pool, s.image, gray, width, height, opts.reader, { data: raw.data, channels });
       Object.assign(s.fields, measureText(r.boxes, width, height), { ocr_backend: 'tesseract' });
       stats.units.tesseract_calls = (stats.units.tesseract_calls ?? 0) + r.calls;
     },

@@ -1,26 +1,38 @@
 import type { TextBox } from './text-boxes.js';
 
 /**
- * A fast text-candidate finder in plain TypeScript: thin high-contrast strokes (top-hat and
- * black-hat of the luminance) → connected components shaped like characters → runs of
- * characters of one height on one baseline → word boxes. It finds where text may be so the
- * expensive recogniser only looks there, and it tells text-free photographs apart cheaply.
- * Textured photographs (gravel, foliage) still produce candidates; the recogniser confirms them.
+ * A fast text-candidate finder: thin high-contrast strokes (top-hat and black-hat of a grey
+ * channel) → connected components shaped like characters → runs of characters of one height on
+ * one baseline → word boxes. It finds where text may be so the expensive recogniser only looks
+ * there, and it tells text-free photographs apart cheaply. Textured photographs (gravel, foliage)
+ * still produce candidates; the recogniser confirms them.
  *
- * Strokes of every width are found with one small structuring element on an image pyramid
- * (full, half and quarter size) rather than with large elements on the full image: the same
- * coverage (strokes up to ~4, ~9 and ~18 px wide) for about a third of the work.
+ * Strokes of every width are found with one 5×5 structuring element on an image pyramid (full,
+ * half and quarter size: strokes up to ~4, ~9 and ~18 px wide) rather than with large elements on
+ * the full image. The morphology runs in a hand-assembled WebAssembly SIMD kernel (16 pixels an
+ * instruction; ~0.5 ms for both responses of a 512² image against ~20 ms in plain TypeScript, which
+ * stays as the reference and the fallback); components are labelled run by run. Measured: ~5 ms a
+ * 512² channel on this machine's cores, ~10 ms with the colourfulness channel the reader adds.
  */
 
 export interface CandidateOptions {
-  /** Stroke contrast (0..255) a pixel needs over its neighbourhood's lightest or darkest. */
-  contrast?: number;
+  /** Stroke contrast (0..255) a pixel needs over its neighbourhood's lightest or darkest; one value, or one per pyramid level. */
+  contrast?: number | number[];
   /** Smallest character height kept, px. */
   minCharHeight?: number;
   /** Fewest characters in a run. */
   minChars?: number;
   /** Pyramid levels searched: 1 full size only, 2 adds half size, 3 adds quarter size. */
   levels?: number;
+  /**
+   * Overlapping lines are deduplicated within one polarity (default) or across both. Outlined text
+   * (light fill, dark outline) is found in both; keeping both lets a reader try the other.
+   */
+  dedupe?: 'polarity' | 'all';
+  /** More full-size grey channels searched the same way (e.g. `chroma()`); lines remember their channel. */
+  channels?: Uint8Array[];
+  /** Contrast used instead on flat backgrounds (plain or gradient fills), where low-contrast text is still text; unset: no change. */
+  flatContrast?: number;
 }
 
 /** A stroke response (top-hat or black-hat) of one pyramid level, in that level's pixels. */
@@ -31,6 +43,10 @@ export interface StrokeMap {
   /** Original pixels per level pixel (1, 2, 4). */
   scale: number;
   polarity: 1 | -1;
+  /** The stroke contrast its characters were cut at. */
+  threshold: number;
+  /** The full-size grey channel the map was computed from (luminance, or another channel). */
+  image: Uint8Array;
 }
 
 export interface TextLine {
@@ -46,6 +62,10 @@ export interface TextLine {
   polarity: 1 | -1;
   /** The stroke response the line was found in (for rendering it cleanly to a recogniser). */
   strokes: StrokeMap;
+  /** Mean stroke response (contrast) over the stroke pixels. */
+  response: number;
+  /** The run's components (characters or touching groups), level pixels, with their pixel indices. */
+  glyphs: { x0: number; y0: number; x1: number; y1: number; pixels: Int32Array }[];
 }
 
 interface Comp {
@@ -54,6 +74,10 @@ interface Comp {
   x1: number;
   y1: number;
   area: number;
+  /** Where its pixel indices start in the level's pixel list. */
+  p0: number;
+  /** Sum of the stroke response over the component's pixels. */
+  resp: number;
 }
 
 /** Luminance of interleaved 8-bit pixels (BT.601, as tesseract and most OCR do). */
@@ -66,43 +90,6 @@ export function luminance(data: Uint8Array, width: number, height: number, chann
     return out;
   }
   for (let i = 0, j = 0; i < n; i++, j += channels) out[i] = (data[j] * 77 + data[j + 1] * 150 + data[j + 2] * 29) >> 8;
-  return out;
-}
-
-/** Running min or max over 2r+1 samples of each row, borders clamped. */
-function rowPass(src: Uint8Array, dst: Uint8Array, w: number, h: number, r: number, max: boolean): void {
-  for (let y = 0; y < h; y++) {
-    const row = y * w;
-    for (let x = 0; x < w; x++) {
-      const a = x - r < 0 ? 0 : x - r;
-      const b = x + r >= w ? w - 1 : x + r;
-      let m = src[row + a];
-      if (max) for (let i = row + a + 1; i <= row + b; i++) { const v = src[i]; if (v > m) m = v; }
-      else for (let i = row + a + 1; i <= row + b; i++) { const v = src[i]; if (v < m) m = v; }
-      dst[row + x] = m;
-    }
-  }
-}
-
-/** Running min or max over 2r+1 rows, row-vector at a time (cache-friendly, no transpose). */
-function colPass(src: Uint8Array, dst: Uint8Array, w: number, h: number, r: number, max: boolean): void {
-  for (let y = 0; y < h; y++) {
-    const a = y - r < 0 ? 0 : y - r;
-    const b = y + r >= h ? h - 1 : y + r;
-    const out = y * w;
-    dst.set(src.subarray(a * w, a * w + w), out);
-    for (let yy = a + 1; yy <= b; yy++) {
-      const s = yy * w;
-      if (max) for (let x = 0; x < w; x++) { const v = src[s + x]; if (v > dst[out + x]) dst[out + x] = v; }
-      else for (let x = 0; x < w; x++) { const v = src[s + x]; if (v < dst[out + x]) dst[out + x] = v; }
-    }
-  }
-}
-
-/** Erosion (min) or dilation (max) with a (2r+1)² square, separably; `tmp` is w×h scratch. */
-export function morph(src: Uint8Array, w: number, h: number, r: number, max: boolean, tmp: Uint8Array, out: Uint8Array): Uint8Array {
-  rowPass(src, tmp, w, h, r, max);
-  colPass(tmp, out, w, h, r, max);
   return out;
 }
 
@@ -148,8 +135,9 @@ function rowMinMax5(a: Uint8Array, b: Uint8Array, mn: Uint8Array, mx: Uint8Array
 function rowBorders(a: Uint8Array, b: Uint8Array, mn: Uint8Array, mx: Uint8Array, w: number, h: number): void {
   for (let y = 0; y < h; y++) {
     const row = y * w;
-    for (const x of [0, 1, w - 2, w - 1]) {
-      if (x < 0 || x >= w) continue;
+    for (let e = 0; e < 4; e++) {
+      const x = e < 2 ? e : w - 4 + e;
+      if (x < 0 || x >= w || (e >= 2 && x < 2)) continue;
       const lo = x - 2 < 0 ? 0 : x - 2;
       const hi = x + 2 >= w ? w - 1 : x + 2;
       let m = 255, M = 0;
@@ -212,55 +200,283 @@ export function strokeResponses(gray: Uint8Array, w: number, h: number): { brigh
   return { bright, dark };
 }
 
-/** Components (8-connected) of the pixels at or above `t`, with boxes and pixel counts. `seen` is w×h scratch. */
-function components(resp: Uint8Array, t: number, w: number, h: number, seen: Uint8Array, stack: Int32Array): Comp[] {
-  seen.fill(0);
-  const comps: Comp[] = [];
-  for (let start = 0; start < w * h; start++) {
-    if (resp[start] < t || seen[start]) continue;
-    const c: Comp = { x0: w, y0: h, x1: 0, y1: 0, area: 0 };
-    let top = 0;
-    stack[top++] = start;
-    seen[start] = 1;
-    while (top > 0) {
-      const p = stack[--top];
-      const y = (p / w) | 0;
-      const x = p - y * w;
-      c.area++;
-      if (x < c.x0) c.x0 = x;
-      if (x >= c.x1) c.x1 = x + 1;
-      if (y < c.y0) c.y0 = y;
-      if (y >= c.y1) c.y1 = y + 1;
-      const ya = y > 0 ? y - 1 : 0;
-      const yb = y < h - 1 ? y + 1 : y;
-      const xa = x > 0 ? x - 1 : 0;
-      const xb = x < w - 1 ? x + 1 : x;
-      for (let yy = ya; yy <= yb; yy++) {
-        for (let xx = xa; xx <= xb; xx++) {
-          const q = yy * w + xx;
-          if (resp[q] >= t && !seen[q]) {
-            seen[q] = 1;
-            stack[top++] = q;
-          }
-        }
-      }
-    }
-    comps.push(c);
-  }
-  return comps;
+// ---------------------------------------------------------------------------------------------
+// The same responses with WebAssembly SIMD (16 pixels an instruction): a hand-assembled module of
+// two functions, so no toolchain and no dependency. `strokeResponses` above is the reference.
+// ---------------------------------------------------------------------------------------------
+
+const uleb = (n: number): number[] => {
+  const out: number[] = [];
+  do {
+    let b = n & 0x7f;
+    n >>>= 7;
+    if (n) b |= 0x80;
+    out.push(b);
+  } while (n);
+  return out;
+};
+const vec = (items: number[][]): number[] => [...uleb(items.length), ...items.flat()];
+const section = (id: number, body: number[]): number[] => [id, ...uleb(body.length), ...body];
+const str = (t: string): number[] => vec([...t].map((c) => [c.charCodeAt(0)]));
+
+/**
+ * `minmax5(a, b, mn, mx, i, end, s)`: for i, i+16, … < end, mn[i..i+15] = min of a at i−2s…i+2s and
+ * mx[i..i+15] = max of b there (s = 1 along rows, s = width down columns).
+ * `subsat(a, b, out, n)`: out = a − b, saturating at 0, for n bytes (rounded up to 16).
+ */
+function simdModuleBytes(): Uint8Array<ArrayBuffer> {
+  const I32 = 0x7f;
+  const get = (i: number) => [0x20, i];
+  const set = (i: number) => [0x21, i];
+  const add = [0x6a], sub = [0x6b];
+  const load = [0xfd, 0x00, 0x00, 0x00];
+  const store = [0xfd, 0x0b, 0x00, 0x00];
+  const minU = [0xfd, 0x77], maxU = [0xfd, 0x79], subSatU = [0xfd, 0x73];
+  // minmax5 params: 0 a, 1 b, 2 mn, 3 mx, 4 i, 5 end, 6 s; local 7 s2.
+  const at = (base: number, off: number[]) => [...get(base), ...get(4), ...add, ...off, ...load];
+  const offs = [[...get(7), ...sub], [...get(6), ...sub], [], [...get(6), ...add], [...get(7), ...add]];
+  const five = (base: number, op: number[]) => [...at(base, offs[0]), ...at(base, offs[1]), ...op, ...at(base, offs[2]), ...op, ...at(base, offs[3]), ...op, ...at(base, offs[4]), ...op];
+  const mm = [
+    ...get(6), 0x41, 1, 0x74, ...set(7), // s2 = s << 1
+    0x02, 0x40, 0x03, 0x40,
+    ...get(4), ...get(5), 0x4f, 0x0d, 1, // if i >= end: break
+    ...get(2), ...get(4), ...add, ...five(0, minU), ...store,
+    ...get(3), ...get(4), ...add, ...five(1, maxU), ...store,
+    ...get(4), 0x41, 16, ...add, ...set(4),
+    0x0c, 0, 0x0b, 0x0b, 0x0b,
+  ];
+  // subsat params: 0 a, 1 b, 2 out, 3 n; local 4 i.
+  const ss = [
+    0x02, 0x40, 0x03, 0x40,
+    ...get(4), ...get(3), 0x4f, 0x0d, 1,
+    ...get(2), ...get(4), ...add, ...get(0), ...get(4), ...add, ...load, ...get(1), ...get(4), ...add, ...load, ...subSatU, ...store,
+    ...get(4), 0x41, 16, ...add, ...set(4),
+    0x0c, 0, 0x0b, 0x0b, 0x0b,
+  ];
+  const body = (locals: number[][], code: number[]) => { const b = [...vec(locals), ...code]; return [...uleb(b.length), ...b]; };
+  const bytes = [
+    0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
+    ...section(1, vec([[0x60, ...vec(Array(7).fill([I32])), 0x00], [0x60, ...vec(Array(4).fill([I32])), 0x00]])),
+    ...section(2, vec([[...str('e'), ...str('m'), 0x02, 0x00, 0x01]])),
+    ...section(3, vec([[0], [1]])),
+    ...section(7, vec([[...str('minmax5'), 0x00, 0], [...str('subsat'), 0x00, 1]])),
+    ...section(10, vec([body([[1, I32]], mm), body([[1, I32]], ss)])),
+  ];
+  return new Uint8Array(bytes);
 }
 
-const charLike = (c: Comp, minH: number, maxH: number): boolean => {
-  const cw = c.x1 - c.x0;
-  const ch = c.y1 - c.y0;
+interface SimdKernel {
+  memory: WebAssembly.Memory;
+  minmax5: (a: number, b: number, mn: number, mx: number, i: number, end: number, s: number) => void;
+  subsat: (a: number, b: number, out: number, n: number) => void;
+}
+
+let kernel: SimdKernel | null | undefined;
+
+/** The SIMD kernel, or null where WebAssembly SIMD is missing (then the plain TypeScript path runs). */
+function simdKernel(): SimdKernel | null {
+  if (kernel !== undefined) return kernel;
+  try {
+    const bytes = simdModuleBytes();
+    const memory = new WebAssembly.Memory({ initial: 1 });
+    const inst = new WebAssembly.Instance(new WebAssembly.Module(bytes as Uint8Array<ArrayBuffer>), { e: { m: memory } });
+    const ex = inst.exports as unknown as Omit<SimdKernel, 'memory'>;
+    kernel = { memory, minmax5: ex.minmax5, subsat: ex.subsat };
+  } catch {
+    kernel = null;
+  }
+  return kernel;
+}
+
+/** Clamped 5-tap min/max at the pixels a flat SIMD pass gets wrong: two columns each side (rows) or two rows each end (columns). */
+function fixBorders(a: Uint8Array, b: Uint8Array, mn: Uint8Array, mx: Uint8Array, w: number, h: number, alongRows: boolean): void {
+  if (alongRows) {
+    rowBorders(a, b, mn, mx, w, h);
+    return;
+  }
+  for (const y of [0, 1, h - 2, h - 1]) {
+    if (y < 0 || y >= h) continue;
+    for (let x = 0; x < w; x++) {
+      let m = 255, M = 0;
+      for (let yy = Math.max(0, y - 2); yy <= Math.min(h - 1, y + 2); yy++) {
+        const k = yy * w + x;
+        if (a[k] < m) m = a[k];
+        if (b[k] > M) M = b[k];
+      }
+      mn[y * w + x] = m;
+      mx[y * w + x] = M;
+    }
+  }
+}
+
+/** `strokeResponses` on the SIMD kernel; identical output. Falls back to the TypeScript path. */
+export function strokeResponsesFast(gray: Uint8Array, w: number, h: number): { bright: Uint8Array; dark: Uint8Array } {
+  const k = simdKernel();
+  const n = w * h;
+  if (!k || w < 8 || h < 8) return strokeResponses(gray, w, h);
+  // Seven buffers with 64 bytes of slack around each: vector loads and stores run past the ends.
+  const slot = n + 128;
+  const need = 64 + 7 * slot;
+  const have = k.memory.buffer.byteLength;
+  if (need > have) k.memory.grow(Math.ceil((need - have) / 65536));
+  const mem = new Uint8Array(k.memory.buffer);
+  const [G, T1, T2, E, D, B, K] = [0, 1, 2, 3, 4, 5, 6].map((i) => 64 + i * slot);
+  const view = (off: number) => mem.subarray(off, off + n);
+  mem.set(gray.subarray(0, n), G);
+  const pass = (a: number, b: number, mn: number, mx: number, rows: boolean) => {
+    if (rows) k.minmax5(a, b, mn, mx, 2, n - 2, 1);
+    else k.minmax5(a, b, mn, mx, 2 * w, n - 2 * w, w);
+    fixBorders(view(a), view(b), view(mn), view(mx), w, h, rows);
+  };
+  pass(G, G, T1, T2, true);
+  pass(T1, T2, E, D, false);
+  pass(D, E, T1, T2, true);
+  pass(T1, T2, D, E, false); // D = closing, E = opening
+  k.subsat(G, E, B, n);
+  k.subsat(D, G, K, n);
+  return { bright: view(B).slice(), dark: view(K).slice() };
+}
+
+/**
+ * Components (8-connected) of the pixels at or above `t`, with boxes, pixel counts and their pixel
+ * indices (in `pixels`, from `p0`). Labelled run by run (horizontal runs joined to the touching runs
+ * of the row above with union-find), so the cost follows the runs, not every pixel's neighbours.
+ */
+export function components(resp: Uint8Array, t: number, w: number, h: number, keep: (x0: number, y0: number, x1: number, y1: number, area: number) => boolean = () => true): { comps: Comp[]; pixels: Int32Array } {
+  let cap = 4096;
+  let rs = new Int32Array(cap);
+  let re = new Int32Array(cap);
+  const rowStart = new Int32Array(h + 1);
+  let nr = 0;
+  // Four pixels at a time where all four are below t (most of an image): a byte b >= t sets the
+  // high bit of (b & 0x7f) + (128 - t), or has it set already.
+  const words = (resp.byteOffset & 3) === 0 ? new Uint32Array(resp.buffer, resp.byteOffset, resp.length >> 2) : null;
+  const bias = (128 - t) * 0x01010101;
+  for (let y = 0; y < h; y++) {
+    rowStart[y] = nr;
+    const row = y * w;
+    let x = 0;
+    while (x < w) {
+      const p = row + x;
+      if (words && (p & 3) === 0 && x + 4 <= w && ((((words[p >> 2] & 0x7f7f7f7f) + bias) | words[p >> 2]) & 0x80808080) === 0) {
+        x += 4;
+        continue;
+      }
+      if (resp[p] < t) {
+        x++;
+        continue;
+      }
+      const start = x;
+      while (x < w && resp[row + x] >= t) x++;
+      if (nr === cap) {
+        cap *= 2;
+        const a = new Int32Array(cap);
+        a.set(rs);
+        rs = a;
+        const b = new Int32Array(cap);
+        b.set(re);
+        re = b;
+      }
+      rs[nr] = start;
+      re[nr] = x;
+      nr++;
+    }
+  }
+  rowStart[h] = nr;
+  const parent = new Int32Array(nr);
+  for (let i = 0; i < nr; i++) parent[i] = i;
+  const find = (i: number): number => {
+    let r = i;
+    while (parent[r] !== r) r = parent[r];
+    while (parent[i] !== r) {
+      const n = parent[i];
+      parent[i] = r;
+      i = n;
+    }
+    return r;
+  };
+  for (let y = 1; y < h; y++) {
+    let j = rowStart[y - 1];
+    const jEnd = rowStart[y];
+    for (let i = rowStart[y]; i < rowStart[y + 1]; i++) {
+      // Runs [a, b) of consecutive rows touch (8-connected) when a_prev <= b_cur and b_prev >= a_cur.
+      while (j < jEnd && re[j] < rs[i]) j++;
+      for (let k = j; k < jEnd && rs[k] <= re[i]; k++) {
+        const ri = find(i);
+        const rk = find(k);
+        if (ri !== rk) parent[ri < rk ? rk : ri] = ri < rk ? ri : rk;
+      }
+    }
+  }
+  // Boxes and areas in typed arrays first; only components that `keep` accepts get stats and pixels.
+  const compOf = new Int32Array(nr).fill(-1);
+  const runComp = new Int32Array(nr);
+  let nc = 0;
+  const bx0: number[] = [], bx1: number[] = [], by0: number[] = [], by1: number[] = [], ar: number[] = [];
+  for (let y = 0; y < h; y++) {
+    for (let r = rowStart[y]; r < rowStart[y + 1]; r++) {
+      const root = find(r);
+      let ci = compOf[root];
+      if (ci < 0) {
+        ci = compOf[root] = nc++;
+        bx0.push(w);
+        bx1.push(0);
+        by0.push(y);
+        by1.push(y + 1);
+        ar.push(0);
+      }
+      runComp[r] = ci;
+      if (rs[r] < bx0[ci]) bx0[ci] = rs[r];
+      if (re[r] > bx1[ci]) bx1[ci] = re[r];
+      by1[ci] = y + 1;
+      ar[ci] += re[r] - rs[r];
+    }
+  }
+  const kept = new Int32Array(nc).fill(-1);
+  const comps: Comp[] = [];
+  let total = 0;
+  for (let ci = 0; ci < nc; ci++) {
+    if (!keep(bx0[ci], by0[ci], bx1[ci], by1[ci], ar[ci])) continue;
+    kept[ci] = comps.length;
+    comps.push({ x0: bx0[ci], y0: by0[ci], x1: bx1[ci], y1: by1[ci], area: ar[ci], resp: 0, p0: total });
+    total += ar[ci];
+  }
+  const pixels = new Int32Array(total);
+  const fill = comps.map((c) => c.p0);
+  for (let y = 0; y < h; y++) {
+    const row = y * w;
+    for (let r = rowStart[y]; r < rowStart[y + 1]; r++) {
+      const k = kept[runComp[r]];
+      if (k < 0) continue;
+      const c = comps[k];
+      let o = fill[k];
+      let rr = 0;
+      for (let x = row + rs[r], end = row + re[r]; x < end; x++) {
+        rr += resp[x];
+        pixels[o++] = x;
+      }
+      fill[k] = o;
+      c.resp += rr;
+    }
+  }
+  return { comps, pixels };
+}
+
+const charLike = (x0: number, y0: number, x1: number, y1: number, area: number, minH: number, maxH: number): boolean => {
+  const cw = x1 - x0;
+  const ch = y1 - y0;
   if (ch < minH || ch > maxH || cw > ch * 12) return false;
-  const fill = c.area / (cw * ch);
+  const fill = area / (cw * ch);
   // Strokes, not solid blobs or hairlines.
   return fill > 0.12 && fill < 0.9;
 };
 
-/** Runs of characters: similar heights, overlapping vertically, small gaps; split into words at wide gaps. Level pixels. */
-function runsOf(chars: Comp[], polarity: 1 | -1, minChars: number, strokes: StrokeMap): TextLine[] {
+/**
+ * Runs of characters along one text line: similar heights inside the line's band (the running mean
+ * of the characters' tops and bottoms, so a run cannot drift into the next line), small gaps; split
+ * into words at wide gaps. Level pixels in, original pixels out.
+ */
+function runsOf(chars: Comp[], polarity: 1 | -1, minChars: number, strokes: StrokeMap, pixels: Int32Array): TextLine[] {
   const s = strokes.scale;
   chars.sort((a, b) => a.x0 - b.x0);
   const used = new Uint8Array(chars.length);
@@ -269,24 +485,27 @@ function runsOf(chars: Comp[], polarity: 1 | -1, minChars: number, strokes: Stro
     if (used[i]) continue;
     const run = [chars[i]];
     used[i] = 1;
-    let last = chars[i];
-    let refH = last.y1 - last.y0;
+    let top = chars[i].y0;
+    let bot = chars[i].y1;
+    let right = chars[i].x1;
     for (let j = i + 1; j < chars.length; j++) {
       if (used[j]) continue;
       const c = chars[j];
-      const gap = c.x0 - last.x1;
-      if (gap > refH * 1.5) {
-        if (c.x0 - last.x1 > refH * 4) break;
+      const bandH = bot - top;
+      const gap = c.x0 - right;
+      if (gap > bandH * 1.5) {
+        if (gap > bandH * 4) break;
         continue;
       }
       const ch = c.y1 - c.y0;
-      const overlap = Math.min(c.y1, last.y1) - Math.max(c.y0, last.y0);
-      if (ch > refH * 2.2 || ch * 2.2 < refH) continue;
-      if (overlap < 0.4 * Math.min(ch, last.y1 - last.y0)) continue;
+      if (ch > bandH * 1.8 || ch < bandH * 0.4) continue;
+      const overlap = Math.min(c.y1, bot) - Math.max(c.y0, top);
+      if (overlap < 0.6 * Math.min(ch, bandH)) continue;
       run.push(c);
       used[j] = 1;
-      last = c;
-      refH = Math.max(refH, ch);
+      if (c.x1 > right) right = c.x1;
+      top += (c.y0 - top) / run.length;
+      bot += (c.y1 - bot) / run.length;
     }
     // Touching letters come out as one component: count them by width.
     const count = run.reduce((n, c) => n + Math.max(1, Math.round((c.x1 - c.x0) / (0.7 * (c.y1 - c.y0)))), 0);
@@ -299,25 +518,29 @@ function runsOf(chars: Comp[], polarity: 1 | -1, minChars: number, strokes: Stro
     const hDev = (heights[heights.length - 1] - heights[0]) / charHeight;
     const regularity = Math.max(0, 1 - bDev * 2) * Math.max(0, 1 - Math.max(0, hDev - 1) / 2);
     const words: TextBox[] = [];
-    const out = (c: Comp): TextBox => ({ x0: c.x0 * s, y0: c.y0 * s, x1: c.x1 * s, y1: c.y1 * s, confidence: regularity });
-    let cur: Comp | null = null;
+    const out = (x0: number, y0: number, x1: number, y1: number): TextBox => ({ x0: x0 * s, y0: y0 * s, x1: x1 * s, y1: y1 * s, confidence: regularity });
+    let cur: { x0: number; y0: number; x1: number; y1: number } | null = null;
     for (const c of run) {
       if (cur && c.x0 - cur.x1 <= charHeight * 0.45) {
-        cur = { x0: cur.x0, y0: Math.min(cur.y0, c.y0), x1: Math.max(cur.x1, c.x1), y1: Math.max(cur.y1, c.y1), area: cur.area + c.area };
+        cur = { x0: cur.x0, y0: Math.min(cur.y0, c.y0), x1: Math.max(cur.x1, c.x1), y1: Math.max(cur.y1, c.y1) };
       } else {
-        if (cur) words.push(out(cur));
-        cur = { ...c };
+        if (cur) words.push(out(cur.x0, cur.y0, cur.x1, cur.y1));
+        cur = { x0: c.x0, y0: c.y0, x1: c.x1, y1: c.y1 };
       }
     }
-    if (cur) words.push(out(cur));
+    if (cur) words.push(out(cur.x0, cur.y0, cur.x1, cur.y1));
     let x0 = Infinity, y0 = Infinity, x1 = -Infinity, y1 = -Infinity;
+    let area = 0, resp = 0;
     for (const c of run) {
       if (c.x0 < x0) x0 = c.x0;
       if (c.y0 < y0) y0 = c.y0;
       if (c.x1 > x1) x1 = c.x1;
       if (c.y1 > y1) y1 = c.y1;
+      area += c.area;
+      resp += c.resp;
     }
-    lines.push({ box: out({ x0, y0, x1, y1, area: 0 }), words, chars: count, charHeight: charHeight * s, regularity, polarity, strokes });
+    const glyphs = run.map((c) => ({ x0: c.x0, y0: c.y0, x1: c.x1, y1: c.y1, pixels: pixels.subarray(c.p0, c.p0 + c.area) }));
+    lines.push({ box: out(x0, y0, x1, y1), words, chars: count, charHeight: charHeight * s, regularity, polarity, strokes, response: resp / area, glyphs });
   }
   return lines;
 }
@@ -327,28 +550,88 @@ function runsOf(chars: Comp[], polarity: 1 | -1, minChars: number, strokes: Stro
  * size, wider ones at half and quarter size, so big display text and small captions are both covered.
  */
 export function findTextCandidates(gray: Uint8Array, w: number, h: number, opts: CandidateOptions = {}): TextLine[] {
-  const contrast = opts.contrast ?? 48;
+  const lines: TextLine[] = [];
+  lines.push(...linesIn(gray, w, h, opts));
+  // An extra channel with (next to) no pixel as strong as the lowest contrast cannot hold a stroke: skip it.
+  const least = Math.min(opts.flatContrast ?? Infinity, ...(Array.isArray(opts.contrast) ? opts.contrast : [opts.contrast ?? 48]));
+  for (const channel of opts.channels ?? []) if (countAtLeast(channel, least, Math.ceil(channel.length / 2000)) ) lines.push(...linesIn(channel, w, h, opts));
+  return opts.dedupe === 'all' ? dedupeLines(lines) : [...dedupeLines(lines.filter((l) => l.polarity > 0)), ...dedupeLines(lines.filter((l) => l.polarity < 0))];
+}
+
+/** Whether at least `n` values reach `t`. */
+function countAtLeast(data: Uint8Array, t: number, n: number): boolean {
+  let c = 0;
+  for (let i = 0; i < data.length; i++) if (data[i] >= t && ++c >= n) return true;
+  return false;
+}
+
+/** Candidate lines of one grey channel, not yet deduplicated. */
+function linesIn(gray: Uint8Array, w: number, h: number, opts: CandidateOptions): TextLine[] {
+  const contrastOf = (level: number): number => (Array.isArray(opts.contrast) ? opts.contrast[Math.min(level, opts.contrast.length - 1)] : opts.contrast ?? 48);
   const minH = opts.minCharHeight ?? 5;
   const minChars = opts.minChars ?? 3;
   const levels = opts.levels ?? 3;
   const r = 2;
   const lines: TextLine[] = [];
   let img = { data: gray, w, h };
-  const seen = new Uint8Array(w * h);
-  const stack = new Int32Array(w * h);
+  let lower = Infinity;
   for (let level = 0, scale = 1; level < levels; level++, scale *= 2) {
     if (level > 0) img = halve(img.data, img.w, img.h);
     if (img.w < 16 || img.h < 16) break;
-    const { bright, dark } = strokeResponses(img.data, img.w, img.h);
+    const { bright, dark } = strokeResponsesFast(img.data, img.w, img.h);
+    if (level === 0 && opts.flatContrast !== undefined) lower = flatness(bright, dark, opts.flatContrast);
     for (const [polarity, data] of [[1, bright], [-1, dark]] as const) {
-      const strokes: StrokeMap = { data, width: img.w, height: img.h, scale, polarity };
+      const threshold = Math.min(contrastOf(level), lower);
+      const strokes: StrokeMap = { data, width: img.w, height: img.h, scale, polarity, threshold, image: gray };
       const lo = level === 0 ? minH : Math.max(minH / scale, r * 2.5);
       const hi = Math.min((h * 0.35) / scale, r * 12);
-      const chars = components(data, contrast, img.w, img.h, seen, stack).filter((c) => charLike(c, lo, hi));
-      lines.push(...runsOf(chars, polarity, minChars, strokes));
+      const { comps, pixels } = components(data, threshold, img.w, img.h, (x0, y0, x1, y1, area) => charLike(x0, y0, x1, y1, area, lo, hi));
+      lines.push(...runsOf(comps, polarity, minChars, strokes, pixels));
     }
   }
-  return dedupeLines(lines);
+  return lines;
+}
+
+/**
+ * Colourfulness (max − min of R, G, B) of interleaved 8-bit pixels: a second channel for the
+ * candidate finder, where text differs from its background in hue more than in luminance (red on
+ * a dark blue sky, black on saturated blue).
+ */
+export function chroma(data: Uint8Array, width: number, height: number, channels: number): Uint8Array {
+  const n = width * height;
+  const out = new Uint8Array(n);
+  if (channels < 3) return out;
+  for (let i = 0, j = 0; i < n; i++, j += channels) {
+    const r = data[j], g = data[j + 1], b = data[j + 2];
+    // Branch-free max and min (photographs make the comparisons unpredictable).
+    let hi = r, lo = r, d = g - hi;
+    hi += d & ~(d >> 31);
+    d = b - hi;
+    hi += d & ~(d >> 31);
+    d = g - lo;
+    lo += d & (d >> 31);
+    d = b - lo;
+    lo += d & (d >> 31);
+    out[i] = hi - lo;
+  }
+  return out;
+}
+
+/**
+ * On a flat background (a plain or gradient fill) text whose colour differs from its background
+ * more in hue than in luminance (red on slate, black on blue) still stands out: the contrast needed
+ * drops to `low`. Flat: fewer than 5% of pixels have a faint stroke response (3–11), the grain that
+ * every photograph has (measured: ≥ 7% on all 136 text-free photographs, ≤ 3.3% on fills with text).
+ * Returns the contrast to use, or Infinity (no change).
+ */
+function flatness(bright: Uint8Array, dark: Uint8Array, low: number): number {
+  let grain = 0;
+  let n = 0;
+  for (let i = 0; i < bright.length; i += 3, n++) {
+    const v = bright[i] > dark[i] ? bright[i] : dark[i];
+    if (v >= 3 && v < 12) grain++;
+  }
+  return grain < 0.05 * n ? low : Infinity;
 }
 
 /** The same text is found at several levels and sometimes both polarities: keep the better of overlapping lines. */
@@ -367,4 +650,103 @@ function dedupeLines(lines: TextLine[]): TextLine[] {
     if (!overlaps) kept.push(l);
   }
   return kept;
+}
+
+/**
+ * The glyphs of a line (those starting before `xEnd`, original px) drawn at full resolution from
+ * the grey image: inside the glyphs' footprint (their pyramid pixels, grown by one level pixel) the
+ * grey is stretched so the ink is black and the surrounding background white; everything else is
+ * white. Sharper than drawing the stroke response of a coarse level, and the text keeps its own
+ * shape (outlines, anti-aliasing) without the photograph behind it.
+ */
+export function drawGlyphsSharp(line: TextLine, w: number, h: number, xEnd = Infinity, pad = 2, reach = 0): { data: Uint8Array; width: number; height: number; x0: number; y0: number } {
+  const { width: lw, scale: s, image: gray } = line.strokes;
+  const glyphs = line.glyphs.filter((g) => g.x0 * s < xEnd);
+  let gx0 = Infinity, gy0 = Infinity, gx1 = -Infinity, gy1 = -Infinity;
+  for (const g of glyphs) {
+    if (g.x0 < gx0) gx0 = g.x0;
+    if (g.y0 < gy0) gy0 = g.y0;
+    if (g.x1 > gx1) gx1 = g.x1;
+    if (g.y1 > gy1) gy1 = g.y1;
+  }
+  const grow = Math.max(s === 1 ? 1 : s, Math.round(reach * line.charHeight));
+  const x0 = Math.max(0, gx0 * s - pad - grow), y0 = Math.max(0, gy0 * s - pad - grow);
+  const x1 = Math.min(w, gx1 * s + pad + grow), y1 = Math.min(h, gy1 * s + pad + grow);
+  const width = x1 - x0, height = y1 - y0;
+  // Core: the glyphs' pyramid pixels at full size. Footprint: the core grown by `grow`.
+  const core = new Uint8Array(width * height);
+  for (const g of glyphs) {
+    for (const p of g.pixels) {
+      const py = ((p / lw) | 0) * s - y0;
+      const px = (p % lw) * s - x0;
+      for (let dy = 0; dy < s; dy++) {
+        const oy = py + dy;
+        if (oy < 0 || oy >= height) continue;
+        for (let dx = 0; dx < s; dx++) {
+          const ox = px + dx;
+          if (ox >= 0 && ox < width) core[oy * width + ox] = 1;
+        }
+      }
+    }
+  }
+  const foot = new Uint8Array(width * height);
+  for (let y = 0; y < height; y++) {
+    for (let x = 0; x < width; x++) {
+      if (!core[y * width + x]) continue;
+      for (let yy = Math.max(0, y - grow); yy <= Math.min(height - 1, y + grow); yy++) foot.fill(1, yy * width + Math.max(0, x - grow), yy * width + Math.min(width - 1, x + grow) + 1);
+    }
+  }
+  // Ink: the mean of the polarity's brighter (or darker) half of the core; background: the median of the ring.
+  const inkHist = new Uint32Array(256);
+  const ringHist = new Uint32Array(256);
+  let nInk = 0;
+  let nRing = 0;
+  for (let y = 0; y < height; y++) {
+    for (let x = 0; x < width; x++) {
+      const i = y * width + x;
+      const v = gray[(y0 + y) * w + x0 + x];
+      if (core[i]) {
+        inkHist[v]++;
+        nInk++;
+      } else if (foot[i]) {
+        ringHist[v]++;
+        nRing++;
+      }
+    }
+  }
+  let ink = 0;
+  {
+    const want = Math.max(1, nInk >> 1);
+    let got = 0;
+    let sum = 0;
+    for (let k = 0; k < 256 && got < want; k++) {
+      const v = line.polarity > 0 ? 255 - k : k;
+      const take = Math.min(inkHist[v], want - got);
+      got += take;
+      sum += take * v;
+    }
+    ink = got ? sum / got : 128;
+  }
+  let bg = ink - line.polarity * 64;
+  if (nRing > 0) {
+    let acc = 0;
+    for (let v = 0; v < 256; v++) {
+      acc += ringHist[v];
+      if (acc > nRing >> 1) {
+        bg = v;
+        break;
+      }
+    }
+  }
+  const span = ink - bg || line.polarity;
+  const out = new Uint8Array(width * height).fill(255);
+  for (let y = 0; y < height; y++) {
+    for (let x = 0; x < width; x++) {
+      const i = y * width + x;
+      if (!foot[i]) continue;
+      const t = (gray[(y0 + y) * w + x0 + x] - bg) / span;
+      out[i] = Math.round(255 * (1 - Math.min(1, Math.max(0, t * 1.25 - 0.1))));
+    }
+  }
+  return { data: out, width, height, x0, y0 };
 }
