@@ -93,7 +93,7 @@ async function runReader(dir: string, images: Labelled[], pool: TesseractPool, c
   const c0 = process.cpuUsage();
   for await (const r of mapConcurrent(pngs, async (png) => {
     const { data, info } = await sharp(png).raw().toBuffer({ resolveWithObject: true });
-    return readText(pool, png, luminance(data, info.width, info.height, info.channels), info.width, info.height, {}, { data, channels: info.channels });
+    return readText(pool, luminance(data, info.width, info.height, info.channels), info.width, info.height, {}, { data, channels: info.channels });
   }, { concurrency: cores * 2 })) {
     boxes.push(r.boxes);
     calls += r.calls;

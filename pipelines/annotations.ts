@@ -156,6 +156,6 @@ export class Annotators {
 
   async close(): Promise<void> {
     await this.ocr?.tesseract?.close();
-    await Promise.all(this.models.map((m) => (m as { close?: () => Promise<void> }).close?.()));
+    await Promise.all(this.models.map((m) => m.close()));
   }
 }

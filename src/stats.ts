@@ -14,6 +14,11 @@ export interface StageStats {
   units: Record<string, number>;
 }
 
+/** Adds `n` to one of a stage's `units` counters. */
+export function addUnits(stats: StageStats, key: string, n = 1): void {
+  stats.units[key] = (stats.units[key] ?? 0) + n;
+}
+
 /** The run's funnel: where every input row ended. rows_in = written + Σdropped + Σfailed. */
 export interface Funnel {
   rows_in: number;

@@ -19,15 +19,12 @@ import type { ReplicaPool } from '../src/models/replica-pool.js';
 import { elementCount, type Tensor, type TensorModel } from '../src/models/tensor.js';
 import { drop, SampleError, type RawImage, type Sample } from '../src/sample.js';
 import { sampleStage, type Stage } from '../src/stage.js';
+import { addUnits } from '../src/stats.js';
 import { openInputFile } from '../src/stores/input-file.js';
 import type { AestheticHead } from './aesthetic-head.js';
 import { CLIP_SIZE, clipNormalize, clipResizeCrop, decodeForClip } from './clip-preprocess.js';
 
 export const AESTHETIC_FIELD = 'aesthetic_score';
-
-const count = (units: Record<string, number>, key: string, n = 1): void => {
-  units[key] = (units[key] ?? 0) + n;
-};
 
 // ---------------------------------------------------------------------------------------------
 // CLIP image tower → head
@@ -153,7 +150,7 @@ export function clipAestheticStage(opts: ClipAestheticOptions): Stage {
       },
       apply: (s, embedding) => {
         s.fields[field] = head.score(embedding);
-        count(stats.units, 'scored');
+        addUnits(stats, 'scored');
       },
     });
     return inner(input, ctx);
@@ -335,7 +332,7 @@ export function embeddingAestheticStage(opts: EmbeddingAestheticOptions): Stage 
         const f = await file(pair);
         if (row >= f.rows) throw new SampleError('no_embedding', `no embedding for ${what}: ${pairs[pair].embeddings} has ${f.rows} rows`);
         s.fields[field] = head.score(await f.readRows(row, row + 1));
-        count(stats.units, 'scored');
+        addUnits(stats, 'scored');
       },
       { concurrency: opts.concurrency ?? 16, ordered: true },
     );

@@ -1,7 +1,7 @@
 import { batch, mapConcurrent } from '../concurrency.js';
 import { fail, type Sample } from '../sample.js';
 import type { Stage, StageContext } from '../stage.js';
-import type { StageStats } from '../stats.js';
+import { addUnits, type StageStats } from '../stats.js';
 import { ReplicaCallError, type ReplicaPool } from './replica-pool.js';
 
 export interface ModelBatchStageOptions<C, X, Y> {
@@ -75,15 +75,11 @@ async function* flatten(groups: AsyncIterable<Item[]>): AsyncGenerator<Sample> {
   }
 }
 
-const add = (units: Record<string, number>, key: string, n = 1): void => {
-  units[key] = (units[key] ?? 0) + n;
-};
 
 async function runBatch<C, X, Y>(opts: ModelBatchStageOptions<C, X, Y>, group: Item[], stats: StageStats, ctx: StageContext): Promise<Item[]> {
   const oks = group.flatMap((it) => (it.sample ? [it.sample] : []));
   if (oks.length === 0) return group;
   const { name } = opts;
-  const { units } = stats;
   stats.in += oks.length;
   let busyMs = 0;
 
@@ -118,9 +114,9 @@ async function runBatch<C, X, Y>(opts: ModelBatchStageOptions<C, X, Y>, group: I
           modelMs += performance.now() - t0;
         }
       }, { cost: live.length, signal: ctx.signal });
-      add(units, 'batches');
-      add(units, 'samples', live.length);
-      add(units, `replica:${replica}:batches`);
+      addUnits(stats, 'batches');
+      addUnits(stats, 'samples', live.length);
+      addUnits(stats, `replica:${replica}:batches`);
       t = performance.now();
       live.forEach((p, i) => {
         try {
@@ -135,11 +131,11 @@ async function runBatch<C, X, Y>(opts: ModelBatchStageOptions<C, X, Y>, group: I
       if (ctx.signal?.aborted) throw err;
       const msg = err instanceof Error ? err.message : String(err);
       for (const p of live) fail(p.s, name, `model call failed: ${msg}`, 'model_error');
-      add(units, 'failed_batches');
-      if (err instanceof ReplicaCallError) add(units, `replica:${err.replica}:failed_batches`);
+      addUnits(stats, 'failed_batches');
+      if (err instanceof ReplicaCallError) addUnits(stats, `replica:${err.replica}:failed_batches`);
     }
-    add(units, 'model_ms', modelMs);
-    if (attempts > 1) add(units, 'retries', attempts - 1);
+    addUnits(stats, 'model_ms', modelMs);
+    if (attempts > 1) addUnits(stats, 'retries', attempts - 1);
     busyMs += modelMs;
   }
 

@@ -20,15 +20,7 @@ export interface TesseractPoolOptions {
   workers?: number;
   /** Folder holding eng.traineddata.gz; default the bundled one. */
   langPath?: string;
-  /**
-   * Tesseract parameters set once in every worker. Default: no second pass over inverted lines
-   * (`tessedit_do_invert` 0: the reader hands dark text on white, and the second pass doubles the
-   * time of every unreadable line) and 300 dpi for images that carry no resolution.
-   */
-  parameters?: Record<string, string>;
 }
-
-export const DEFAULT_TESSERACT_PARAMETERS: Readonly<Record<string, string>> = { tessedit_do_invert: '0', user_defined_dpi: '300' };
 
 export interface RecognizeOptions {
   /** Tesseract page segmentation mode: 11 sparse text, 6 one block, 7 one line, 3 automatic. */
@@ -49,7 +41,6 @@ interface Block { paragraphs?: { lines?: { words?: { text: string; confidence: n
 export class TesseractPool {
   readonly size: number;
   private readonly langPath: string;
-  private readonly parameters: Record<string, string>;
   private readonly psmOf = new WeakMap<Worker, number>();
   private readonly idle: Worker[] = [];
   private readonly waiting: ((w: Worker) => void)[] = [];
@@ -60,7 +51,6 @@ export class TesseractPool {
     this.size = opts.workers ?? availableParallelism();
     if (!(Number.isInteger(this.size) && this.size >= 1)) throw new Error(`tesseract pool: workers must be a positive integer, got ${this.size}`);
     this.langPath = opts.langPath ?? bundledLangPath();
-    this.parameters = { ...DEFAULT_TESSERACT_PARAMETERS, ...opts.parameters };
   }
 
   private async start(): Promise<Worker> {

@@ -277,11 +277,9 @@ export interface ReaderPixels {
  * Reads one image: `gray` (w×h luminance, e.g. `luminance()` of the decoded pixels) is what the
  * geometry and the snippets are made of; with `pixels` (the decoded colour image) the geometry
  * also searches its colourfulness (`chroma()`) for text that differs from its background in hue
- * more than in luminance. `png` (the encoded image) is accepted for the stage's convenience and
- * unused.
+ * more than in luminance.
  */
-export async function readText(pool: TesseractPool, png: Uint8Array, gray: Uint8Array, w: number, h: number, options: ReaderOptions = {}, pixels?: ReaderPixels): Promise<ReadResult> {
-  void png;
+export async function readText(pool: TesseractPool, gray: Uint8Array, w: number, h: number, options: ReaderOptions = {}, pixels?: ReaderPixels): Promise<ReadResult> {
   const o: Required<ReaderOptions> = { ...READER_DEFAULTS, ...options };
   const channels = pixels && pixels.channels >= 3 && o.useChroma ? [chroma(pixels.data, w, h, pixels.channels)] : [];
   const lines = findTextCandidates(gray, w, h, { ...o.candidates, channels }).filter((l) => lineScore(l) >= o.minScore);
