@@ -3,6 +3,7 @@ import { runCli } from '../src/cli/program.js';
 import { packageVersion } from '../src/package-root.js';
 import { runDemo } from './demo.js';
 import { jobs } from './index.js';
+import { recaptionCommand } from './recaption-command.js';
 
 // The composition root: the CLI (src/) gets the jobs and the demo from here.
-await runCli({ jobs, demo: runDemo, version: packageVersion }, process.argv);
+await runCli({ jobs, demo: runDemo, version: packageVersion, commands: [recaptionCommand(jobs)] }, process.argv);

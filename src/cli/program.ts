@@ -6,7 +6,7 @@ import { retryFailed } from '../retry-failed.js';
 import { resolveShardSelection } from '../executors/shard-select.js';
 import type { AnyJob } from '../job.js';
 import { consoleLogger } from '../log.js';
-import { formatFunnel, summarizeOutput } from '../run-summary.js';
+import { formatFunnel, summarizeOutput, type RunSummary } from '../run-summary.js';
 import { openStore } from '../stores/open-store.js';
 import { OnnxTensorModel } from '../models/onnx-model.js';
 import { serveCommand } from './serve-command.js';
@@ -16,6 +16,8 @@ export interface CliWiring {
   jobs: Record<string, AnyJob>;
   demo(opts: { out: string; images: number; progress: string }): Promise<number>;
   version: string;
+  /** Job-specific commands (e.g. `recaption export|import`), added as they are. */
+  commands?: Command[];
 }
 
 const int = (name: string) => (v: string) => {
@@ -50,11 +52,7 @@ export function buildProgram(w: CliWiring): Command {
       const units = await job.plan(config, consoleLogger);
       consoleLogger.info(`${job.name}: ${units.length} unit(s) → ${config.output}`);
       const summary = await executeLocal(job, config, units, { output: openStore(config.output), log: consoleLogger, selection, progress: o.progress });
-      const t = summary.this_run!;
-      process.stdout.write(`${formatFunnel(summary.funnel)}\n`);
-      process.stdout.write(`units: ${summary.units.done}/${summary.units.planned} done; this run ${t.units_completed} completed, ${t.units_already_done} already done, ${t.units_failed.length} failed; ${t.rows} rows in ${t.seconds.toFixed(1)} s (${t.rows_per_second.toFixed(1)} rows/s)\n`);
-      process.stdout.write(`summary: ${config.output.replace(/\/+$/, '')}/run-summary.json\n`);
-      if (t.units_failed.length > 0) process.exitCode = 1;
+      reportRun(summary, config.output);
     });
 
   program
@@ -132,6 +130,8 @@ export function buildProgram(w: CliWiring): Command {
       }
     });
 
+  for (const c of w.commands ?? []) program.addCommand(c);
+
   program.addCommand(serveCommand((path, name) => OnnxTensorModel.load(path, { name })));
 
   program
@@ -152,6 +152,22 @@ export function buildProgram(w: CliWiring): Command {
     });
 
   return program;
+}
+
+/** Prints a finished run: the funnel, stage amounts (tokens, captions…), units; exit code 1 if a unit failed. */
+export function reportRun(summary: RunSummary, output: string): void {
+  const t = summary.this_run!;
+  process.stdout.write(`${formatFunnel(summary.funnel)}\n`);
+  for (const st of summary.stages) {
+    const amounts = Object.entries(st.units).filter(([k]) => k !== 'bytes');
+    if (amounts.length === 0) continue;
+    // Rates only when every counted unit ran now: stats of units done earlier would inflate them.
+    const rate = t.units_already_done === 0 && t.seconds > 0 ? (v: number) => ` (${(v / t.seconds).toFixed(1)}/s)` : () => '';
+    process.stdout.write(`${st.name}: ${amounts.map(([k, v]) => `${k} ${v}${rate(v)}`).join(', ')}\n`);
+  }
+  process.stdout.write(`units: ${summary.units.done}/${summary.units.planned} done; this run ${t.units_completed} completed, ${t.units_already_done} already done, ${t.units_failed.length} failed; ${t.rows} rows in ${t.seconds.toFixed(1)} s (${t.rows_per_second.toFixed(1)} rows/s)\n`);
+  process.stdout.write(`summary: ${output.replace(/\/+$/, '')}/run-summary.json\n`);
+  if (t.units_failed.length > 0) process.exitCode = 1;
 }
 
 /** Runs the CLI; known user errors print without a stack trace. */

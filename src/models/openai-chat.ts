@@ -66,16 +66,7 @@ export class ChatClient {
   }
 
   async complete(req: ChatRequest): Promise<ChatResult> {
-    const body = {
-      ...req.extra,
-      model: this.opts.model,
-      messages: req.messages,
-      max_tokens: req.maxTokens,
-      temperature: req.temperature,
-      seed: req.seed,
-      response_format: req.responseFormat,
-    };
-    const result = await this.http.post('/chat/completions', body, (json) => this.parse(json), req.signal);
+    const result = await this.http.post('/chat/completions', chatCompletionBody(this.opts.model, req), (json) => this.parse(json), req.signal);
     if (req.requireStop && result.finishReason !== 'stop') {
       const err = this.http.error('truncated', `chat completion ended with finish_reason '${result.finishReason}'`) as ChatResponseError;
       err.result = result;
@@ -86,16 +77,40 @@ export class ChatClient {
   }
 
   private parse(json: unknown): ChatResult {
-    const j = json as { choices?: { message?: { content?: unknown }; finish_reason?: unknown }[]; usage?: { prompt_tokens?: number; completion_tokens?: number } } | null;
-    const choice = Array.isArray(j?.choices) ? j.choices[0] : undefined;
-    const content = choice?.message && typeof choice.message === 'object' ? choice.message.content : undefined;
-    // null content is legal (e.g. cut off before any text); a missing message is not.
-    if (!choice?.message || (content != null && typeof content !== 'string')) {
-      throw this.http.error('malformed_response', 'POST /chat/completions: response has no choices[0].message with string content');
+    let result: ChatResult;
+    try {
+      result = parseChatCompletion(json);
+    } catch (err) {
+      throw this.http.error('malformed_response', `POST /chat/completions: ${(err as Error).message}`);
     }
-    const usage = { promptTokens: Number(j?.usage?.prompt_tokens ?? 0), completionTokens: Number(j?.usage?.completion_tokens ?? 0) };
-    this.stats.promptTokens += usage.promptTokens;
-    this.stats.completionTokens += usage.completionTokens;
-    return { text: (content as string | null) ?? '', finishReason: typeof choice.finish_reason === 'string' ? choice.finish_reason : 'unknown', usage, raw: json };
+    this.stats.promptTokens += result.usage.promptTokens;
+    this.stats.completionTokens += result.usage.completionTokens;
+    return result;
   }
+}
+
+/** The JSON body of a chat completion request, as ChatClient sends it and as `vllm run-batch` reads it. */
+export function chatCompletionBody(model: string, req: ChatRequest): Record<string, unknown> {
+  return {
+    ...req.extra,
+    model,
+    messages: req.messages,
+    max_tokens: req.maxTokens,
+    temperature: req.temperature,
+    seed: req.seed,
+    response_format: req.responseFormat,
+  };
+}
+
+/** Reads a chat completion response body; throws (with what is wrong) when it has no usable message. */
+export function parseChatCompletion(json: unknown): ChatResult {
+  const j = json as { choices?: { message?: { content?: unknown }; finish_reason?: unknown }[]; usage?: { prompt_tokens?: number; completion_tokens?: number } } | null;
+  const choice = Array.isArray(j?.choices) ? j.choices[0] : undefined;
+  const content = choice?.message && typeof choice.message === 'object' ? choice.message.content : undefined;
+  // null content is legal (e.g. cut off before any text); a missing message is not.
+  if (!choice?.message || (content != null && typeof content !== 'string')) {
+    throw new Error('response has no choices[0].message with string content');
+  }
+  const usage = { promptTokens: Number(j?.usage?.prompt_tokens ?? 0), completionTokens: Number(j?.usage?.completion_tokens ?? 0) };
+  return { text: (content as string | null) ?? '', finishReason: typeof choice.finish_reason === 'string' ? choice.finish_reason : 'unknown', usage, raw: json };
 }

@@ -3,7 +3,7 @@ import { mkdir, open, readdir, rename, rm, stat, writeFile } from 'node:fs/promi
 import type { FileHandle } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import type { Readable } from 'node:stream';
-import { assertSafeName } from './store.js';
+import { assertSafeName, ObjectNotFoundError } from './store.js';
 import type { ObjectWriter, Store, WrittenObject } from './store.js';
 
 /** Matches the temp names written by put/putStream, so list() never reports half-written objects. */
@@ -38,7 +38,7 @@ export class FileStore implements Store {
     try {
       return await open(path, 'r');
     } catch (err) {
-      if (isMissing(err)) throw new Error(`object not found: ${path}`, { cause: err });
+      if (isMissing(err)) throw new ObjectNotFoundError(path, { cause: err });
       throw err;
     }
   }

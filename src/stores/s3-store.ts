@@ -12,7 +12,7 @@ import {
 } from '@aws-sdk/client-s3';
 import type { S3ClientConfig } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
-import { assertSafeName } from './store.js';
+import { assertSafeName, ObjectNotFoundError } from './store.js';
 import type { ObjectWriter, Store, WrittenObject } from './store.js';
 
 const MiB = 1024 * 1024;
@@ -79,7 +79,7 @@ function describe(op: string, url: string, err: unknown): Error {
   const e = err as { name?: string; message?: string; $response?: unknown; $metadata?: unknown } | undefined;
   // Service errors carry the raw HTTP exchange, signed headers and access key id included; keep only the gist.
   const cause = e?.$response ? Object.assign(new Error(e.message), { name: e.name, $metadata: e.$metadata }) : err;
-  if (isNotFound(err)) return new Error(`object not found: ${url}`, { cause });
+  if (isNotFound(err)) return new ObjectNotFoundError(url, { cause });
   const status = statusOf(err);
   const reason = `${e?.name ?? 'Error'}${status ? ` (HTTP ${status})` : ''}: ${e?.message ?? String(err)}`;
   return new Error(`${op} ${url} failed: ${reason}`, { cause });

@@ -46,6 +46,15 @@ export interface Store {
   removePartials?(prefix: string): Promise<number>;
 }
 
+/** A get of an object that does not exist (both stores throw it, so callers can tell a miss from a failure). */
+export class ObjectNotFoundError extends Error {
+  readonly code = 'object_not_found';
+  constructor(url: string, options?: { cause?: unknown }) {
+    super(`object not found: ${url}`, options);
+    this.name = 'ObjectNotFoundError';
+  }
+}
+
 /** Rejects names that could escape the store's root. */
 export function assertSafeName(name: string): void {
   if (name === '' || name.startsWith('/') || name.split('/').some((p) => p === '..' || p === '')) {

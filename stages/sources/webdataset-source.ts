@@ -16,6 +16,11 @@ export interface WebDatasetSourceOptions {
   unit_rows: number;
   /** JSON field holding the caption, when there is no `.txt` member. */
   caption_field?: string;
+  /**
+   * Keep each sample's own key instead of numbering it `<unit><offset>`: for tars whose keys are
+   * already unique across the dataset (bitprep's image shards), so a derived dataset keeps them.
+   */
+  keep_keys?: boolean;
 }
 
 const IMAGE_EXTS = ['jpg', 'jpeg', 'png', 'webp'];
@@ -46,10 +51,11 @@ export async function* webDatasetSource(unit: Unit, opts: WebDatasetSourceOption
   for (const inp of unit.inputs) {
     const { store, name } = openInputFile(inp.uri);
     for await (const ws of readWebDataset(await store.getStream(name), { name: inp.uri })) {
-      if (offset >= opts.unit_rows) throw new Error(`input ${inp.uri} holds more than unit_rows=${opts.unit_rows} samples; raise input.unit_rows`);
+      if (!opts.keep_keys && offset >= opts.unit_rows) throw new Error(`input ${inp.uri} holds more than unit_rows=${opts.unit_rows} samples; raise input.unit_rows`);
       let json: Record<string, unknown> = {};
       const fields: Record<string, unknown> = { source_key: ws.key, source_file: inp.uri };
-      const s = newSample(sampleKey(unit.id, offset++, opts.unit_rows), fields);
+      const s = newSample(opts.keep_keys ? ws.key : sampleKey(unit.id, offset, opts.unit_rows), fields);
+      offset++;
       if (ws.files.json) {
         try {
           json = JSON.parse(new TextDecoder().decode(ws.files.json));

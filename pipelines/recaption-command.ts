@@ -1,0 +1,73 @@
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { reportRun } from '../src/cli/program.js';
+import { loadConfig, parseOverride } from '../src/config/load-config.js';
+import { executeLocal } from '../src/executors/local.js';
+import type { AnyJob } from '../src/job.js';
+import { consoleLogger } from '../src/log.js';
+import { retryFailed } from '../src/retry-failed.js';
+import { summarizeOutput } from '../src/run-summary.js';
+import { openStore } from '../src/stores/open-store.js';
+import { doneName } from '../src/units/unit.js';
+import { exportRecaptionBatch, importRecaptionBatch, RECAPTION_ANSWER_FAILURES, type RecaptionConfig } from './recaption.js';
+
+const int = (name: string) => (v: string) => {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError(`${name} must be a non-negative integer`);
+  return n;
+};
+const collect = (v: string, prev: string[]) => [...prev, v];
+
+async function recaptionConfigFrom(jobs: Record<string, AnyJob>, path: string, set: string[], extra: [string, unknown][] = []): Promise<{ job: AnyJob; config: RecaptionConfig }> {
+  const { job, config } = await loadConfig(path, jobs, [...set.map(parseOverride), ...extra]);
+  if (job.name !== 'recaption') throw new Error(`${path} is a ${job.name} config; recaption export/import need a recaption config`);
+  return { job, config: config as RecaptionConfig };
+}
+
+/** `bitprep recaption export|import`: the offline batch route for GPU clusters without a server. */
+export function recaptionCommand(jobs: Record<string, AnyJob>): Command {
+  const cmd = new Command('recaption').description('offline batch captioning through `vllm run-batch` JSONL (for clusters without a long-running server)');
+
+  cmd
+    .command('export')
+    .description('write the run-batch JSONL requests for every image of the config\'s shards whose captions are not cached')
+    .argument('<config>', 'recaption config (.yaml or .json)')
+    .requiredOption('--out <file>', 'JSONL file to write (local path or s3:// URL)')
+    .option('--attempt <n>', 'attempt number: picks the seed (sampling.seed + n); use 1, 2… for images a previous import refused', int('--attempt'), 0)
+    .option('--shard-index <n>', 'export only units i with i mod shard-count = n', int('--shard-index'))
+    .option('--shard-count <n>', 'number of export files the work is split into', int('--shard-count'))
+    .option('--set <key=value>', 'override a config value (repeatable)', collect, [])
+    .action(async (path: string, o: { out: string; attempt: number; shardIndex?: number; shardCount?: number; set: string[] }) => {
+      const { config } = await recaptionConfigFrom(jobs, path, o.set);
+      const r = await exportRecaptionBatch(config, o.out, { attempt: o.attempt, shardIndex: o.shardIndex, shardCount: o.shardCount }, consoleLogger);
+      process.stdout.write(`${r.requests} request(s) for ${r.images} image(s) → ${o.out}; ${r.cached} caption(s) already cached; ${r.skipped} sample(s) without a usable image\n`);
+      process.stdout.write(`next: vllm run-batch -i ${o.out} -o <results.jsonl> --model ${config.server.model}; then bitprep recaption import ${path} <results.jsonl>\n`);
+    });
+
+  cmd
+    .command('import')
+    .description('validate a run-batch output file, cache its accepted captions, and write the output shards from the cache')
+    .argument('<config>', 'the recaption config the requests were exported with')
+    .argument('<results>', 'run-batch output JSONL (local path or s3:// URL)')
+    .option('--set <key=value>', 'override a config value (repeatable)', collect, [])
+    .addOption(new Option('--progress <mode>', 'progress display').choices(['auto', 'bar', 'plain', 'off']).default('auto'))
+    .action(async (path: string, results: string, o: { set: string[]; progress: 'auto' | 'bar' | 'plain' | 'off' }) => {
+      const { job, config } = await recaptionConfigFrom(jobs, path, o.set, [['captions_from', 'cache']]);
+      const r = await importRecaptionBatch(config, results, consoleLogger);
+      const refused = Object.entries(r.refused).map(([k, v]) => `${k} ${v}`).join(', ');
+      process.stdout.write(`${r.lines} answer(s): ${r.accepted} accepted, refused: ${refused || 'none'}${r.foreign ? `, ${r.foreign} line(s) with foreign custom_ids ignored` : ''}\n`);
+      const units = await job.plan(config, consoleLogger);
+      const store = openStore(config.output);
+      // Units an earlier import finished are not rerun; their refused rows are re-decided from the cache instead.
+      const doneBefore = (await Promise.all(units.map(async (u) => ((await store.exists(doneName(u.id))) ? u : undefined)))).filter((u) => u !== undefined);
+      let summary = await executeLocal(job, config, units, { output: store, log: consoleLogger, progress: o.progress });
+      if (doneBefore.length > 0) {
+        const rr = await retryFailed(job, config, doneBefore, store, consoleLogger, RECAPTION_ANSWER_FAILURES);
+        process.stdout.write(`re-decided ${rr.retried} failed row(s) of ${rr.units} unit(s) finished earlier: ${rr.recovered} now captioned\n`);
+        summary = { ...(await summarizeOutput(store, job.name, units)), this_run: summary.this_run };
+        await store.put('run-summary.json', JSON.stringify(summary, null, 2) + '\n');
+      }
+      reportRun(summary, config.output);
+    });
+
+  return cmd;
+}
