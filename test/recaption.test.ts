@@ -60,7 +60,7 @@ async function makeShards(): Promise<void> {
   for (const [t, range] of [[0, [0, 7]], [1, [7, N]]] as const) {
     const out = createWriteStream(join(shards, `0000${t}.tar`));
     const w = new TarWriter({ write: (c) => new Promise<void>((r, j) => out.write(c, (e) => (e ? j(e) : r()))) });
-    for (let i = range[0]; i < range[1]; i++) {
+    for (let i: number = range[0]; i < range[1]; i++) {
       const [r, g, b] = rgbOf(i);
       const img = sharp({ create: { width: 640, height: 480, channels: 3, background: { r, g, b } } });
       const ext = i === 3 ? 'png' : 'jpg';
