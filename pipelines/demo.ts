@@ -3,21 +3,26 @@ import { join, relative, resolve } from 'node:path';
 import { loadConfig } from '../src/config/load-config.js';
 import { executeLocal } from '../src/executors/local.js';
 import { consoleLogger } from '../src/log.js';
-import { formatFunnel } from '../src/run-summary.js';
+import { formatFunnel, type RunSummary } from '../src/run-summary.js';
 import { openStore } from '../src/stores/open-store.js';
 import { packageRoot } from '../src/package-root.js';
 import { randomAestheticLayers, writeAestheticHead } from '../stages/aesthetic-head.js';
 import { buildClipStandinModel } from '../stages/clip-standin.js';
 import { generateDemoData } from './demo-data.js';
+import { startDemoModelServer } from './demo-model-server.js';
 import { startDemoImageServer } from './demo-server.js';
+import { generateDalleTars, generateDiffusionDbParquet } from './demo-synthetic-data.js';
 import { jobs } from './index.js';
 
 const CONFIG = join(packageRoot, 'configs', 'demo.yaml');
+const shipped = (name: string) => join(packageRoot, 'configs', name);
 
 /**
  * Generates sample data under `<out>/demo-data`, serves its images on 127.0.0.1 as the web would
  * (with one opt-out and one missing file), runs configs/demo.yaml into `<out>/demo-out` (from
- * scratch), and prints the funnel and where everything is. Returns the exit code.
+ * scratch), then recaption on that output, dalle-ingest and diffusiondb-synth on generated
+ * Dalle3- and DiffusionDB-shaped data with the shipped configs against a stand-in model server,
+ * and prints the funnels and where everything is. Returns the exit code.
  */
 export async function runDemo(opts: { out: string; images: number; progress: string }): Promise<number> {
   const root = resolve(opts.out);
@@ -27,6 +32,14 @@ export async function runDemo(opts: { out: string; images: number; progress: str
   const t0 = Date.now();
   const server = await startDemoImageServer(join(dataDir, 'images'));
   let summary;
+  const later: { name: string; dir: string; summary: RunSummary }[] = [];
+  const runJob = async (path: string, overrides: [string, unknown][]): Promise<RunSummary> => {
+    const { job, config } = await loadConfig(path, jobs, overrides);
+    await rm(config.output, { recursive: true, force: true });
+    const units = await job.plan(config, log);
+    log.info(`running ${job.name}: ${units.length} units → ${config.output}`);
+    return executeLocal(job, config, units, { output: openStore(config.output), log, progress: opts.progress as 'auto' });
+  };
   try {
     log.info(`generating ${opts.images} images and a LAION-schema parquet in ${dataDir}, served at ${server.url} …`);
     const data = await generateDemoData(dataDir, opts.images, 42, { urlBase: server.url });
@@ -36,18 +49,47 @@ export async function runDemo(opts: { out: string; images: number; progress: str
     await mkdir(models, { recursive: true });
     await writeFile(join(models, 'clip-standin.onnx'), buildClipStandinModel(7));
     await writeAestheticHead(join(models, 'aesthetic-head-standin.safetensors'), randomAestheticLayers(7));
-    await rm(outDir, { recursive: true, force: true });
-    const { job, config } = await loadConfig(CONFIG, jobs, [
+    summary = await runJob(CONFIG, [
       ['output', outDir],
       ['input.paths', [join(dataDir, 'laion')]],
       ['aesthetic.head', join(models, 'aesthetic-head-standin.safetensors')],
       ['aesthetic.clip.model.onnx', join(models, 'clip-standin.onnx')],
     ]);
-    const units = await job.plan(config, log);
-    log.info(`running ${job.name}: ${units.length} units → ${outDir}`);
-    summary = await executeLocal(job, config, units, { output: openStore(outDir), log, progress: opts.progress as 'auto' });
   } finally {
     await server.close();
+  }
+
+  // The rest of the dataflow on the shipped configs, against a stand-in model server (no model behind it).
+  const stand = await startDemoModelServer(['Qwen/Qwen2.5-VL-7B-Instruct', 'black-forest-labs/FLUX.1-schnell', 'PixArt-alpha/PixArt-Sigma-XL-2-1024-MS']);
+  try {
+    log.info(`stand-in model server (not a model: colour statistics and seeded drawings) at ${stand.baseUrl}`);
+    const recaptionDir = join(root, 'demo-recaption');
+    later.push({ name: 'recaption (laion-filter output → long and short captions)', dir: recaptionDir, summary: await runJob(shipped('recaption.yaml'), [
+      ['output', recaptionDir],
+      ['input.paths', [outDir]],
+      ['server.base_url', stand.baseUrl],
+      ['server.max_in_flight', 16],
+      ['concurrency', 16],
+    ]) });
+    const dalle = await generateDalleTars(join(dataDir, 'dalle3'), 24, 5);
+    const dalleDir = join(root, 'demo-dalle');
+    later.push({ name: 'dalle-ingest (Dalle3-1M-shaped tars)', dir: dalleDir, summary: await runJob(shipped('dalle-ingest.yaml'), [
+      ['output', dalleDir],
+      ['input.paths', [dalle.dir]],
+    ]) });
+    const ddb = await generateDiffusionDbParquet(join(dataDir, 'diffusiondb-metadata.parquet'), 60, 9);
+    const synthDir = join(root, 'demo-synth');
+    later.push({ name: 'diffusiondb-synth (DiffusionDB-shaped prompts × 2 models)', dir: synthDir, summary: await runJob(shipped('diffusiondb-synth.yaml'), [
+      ['output', synthDir],
+      ['input.paths', [ddb.path]],
+      ['parallel_units', 2],
+      ['models', [
+        { name: 'flux-schnell', preset: 'flux-schnell', served_model: 'black-forest-labs/FLUX.1-schnell', endpoints: [stand.baseUrl], size: '512x512' },
+        { name: 'pixart-sigma', preset: 'pixart-sigma', served_model: 'PixArt-alpha/PixArt-Sigma-XL-2-1024-MS', endpoints: [stand.baseUrl], size: '512x512' },
+      ]],
+    ]) });
+  } finally {
+    await stand.close();
   }
   const rel = (p: string) => relative(process.cwd(), p) || '.';
   const out = [
@@ -69,9 +111,15 @@ export async function runDemo(opts: { out: string; images: number; progress: str
     `try new thresholds without decoding again: node bin/bitprep.js refilter ${rel(outDir)} --set ocr.max_density=0.05 --set aesthetic.min_score=5`,
     `next: node bin/bitprep.js summary ${rel(outDir)}   (the funnel again, from the done markers)`,
     `      any Parquet reader: select status, dropped_by, error_code, count(*) from '${rel(outDir)}/*.parquet' group by all`,
+    ...later.flatMap((j) => ['', `${j.name} → ${rel(j.dir)}/`, formatFunnel(j.summary.funnel)]),
+    '',
+    `NOTE: captions in ${rel(join(root, 'demo-recaption'))}/ and images in ${rel(join(root, 'demo-synth'))}/ come from a STAND-IN server (pipelines/demo-model-server.ts):`,
+    `      colour statistics and seeded drawings, not Qwen2.5-VL, FLUX.1-schnell or PixArt-Σ. Requests, validation, retries, the caption cache and`,
+    `      the shards are real; point server.base_url / models[].endpoints at vLLM and image servers for real ones (README: Recaption, Synthetic data).`,
     '',
   ];
   process.stdout.write(out.join('\n'));
   const failedUnits = summary.this_run?.units_failed.length ?? 0;
-  return failedUnits === 0 && summary.funnel_balances ? 0 : 1;
+  const laterOk = later.every((j) => (j.summary.this_run?.units_failed.length ?? 0) === 0 && j.summary.funnel_balances);
+  return failedUnits === 0 && summary.funnel_balances && laterOk ? 0 : 1;
 }

@@ -29,6 +29,11 @@ export interface WriteParquetOptions {
   /** Defaults to inferSchema(rows). Needed for 0-row tables to have columns. */
   schema?: ColumnSpec[];
   /**
+   * Types that override inference for these columns, e.g. DOUBLE for a float column whose values
+   * in this file happen to be whole numbers: shards of one dataset then agree on every type.
+   */
+  types?: Record<string, ColumnType>;
+  /**
    * Defaults to SNAPPY (hysnappy wasm). GZIP and BROTLI use node:zlib;
    * ZSTD needs node:zlib zstd (Node >= 22.15) and throws on older Node.
    */
@@ -199,7 +204,8 @@ function compressorFor(codec: Compression): Compressor | undefined {
 
 /** Writes a whole table to Parquet bytes that DuckDB, pyarrow and hyparquet read. */
 export function writeParquet(rows: Record<string, unknown>[], opts: WriteParquetOptions = {}): Uint8Array {
-  const schema = opts.schema ?? inferSchema(rows);
+  const types = opts.types ?? {};
+  const schema = opts.schema ?? inferSchema(rows).map((c) => (types[c.name] ? { ...c, type: types[c.name] } : c));
   if (schema.length === 0) throw new Error('writeParquet: no columns (pass a schema for an empty table)');
   const codec = opts.compression ?? 'SNAPPY';
   const compress = compressorFor(codec);

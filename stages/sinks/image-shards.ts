@@ -1,6 +1,6 @@
 import type { Sample } from '../../src/sample.js';
 import { TarWriter } from '../../src/formats/tar-write.js';
-import { writeParquet } from '../../src/formats/parquet-write.js';
+import { writeParquet, type ColumnType } from '../../src/formats/parquet-write.js';
 import { toRecord, webDatasetMembers } from '../../src/records.js';
 import { countInFunnel, emptyFunnel, type StatsCollector } from '../../src/stats.js';
 import type { Store } from '../../src/stores/store.js';
@@ -14,6 +14,8 @@ export interface ImageShardSinkOptions {
   stats: StatsCollector;
   started: Date;
   onRows(n: number): void;
+  /** Record column types that must not depend on one unit's values (a guidance scale of 0 would read as an integer). */
+  columnTypes?: Record<string, ColumnType>;
 }
 
 /**
@@ -46,7 +48,7 @@ export async function writeImageShards(stream: AsyncIterable<Sample>, opts: Imag
     }
     await tar.finish();
     await tarOut.close();
-    await outputs.put('.parquet', writeParquet(records, { compression: 'SNAPPY' }));
+    await outputs.put('.parquet', writeParquet(records, { compression: 'SNAPPY', types: opts.columnTypes }));
     const finished = new Date();
     const seconds = (finished.getTime() - opts.started.getTime()) / 1000;
     const stats: UnitStats = {
