@@ -28,6 +28,18 @@ describe('bitprep CLI', () => {
     expect(summary.funnel.written).toBeGreaterThan(30);
     // Plain progress lines go to stderr when it is not a terminal.
     expect(r.stderr).toMatch(/laion-filter .*units/);
+    // Then recaption, dalle-ingest and diffusiondb-synth against the labelled stand-in server.
+    expect(r.stdout).toContain('STAND-IN server');
+    const written = summary.funnel.written;
+    const recaption = JSON.parse(await readFile(join(dir, 'demo-recaption', 'run-summary.json'), 'utf8'));
+    expect(recaption.funnel).toMatchObject({ rows_in: written, written });
+    const dalle = JSON.parse(await readFile(join(dir, 'demo-dalle', 'run-summary.json'), 'utf8'));
+    expect(dalle.funnel).toMatchObject({ rows_in: 24, written: 22, failed: { 'source:no_image': 1, 'decode-resize:truncated': 1 } });
+    const synth = JSON.parse(await readFile(join(dir, 'demo-synth', 'run-summary.json'), 'utf8'));
+    expect(synth.funnel_balances).toBe(true);
+    expect(synth.funnel.rows_in).toBe(120);
+    expect(synth.funnel.dropped.prompt_nsfw).toBeGreaterThan(0);
+    expect(synth.funnel.dropped.duplicate_prompt).toBeGreaterThan(0);
   });
 
   it('records annotations for dropped rows too, and refilter re-decides them without the image tars', async () => {
