@@ -1,48 +1,39 @@
 import { createHash } from 'node:crypto';
 import { drop } from '../src/sample.js';
 import type { Stage } from '../src/stage.js';
+import { DigestTable } from '../src/digest-table.js';
 
-const EMPTY = 0xffffffff;
 const HEX24 = /^[0-9a-fA-F]{24}/;
 const HEX_DIGEST = /^[0-9a-fA-F]{24,}$/;
 
 /**
  * The content digests seen so far, each mapped to the key of the first sample that had it.
  *
- * Memory: a digest is kept as its first 96 bits (three uint32) in typed arrays, the first key
- * as UTF-8 bytes in one growing pool, and an open-addressing table (linear probing, load ≤ 0.5)
- * of uint32 entry indices: about 20 bytes + key length per entry (up to twice that just after a
- * growth; 100k entries with 12-byte keys take 5.2 MB, a Map of 16-hex-digit keys 9.3 MB), and
- * no per-entry JS objects, so no GC pressure and no Map's 2^24-entry ceiling. Growth doubles
- * an array, so a resize briefly holds old and new copies.
- *
- * Collisions: two different digests sharing 96 bits make the later image a false duplicate.
- * The chance of any such pair among n digests is about n² / 2^97: 6e-18 for a million images,
- * 2e-10 for LAION-5B's five billion. Accepted.
+ * Memory: the digests (their first 96 bits) in a DigestTable, the first keys as UTF-8 bytes in
+ * one growing pool: about 24 bytes + key length per entry (up to twice that just after a growth;
+ * 100k entries with 12-byte keys take ~5 MB, a Map of 16-hex-digit keys 9.3 MB). Two different
+ * digests sharing 96 bits make the later image a false duplicate (about n² / 2^97: 2e-10 for
+ * LAION-5B's five billion). Accepted.
  *
  * Share one instance between the stages of the units a process runs to deduplicate across them.
  * Calls are synchronous, so concurrent units in one process cannot interleave inside add().
  */
 export class ExactSeenSet {
-  private d0 = new Uint32Array(1024);
-  private d1 = new Uint32Array(1024);
-  private d2 = new Uint32Array(1024);
+  private readonly digests = new DigestTable();
   /** keyStart[i]..keyStart[i+1] are entry i's key bytes in `pool`. */
   private keyStart = new Uint32Array(1025);
   private pool = new Uint8Array(16 * 1024);
-  private table = new Uint32Array(2048).fill(EMPTY);
-  private n = 0;
   private readonly encoder = new TextEncoder();
   private readonly decoder = new TextDecoder();
 
   /** Digests held. */
   get size(): number {
-    return this.n;
+    return this.digests.size;
   }
 
   /** Approximate bytes held by the set's arrays. */
   get byteLength(): number {
-    return this.d0.byteLength * 3 + this.keyStart.byteLength + this.pool.byteLength + this.table.byteLength;
+    return this.digests.byteLength + this.keyStart.byteLength + this.pool.byteLength;
   }
 
   /**
@@ -51,18 +42,10 @@ export class ExactSeenSet {
    */
   add(digest: string, key: string): string | undefined {
     const [a, b, c] = words(digest);
-    const slot = this.find(a, b, c);
-    const at = this.table[slot];
-    if (at !== EMPTY) return this.keyOf(at);
-    if (this.n === this.d0.length) this.growEntries();
-    const i = this.n;
-    this.d0[i] = a;
-    this.d1[i] = b;
-    this.d2[i] = c;
+    const i = this.digests.size;
+    const first = this.digests.firstOrAdd(a, b, c, i);
+    if (first !== undefined) return this.keyOf(first);
     this.appendKey(i, key);
-    this.table[slot] = i;
-    this.n++;
-    if (this.n * 2 > this.table.length) this.rehash(this.table.length * 2);
     return undefined;
   }
 
@@ -73,20 +56,8 @@ export class ExactSeenSet {
   /** The key of the first sample seen with `digest`, if any. */
   firstKey(digest: string): string | undefined {
     const [a, b, c] = words(digest);
-    const at = this.table[this.find(a, b, c)];
-    return at === EMPTY ? undefined : this.keyOf(at);
-  }
-
-  /** The slot holding this digest, or the empty slot where it would go. */
-  private find(a: number, b: number, c: number): number {
-    const mask = this.table.length - 1;
-    // The digest is uniformly random, so its own bits serve as the hash.
-    let slot = a & mask;
-    for (;;) {
-      const at = this.table[slot];
-      if (at === EMPTY || (this.d0[at] === a && this.d1[at] === b && this.d2[at] === c)) return slot;
-      slot = (slot + 1) & mask;
-    }
+    const at = this.digests.get(a, b, c);
+    return at === undefined ? undefined : this.keyOf(at);
   }
 
   private keyOf(i: number): string {
@@ -94,6 +65,11 @@ export class ExactSeenSet {
   }
 
   private appendKey(i: number, key: string): void {
+    if (i + 1 >= this.keyStart.length) {
+      const next = new Uint32Array(this.keyStart.length * 2);
+      next.set(this.keyStart);
+      this.keyStart = next;
+    }
     const start = this.keyStart[i];
     // UTF-8 needs at most 3 bytes per UTF-16 unit.
     const need = start + key.length * 3;
@@ -105,29 +81,6 @@ export class ExactSeenSet {
     }
     const { written } = this.encoder.encodeInto(key, this.pool.subarray(start));
     this.keyStart[i + 1] = start + written;
-  }
-
-  private growEntries(): void {
-    const cap = this.d0.length * 2;
-    const grow = (arr: Uint32Array, len: number) => {
-      const next = new Uint32Array(len);
-      next.set(arr);
-      return next;
-    };
-    this.d0 = grow(this.d0, cap);
-    this.d1 = grow(this.d1, cap);
-    this.d2 = grow(this.d2, cap);
-    this.keyStart = grow(this.keyStart, cap + 1);
-  }
-
-  private rehash(size: number): void {
-    this.table = new Uint32Array(size).fill(EMPTY);
-    const mask = size - 1;
-    for (let i = 0; i < this.n; i++) {
-      let slot = this.d0[i] & mask;
-      while (this.table[slot] !== EMPTY) slot = (slot + 1) & mask;
-      this.table[slot] = i;
-    }
   }
 }
 

@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { DigestTable } from '../src/digest-table.js';
 import type { Logger } from '../src/log.js';
 import { parquetSourceFromStore, readParquetMeta, readParquetRowGroups } from '../src/formats/parquet-read.js';
 import { drop, newSample, type Sample } from '../src/sample.js';
@@ -77,71 +78,6 @@ const EMPTY = 0xffffffff;
 const NSFW = 0xfffffffe;
 const NOT_SAMPLED = 0xfffffffd;
 const MAX_ROWS = 0xfffffffd;
-const SLOT_FREE = 0xffffffff;
-
-/**
- * The first row seen with each 96-bit prompt digest. Memory: 16 bytes per distinct prompt plus
- * a table of 4-byte slots at load ≤ 0.5, in typed arrays (no strings, no per-entry objects):
- * DiffusionDB's 1.8M distinct prompts take about 45 MB at the peak of a growth. Two distinct
- * prompts sharing 96 bits would make the later one a false duplicate; among 1.8M prompts the
- * chance of any such pair is about n²/2^97 = 2e-17.
- */
-class FirstRowTable {
-  private d0 = new Uint32Array(1024);
-  private d1 = new Uint32Array(1024);
-  private d2 = new Uint32Array(1024);
-  private row = new Uint32Array(1024);
-  private slots = new Uint32Array(2048).fill(SLOT_FREE);
-  private n = 0;
-
-  /** The first row that had this digest, or undefined after recording `row` as the first. */
-  firstOrAdd(a: number, b: number, c: number, row: number): number | undefined {
-    const slot = this.find(a, b, c);
-    const at = this.slots[slot];
-    if (at !== SLOT_FREE) return this.row[at];
-    if (this.n === this.d0.length) this.grow();
-    this.d0[this.n] = a;
-    this.d1[this.n] = b;
-    this.d2[this.n] = c;
-    this.row[this.n] = row;
-    this.slots[slot] = this.n++;
-    if (this.n * 2 > this.slots.length) this.rehash(this.slots.length * 2);
-    return undefined;
-  }
-
-  private find(a: number, b: number, c: number): number {
-    const mask = this.slots.length - 1;
-    // Digest bits are uniform, so they index the table directly.
-    let slot = a & mask;
-    for (;;) {
-      const at = this.slots[slot];
-      if (at === SLOT_FREE || (this.d0[at] === a && this.d1[at] === b && this.d2[at] === c)) return slot;
-      slot = (slot + 1) & mask;
-    }
-  }
-
-  private grow(): void {
-    const up = (x: Uint32Array) => {
-      const y = new Uint32Array(x.length * 2);
-      y.set(x);
-      return y;
-    };
-    this.d0 = up(this.d0);
-    this.d1 = up(this.d1);
-    this.d2 = up(this.d2);
-    this.row = up(this.row);
-  }
-
-  private rehash(size: number): void {
-    this.slots = new Uint32Array(size).fill(SLOT_FREE);
-    const mask = size - 1;
-    for (let i = 0; i < this.n; i++) {
-      let slot = this.d0[i] & mask;
-      while (this.slots[slot] !== SLOT_FREE) slot = (slot + 1) & mask;
-      this.slots[slot] = i;
-    }
-  }
-}
 
 /** The verdict of every row, in global row order (files in sorted order, then rows). */
 export class PromptVerdicts {
@@ -169,7 +105,8 @@ export class PromptVerdicts {
 export class PromptSelectionBuilder {
   private ref: Uint32Array;
   private n = 0;
-  private readonly seen = new FirstRowTable();
+  // The first row of each prompt, by a 96-bit digest of its normalised, lower-cased text.
+  private readonly seen = new DigestTable();
   private readonly sampling: boolean;
   private rank = new Float64Array(1024);
   private rankRow = new Uint32Array(1024);
