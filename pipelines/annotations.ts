@@ -76,7 +76,8 @@ export const ocrOptions = z.object({
 export type AestheticOptions = z.infer<typeof aestheticOptions>;
 export type OcrOptions = z.infer<typeof ocrOptions>;
 
-async function loadModels(src: ModelSource, what: string): Promise<{ name: string; client: TensorModel }[]> {
+/** Opens a model source: ONNX sessions in this process, or one KServe client per endpoint, named for the pool. */
+export async function loadTensorModels(src: ModelSource, what: string): Promise<{ name: string; client: TensorModel }[]> {
   if ('onnx' in src) {
     return Promise.all(
       Array.from({ length: src.replicas }, async (_, i) => ({
@@ -107,7 +108,7 @@ export class Annotators {
       const head = await AestheticHead.load(a.head);
       let pool: ReplicaPool<TensorModel> | undefined;
       if (a.clip) {
-        const replicas = await loadModels(a.clip.model, 'clip');
+        const replicas = await loadTensorModels(a.clip.model, 'clip');
         models.push(...replicas.map((r) => r.client));
         for (const r of replicas) checkClipModel(r.client, { ...a.clip, dim: head.dim });
         pool = new ReplicaPool(replicas);
@@ -120,7 +121,7 @@ export class Annotators {
     if (cfg.ocr) {
       const o = cfg.ocr;
       if (o.backend === 'detector') {
-        const replicas = await loadModels(o.detector!.model, 'text-detector');
+        const replicas = await loadTensorModels(o.detector!.model, 'text-detector');
         models.push(...replicas.map((r) => r.client));
         ocr = { detector: new ReplicaPool(replicas), cfg: o };
       } else {

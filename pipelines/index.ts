@@ -3,6 +3,7 @@ import { dalleIngestJob } from './dalle-ingest.js';
 import { diffusionDbSynthJob } from './diffusiondb-synth.js';
 import { imageShardsJob } from './image-shards.js';
 import { laionFilterJob } from './laion-filter.js';
+import { preEncodeJob } from './pre-encode.js';
 import { recaptionJob } from './recaption.js';
 
 /** Every job a config can name. */
@@ -12,4 +13,5 @@ export const jobs: Record<string, AnyJob> = {
   [recaptionJob.name]: recaptionJob,
   [dalleIngestJob.name]: dalleIngestJob,
   [diffusionDbSynthJob.name]: diffusionDbSynthJob,
+  [preEncodeJob.name]: preEncodeJob,
 };

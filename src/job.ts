@@ -42,6 +42,12 @@ export interface Job<C extends BaseJobConfig = BaseJobConfig> {
    * rows that are not rerun.
    */
   rerun?(unit: Unit, cfg: C, keys: Set<string>, ctx: { log: Logger; stats: StatsCollector; previous: Record<string, unknown>[] }): AsyncIterable<Sample>;
+  /**
+   * Writes dataset-level files derived from the done markers (e.g. a latent dataset's
+   * `index.json`) once every planned unit is done: called at the end of such a run and by
+   * `bitprep summary`, so array tasks finishing in any order still end with one.
+   */
+  finalize?(output: Store, unitIds: string[], log: Logger): Promise<void>;
   /** Releases what the job holds for the whole process (model sessions, OCR workers) after its last unit. */
   close?(): Promise<void>;
   /**

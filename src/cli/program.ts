@@ -82,6 +82,7 @@ export function buildProgram(w: CliWiring): Command {
       const plan = await readPlan(store);
       const summary = await summarizeOutput(store, plan.job, plan.unit_ids.map((id) => ({ id, inputs: [] })));
       await store.put('run-summary.json', JSON.stringify(summary, null, 2) + '\n');
+      if (summary.units.done === summary.units.planned) await w.jobs[plan.job]?.finalize?.(store, plan.unit_ids, consoleLogger);
       if (o.json) process.stdout.write(JSON.stringify(summary, null, 2) + '\n');
       else process.stdout.write(`${formatFunnel(summary.funnel)}\nunits: ${summary.units.done}/${summary.units.planned} done\n`);
     });

@@ -98,6 +98,7 @@ export async function executeLocal(job: AnyJob, cfg: BaseJobConfig, units: Unit[
     },
   };
   await opts.output.put('run-summary.json', JSON.stringify(run, null, 2) + '\n');
+  if (summary.units.done === summary.units.planned) await job.finalize?.(opts.output, units.map((u) => u.id), opts.log);
   return run;
 }
 

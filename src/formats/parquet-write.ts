@@ -1,6 +1,7 @@
 import { snappyCompress } from 'hysnappy';
 import * as zlib from 'node:zlib';
 import { ByteWriter, parquetWrite } from 'hyparquet-writer';
+import { zstdCompress } from './zstd.js';
 import type { ColumnSource, SchemaElement } from 'hyparquet-writer';
 
 export type ColumnType =
@@ -34,8 +35,8 @@ export interface WriteParquetOptions {
    */
   types?: Record<string, ColumnType>;
   /**
-   * Defaults to SNAPPY (hysnappy wasm). GZIP and BROTLI use node:zlib;
-   * ZSTD needs node:zlib zstd (Node >= 22.15) and throws on older Node.
+   * Defaults to SNAPPY (hysnappy wasm). GZIP and BROTLI use node:zlib; ZSTD uses node:zlib where
+   * it has zstd (Node >= 22.15) and a WebAssembly zstd otherwise.
    */
   compression?: Compression;
   /** Rows per row group; default 10_000, which bounds a reader's memory to one group. */
@@ -187,16 +188,9 @@ function compressorFor(codec: Compression): Compressor | undefined {
     case 'BROTLI':
       // Quality 1 measured faster than hyparquet-writer's JS snappy and ~1/3 smaller on captions.
       return (b) => zlib.brotliCompressSync(b, { params: { [zlib.constants.BROTLI_PARAM_QUALITY]: 1 } });
-    case 'ZSTD': {
-      const zstd = (zlib as unknown as { zstdCompressSync?: (b: Uint8Array) => Uint8Array }).zstdCompressSync;
-      if (!zstd) {
-        throw new Error(
-          `writeParquet: ZSTD compression needs node:zlib zstd (Node >= 22.15; this is ${process.version}); ` +
-            'hyparquet-writer has no zstd encoder and hyparquet-compressors only decompresses. Use SNAPPY or GZIP.',
-        );
-      }
-      return (b) => zstd(b);
-    }
+    case 'ZSTD':
+      // Level 3 (zstd's default): latents are near-random bits and gain little from more effort.
+      return (b) => zstdCompress(b, 3);
     default:
       throw new Error(`writeParquet: unknown compression ${JSON.stringify(codec)}`);
   }

@@ -1,0 +1,105 @@
+import { z } from 'zod';
+import { baseJobConfig } from '../src/config/load-config.js';
+import { writeLatentManifest } from '../src/formats/latent-shards.js';
+import type { Job } from '../src/job.js';
+import { ReplicaPool } from '../src/models/replica-pool.js';
+import type { TensorModel } from '../src/models/tensor.js';
+import { pipe, type Stage } from '../src/stage.js';
+import { StatsCollector } from '../src/stats.js';
+import { checkBitEncoder } from '../stages/bit-encoder.js';
+import { encodeStages } from '../stages/encode.js';
+import { writeLatentShards } from '../stages/sinks/latent-shards.js';
+import { planWebDatasetUnits, webDatasetSource } from '../stages/sources/webdataset-source.js';
+import { loadTensorModels, modelSource } from './annotations.js';
+import { decodeConcurrency, unitRows } from './config-parts.js';
+
+export const preEncodeConfig = baseJobConfig.extend({
+  job: z.literal('pre-encode'),
+  /** Image shards (laion-filter, recaption, dalle-ingest or diffusiondb-synth output): tars, folders or s3:// prefixes; keys kept. */
+  input: z.object({
+    paths: z.array(z.string()).min(1),
+    unit_rows: unitRows,
+  }).strict(),
+  /** The dataset's name in every latent row (`source`), what training-mix weighs by, e.g. laion, dalle3, flux-schnell. */
+  source: z.string().min(1),
+  /** The BIT encoder: an ONNX export in process, or KServe v2 endpoints (one per GPU). */
+  encoder: z.object({
+    model: modelSource,
+    /** Input side in pixels; images are centre-cropped and resized to it (the paper: 512). */
+    size: z.number().int().min(16).default(512),
+    /** Images per encoder call. */
+    batch_size: z.number().int().min(1).default(32),
+    /** Batches decoded ahead and in flight (default 2 per replica). */
+    max_batches_in_flight: z.number().int().min(1).optional(),
+    max_wait_ms: z.number().int().min(0).default(100),
+  }).strict(),
+  decode_concurrency: decodeConcurrency,
+}).strict();
+
+export type PreEncodeConfig = z.infer<typeof preEncodeConfig>;
+
+/** Float annotation columns, pinned: a shard whose scores happen to be whole would otherwise type them INT64. */
+const FLOAT_COLUMNS = { aesthetic_score: 'DOUBLE', ocr_density: 'DOUBLE', ocr_median_height: 'DOUBLE', ocr_min_height: 'DOUBLE', similarity: 'DOUBLE', pwatermark: 'DOUBLE', punsafe: 'DOUBLE' } as const;
+
+/** Encoder replicas per config in this process, opened once and checked against the contract. */
+const pools = new Map<PreEncodeConfig, Promise<{ pool: ReplicaPool<TensorModel>; models: TensorModel[] }>>();
+
+function poolFor(cfg: PreEncodeConfig) {
+  let p = pools.get(cfg);
+  if (!p) {
+    p = (async () => {
+      const replicas = await loadTensorModels(cfg.encoder.model, 'bit-encoder');
+      // A wrong export fails here, before any shard is read, not on the first batch.
+      for (const r of replicas) checkBitEncoder(r.client, { size: cfg.encoder.size });
+      return { pool: new ReplicaPool(replicas), models: replicas.map((r) => r.client) };
+    })();
+    pools.set(cfg, p);
+  }
+  return p;
+}
+
+function sourceStage(source: string): Stage {
+  return async function* (input) {
+    for await (const s of input) {
+      // A dataset's own `source` field (Dalle3-1M has one) is kept under another name.
+      if (s.fields.source !== undefined && s.fields.source !== source) s.fields.source_original = s.fields.source;
+      s.fields.source = source;
+      yield s;
+    }
+  };
+}
+
+const sourceOptions = (cfg: PreEncodeConfig) => ({ paths: cfg.input.paths, unit_rows: cfg.input.unit_rows, keep_keys: true });
+
+/**
+ * Image shards → decode (CPU, ahead) → BIT encoder (batched over replicas) → 1024-byte packed
+ * latents → latent shards (`<unit>.latents.parquet`, zstd) with the records of every row and,
+ * once every unit is done, `index.json`.
+ */
+export const preEncodeJob: Job<PreEncodeConfig> = {
+  name: 'pre-encode',
+  description: 'encode image shards with the BIT encoder into packed 128×64-bit latent shards (Parquet, zstd) and an index.json',
+  schema: preEncodeConfig,
+  async plan(cfg) {
+    return planWebDatasetUnits(sourceOptions(cfg));
+  },
+  async run(unit, cfg, ctx) {
+    const started = new Date();
+    const stats = new StatsCollector();
+    const { pool } = await poolFor(cfg);
+    const stages = [
+      sourceStage(cfg.source),
+      ...encodeStages({ pool, size: cfg.encoder.size, batchSize: cfg.encoder.batch_size, maxBatchesInFlight: cfg.encoder.max_batches_in_flight, maxWaitMs: cfg.encoder.max_wait_ms, decodeConcurrency: cfg.decode_concurrency }),
+    ];
+    const stream = pipe(webDatasetSource(unit, sourceOptions(cfg)), stages, { unitId: unit.id, stats, log: ctx.log, signal: ctx.signal });
+    return writeLatentShards(stream, { output: ctx.output, job: 'pre-encode', unitId: unit.id, stats, started, onRows: ctx.onRows, columnTypes: FLOAT_COLUMNS });
+  },
+  async finalize(output, unitIds, log) {
+    await writeLatentManifest(output, 'pre-encode', unitIds, log);
+  },
+  async close() {
+    const open = [...pools.values()];
+    pools.clear();
+    for (const p of open) await Promise.all((await p).models.map((m) => m.close()));
+  },
+};

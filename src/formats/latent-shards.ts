@@ -1,0 +1,107 @@
+import type { Logger } from '../log.js';
+import type { Store } from '../stores/store.js';
+import { doneName, type DoneMarker } from '../units/unit.js';
+import { BIT_ORDER, LATENT_BITS_PER_TOKEN, LATENT_BYTES, LATENT_TOKENS } from './latent-bits.js';
+import { parquetSourceFromStore, readParquetMeta, readParquetRowGroups } from './parquet-read.js';
+import { inferSchema, writeParquet, type ColumnType } from './parquet-write.js';
+
+export const LATENT_FORMAT = 'bitprep-latents';
+export const LATENT_SCHEMA_VERSION = 1;
+export const MANIFEST_NAME = 'index.json';
+
+/** A unit's latent shard: its ok rows with their packed latents (records of every row stay in `<unit>.parquet`). */
+export const latentShardName = (unitId: string): string => `${unitId}.latents.parquet`;
+
+/** Rows per row group: 2048 × ~1.2 KiB ≈ 2.5 MB, so a reader holds little and a trainer can seek by group. */
+const ROW_GROUP_ROWS = 2048;
+
+/**
+ * Parquet bytes of one latent shard: `key` (required string), `latent` (required
+ * FIXED_LEN_BYTE_ARRAY(1024) in bitprep's bit order), then the rows' other fields (captions,
+ * source, annotations) with inferred or given types; zstd; the bit order and schema version in
+ * the footer's key-value metadata.
+ */
+export function encodeLatentShard(rows: Record<string, unknown>[], opts: { types?: Record<string, ColumnType> } = {}): Uint8Array {
+  for (const [i, r] of rows.entries()) {
+    const l = r.latent;
+    if (!(l instanceof Uint8Array) || l.length !== LATENT_BYTES) throw new Error(`latent shard row ${i} (key ${String(r.key)}): latent must be ${LATENT_BYTES} bytes, got ${l instanceof Uint8Array ? l.length : typeof l}`);
+    if (typeof r.key !== 'string') throw new Error(`latent shard row ${i}: key must be a string`);
+  }
+  const names = ['key', 'latent', ...new Set(rows.flatMap((r) => Object.keys(r)).filter((k) => k !== 'key' && k !== 'latent'))];
+  const schema = inferSchema(rows, names).map((c) => {
+    if (c.name === 'key') return { ...c, type: 'STRING' as const, nullable: false };
+    if (c.name === 'latent') return { ...c, type: { fixedLenByteArray: LATENT_BYTES }, nullable: false };
+    const t = opts.types?.[c.name];
+    return t ? { ...c, type: t } : c;
+  });
+  return writeParquet(rows, {
+    schema,
+    compression: 'ZSTD',
+    rowGroupSize: ROW_GROUP_ROWS,
+    metadata: { 'bitprep.format': LATENT_FORMAT, 'bitprep.schema_version': String(LATENT_SCHEMA_VERSION), 'bitprep.bit_order': BIT_ORDER },
+  });
+}
+
+/** `index.json` of a latent dataset: what a trainer or training-mix needs to trust the shards. */
+export interface LatentManifest {
+  format: typeof LATENT_FORMAT;
+  schema_version: number;
+  bit_order: string;
+  latent_bytes: number;
+  tokens: number;
+  bits_per_token: number;
+  /** The job that wrote the shards. */
+  job: string;
+  rows: number;
+  shards: { name: string; rows: number; bytes: number; sha256: string }[];
+}
+
+/**
+ * Builds and writes `index.json` from the done markers of `unitIds` (in plan order): every
+ * shard's name, rows, bytes and SHA-256 as the unit recorded them when it committed.
+ */
+export async function writeLatentManifest(store: Store, job: string, unitIds: string[], log?: Logger): Promise<LatentManifest> {
+  const shards: LatentManifest['shards'] = [];
+  for (const id of unitIds) {
+    const marker = JSON.parse(new TextDecoder().decode(await store.get(doneName(id)))) as DoneMarker;
+    const out = marker.outputs.find((o) => o.name === latentShardName(id));
+    if (!out) throw new Error(`unit ${id}: its done marker lists no ${latentShardName(id)}`);
+    shards.push({ name: out.name, rows: marker.funnel.written, bytes: out.bytes, sha256: out.sha256 });
+  }
+  const manifest: LatentManifest = {
+    format: LATENT_FORMAT,
+    schema_version: LATENT_SCHEMA_VERSION,
+    bit_order: BIT_ORDER,
+    latent_bytes: LATENT_BYTES,
+    tokens: LATENT_TOKENS,
+    bits_per_token: LATENT_BITS_PER_TOKEN,
+    job,
+    rows: shards.reduce((a, s) => a + s.rows, 0),
+    shards,
+  };
+  await store.put(MANIFEST_NAME, JSON.stringify(manifest, null, 2) + '\n');
+  log?.info(`${MANIFEST_NAME}: ${shards.length} latent shard(s), ${manifest.rows} latents`);
+  return manifest;
+}
+
+/** Reads and checks `index.json`; refuses another format, a newer schema or another bit order. */
+export async function readLatentManifest(store: Store): Promise<LatentManifest> {
+  let m: LatentManifest;
+  try {
+    m = JSON.parse(new TextDecoder().decode(await store.get(MANIFEST_NAME)));
+  } catch (err) {
+    throw new Error(`${store.url}: no readable ${MANIFEST_NAME} (is it a finished latent dataset? \`bitprep summary\` writes it once every unit is done): ${(err as Error).message}`);
+  }
+  if (m.format !== LATENT_FORMAT) throw new Error(`${store.url}/${MANIFEST_NAME}: format ${JSON.stringify(m.format)}, expected ${LATENT_FORMAT}`);
+  if (m.schema_version > LATENT_SCHEMA_VERSION) throw new Error(`${store.url}/${MANIFEST_NAME}: schema version ${m.schema_version} is newer than this bitprep reads (${LATENT_SCHEMA_VERSION})`);
+  if (m.bit_order !== BIT_ORDER || m.latent_bytes !== LATENT_BYTES) throw new Error(`${store.url}/${MANIFEST_NAME}: bit order "${m.bit_order}" (${m.latent_bytes} bytes) is not this bitprep's "${BIT_ORDER}"`);
+  return m;
+}
+
+/** Streams a latent shard's rows a row group at a time (`columns` limits what is decoded). */
+export async function* readLatentShard(store: Store, name: string, columns?: string[]): AsyncGenerator<Record<string, unknown>[]> {
+  const src = await parquetSourceFromStore(store, name);
+  const meta = await readParquetMeta(src);
+  if (!meta.columns.includes('latent') || !meta.columns.includes('key')) throw new Error(`${store.url}/${name}: not a latent shard (columns: ${meta.columns.join(', ')})`);
+  for await (const g of readParquetRowGroups(src, { columns })) yield g.rows;
+}

@@ -1,0 +1,116 @@
+import sharp from 'sharp';
+import { LATENT_BITS, packLogits } from '../src/formats/latent-bits.js';
+import { modelBatchStage } from '../src/models/batcher.js';
+import { floatToHalf, halfToFloat } from '../src/models/kserve-codec.js';
+import type { ReplicaPool } from '../src/models/replica-pool.js';
+import type { Tensor, TensorModel } from '../src/models/tensor.js';
+import { SampleError, type RawImage } from '../src/sample.js';
+import { sampleStage, type Stage } from '../src/stage.js';
+import { addUnits } from '../src/stats.js';
+import { BIT_ENCODER_CONTRACT, checkBitEncoder, imageToEncoderInput } from './bit-encoder.js';
+
+export interface EncodeOptions {
+  /** BIT encoder replicas (ONNX sessions in process or KServe endpoints, one per GPU). */
+  pool: ReplicaPool<TensorModel>;
+  /** Square input side (512 for the paper's tokenizer). */
+  size: number;
+  /** Images per encoder call. */
+  batchSize: number;
+  /** Batches decoded ahead and in flight at once (default 2 per replica: one running, one queued). */
+  maxBatchesInFlight?: number;
+  /** Send a partial batch after this long (default 100 ms). */
+  maxWaitMs?: number;
+  /** Images decoded at once (sharp's thread pool). */
+  decodeConcurrency: number;
+}
+
+/**
+ * The two halves of pre-encoding: `decode` (CPU: image bytes → size×size RGB, centre crop, in
+ * parallel, ahead of the encoder) and `encode` (the BIT encoder in batches over the replica pool:
+ * NCHW [-1, 1] → logits [N,128,64] → bits → 1024 packed bytes in `sample.latent`).
+ *
+ * Waiting is measured on both sides, in the `encode` stage's units: `encoder_idle_seconds`
+ * (no batch in flight on any replica while the stage ran: the encoder waited for the CPUs) and
+ * `decoded_wait_seconds` (decoded images summed over the time they sat waiting for the encoder:
+ * the CPUs were ahead). One is large and the other small, and which one says what to scale.
+ */
+export function encodeStages(opts: EncodeOptions): Stage[] {
+  const { size } = opts;
+  const per = 3 * size * size;
+  const decodedAt = new WeakMap<object, number>();
+  const checked = new WeakSet<TensorModel>();
+
+  const decode = sampleStage(
+    'decode',
+    async (s, stats) => {
+      if (!s.image) throw new SampleError('no_image', `sample ${s.key} has no image to encode`);
+      let out;
+      try {
+        out = await sharp(s.image, { failOn: 'error' })
+          .rotate()
+          .resize(size, size, { fit: 'cover', position: 'centre' })
+          .removeAlpha()
+          .toColourspace('srgb')
+          .raw()
+          .toBuffer({ resolveWithObject: true });
+      } catch (err) {
+        throw new SampleError('decode_error', `cannot decode image for the encoder: ${(err as Error).message}`);
+      }
+      s.pixels = { data: new Uint8Array(out.data.buffer, out.data.byteOffset, out.data.length), width: size, height: size, channels: 3 } satisfies RawImage;
+      decodedAt.set(s, performance.now());
+      addUnits(stats, 'images');
+    },
+    { concurrency: opts.decodeConcurrency },
+  );
+
+  const encode: Stage = (input, ctx) => {
+    const stats = ctx.stats.stage('encode');
+    let inFlight = 0;
+    let idleSince = performance.now();
+    const inner = modelBatchStage<TensorModel, Uint8Array, Uint8Array>({
+      name: 'encode',
+      pool: opts.pool,
+      batchSize: opts.batchSize,
+      maxWaitMs: opts.maxWaitMs ?? 100,
+      maxBatchesInFlight: opts.maxBatchesInFlight ?? 2 * opts.pool.names.length,
+      prepare: (s) => {
+        const t = decodedAt.get(s);
+        if (t !== undefined) addUnits(stats, 'decoded_wait_seconds', (performance.now() - t) / 1000);
+        const px = s.pixels;
+        if (!px || px.channels !== 3 || px.width !== size || px.height !== size) throw new SampleError('no_pixels', `sample ${s.key}: no ${size}×${size} RGB pixels to encode`);
+        s.pixels = undefined;
+        return px.data;
+      },
+      call: async (model, images) => {
+        if (!checked.has(model)) {
+          checkBitEncoder(model, { size });
+          checked.add(model);
+        }
+        if (inFlight++ === 0) addUnits(stats, 'encoder_idle_seconds', (performance.now() - idleSince) / 1000);
+        try {
+          const n = images.length;
+          const x = new Float32Array(n * per);
+          images.forEach((rgb, i) => imageToEncoderInput(rgb, size, x, i * per));
+          const c = BIT_ENCODER_CONTRACT;
+          const half = model.inputs.find((t) => t.name === c.input.name)?.dtype === 'FP16';
+          const tensor: Tensor = half ? { dtype: 'FP16', shape: [n, 3, size, size], data: Uint16Array.from(x, floatToHalf) } : { dtype: 'FP32', shape: [n, 3, size, size], data: x };
+          const out = await model.infer({ [c.input.name]: tensor }, { outputs: [c.output.name], signal: ctx.signal });
+          const y = out[c.output.name];
+          if (!y || y.data.length !== n * LATENT_BITS) throw new Error(`model ${model.name}: output "${c.output.name}" has ${y ? y.data.length : 0} values for ${n} images, expected ${n * LATENT_BITS} ([${n}, 128, 64])`);
+          const logits = y.dtype === 'FP16' ? Float32Array.from(y.data as Uint16Array, halfToFloat) : (y.data as Float32Array);
+          addUnits(stats, 'batches');
+          return images.map((_, i) => packLogits(logits, i * LATENT_BITS));
+        } finally {
+          if (--inFlight === 0) idleSince = performance.now();
+        }
+      },
+      apply: (s, latent) => {
+        s.latent = latent;
+        addUnits(stats, 'latents');
+      },
+    });
+    return inner(input, ctx);
+  };
+
+  return [decode, encode];
+}

@@ -1,0 +1,70 @@
+import { encodeLatentShard, latentShardName } from '../../src/formats/latent-shards.js';
+import { writeParquet, type ColumnType } from '../../src/formats/parquet-write.js';
+import { toRecord } from '../../src/records.js';
+import type { Sample } from '../../src/sample.js';
+import { countInFunnel, emptyFunnel, type StatsCollector } from '../../src/stats.js';
+import type { Store } from '../../src/stores/store.js';
+import { UnitOutputs } from '../../src/units/unit-outputs.js';
+import type { UnitStats } from '../../src/units/unit.js';
+
+export interface LatentShardSinkOptions {
+  output: Store;
+  job: string;
+  unitId: string;
+  stats: StatsCollector;
+  started: Date;
+  onRows(n: number): void;
+  /** Column types that must not depend on one unit's values (see writeParquet `types`). */
+  columnTypes?: Record<string, ColumnType>;
+}
+
+/**
+ * The only writer of a latent unit: ok samples go to `<unit>.latents.parquet` (key, the packed
+ * latent, then every field: captions, source, annotations), every sample of any status to
+ * `<unit>.parquet` (the records, as every bitprep job writes them), then stats and the done
+ * marker. A unit's latents are held until the end (1 KiB each plus fields: ~15 MB for 10k rows),
+ * so the shard is one atomic object with row groups sized for readers.
+ */
+export async function writeLatentShards(stream: AsyncIterable<Sample>, opts: LatentShardSinkOptions): Promise<UnitStats> {
+  const outputs = new UnitOutputs(opts.output, opts.job, opts.unitId);
+  const funnel = emptyFunnel();
+  const records: Record<string, unknown>[] = [];
+  const rows: Record<string, unknown>[] = [];
+  const sinkStats = opts.stats.stage('write');
+  try {
+    for await (const s of stream) {
+      countInFunnel(funnel, s);
+      records.push(toRecord(s));
+      if (s.status.kind === 'ok') {
+        if (!s.latent) throw new Error(`sample ${s.key} reached the latent sink ok but without a latent`);
+        sinkStats.in++;
+        rows.push({ ...s.fields, key: s.key, latent: s.latent });
+        sinkStats.ok++;
+        s.image = undefined;
+      }
+      opts.onRows(1);
+    }
+    const t0 = performance.now();
+    const shard = await outputs.put(latentShardName(opts.unitId).slice(opts.unitId.length), encodeLatentShard(rows, { types: opts.columnTypes }));
+    sinkStats.units.bytes = shard.bytes;
+    await outputs.put('.parquet', writeParquet(records, { compression: 'SNAPPY', types: opts.columnTypes }));
+    sinkStats.busySeconds += (performance.now() - t0) / 1000;
+    const finished = new Date();
+    const seconds = (finished.getTime() - opts.started.getTime()) / 1000;
+    const stats: UnitStats = {
+      job: opts.job,
+      unit: opts.unitId,
+      started_at: opts.started.toISOString(),
+      finished_at: finished.toISOString(),
+      seconds,
+      funnel,
+      stages: opts.stats.all(),
+      rows_per_second: funnel.rows_in / Math.max(seconds, 1e-6),
+    };
+    await outputs.commit(stats);
+    return stats;
+  } catch (err) {
+    await outputs.abort();
+    throw err;
+  }
+}

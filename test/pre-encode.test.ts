@@ -1,0 +1,215 @@
+import { createWriteStream } from 'node:fs';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { DuckDBInstance } from '@duckdb/node-api';
+import sharp from 'sharp';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { TarWriter } from '../src/formats/tar-write.js';
+import { OnnxGraphBuilder } from '../src/models/onnx-builder.js';
+import { seededRandom } from '../src/seeded-random.js';
+import { buildBitEncoderStandin, type BitEncoderStandin } from '../stages/bit-encoder-standin.js';
+import { runCli, startCli, writeConfig } from './helpers/run-cli.js';
+import { tempDir } from './helpers/temp-dir.js';
+
+const SIZE = 128;
+const N = 9;
+let dir: string;
+let shards: string;
+let standin: BitEncoderStandin;
+let modelPath: string;
+const images = new Map<string, Buffer>();
+
+/** Image shards as the image jobs write them: drawn images of several sizes, one corrupt. */
+async function makeShards(): Promise<void> {
+  shards = join(dir, 'shards');
+  await mkdir(shards, { recursive: true });
+  const r = seededRandom(21);
+  for (let t = 0; t < 2; t++) {
+    const out = createWriteStream(join(shards, `0000${t}.tar`));
+    const w = new TarWriter({ write: (c) => new Promise<void>((ok, no) => out.write(c, (e) => (e ? no(e) : ok()))) });
+    for (let i = t * 5; i < Math.min(N + 1, (t + 1) * 5); i++) {
+      const key = `k${String(i).padStart(3, '0')}`;
+      const [w0, h0] = i % 3 === 0 ? [160, 120] : [SIZE, SIZE];
+      const noise = Buffer.from(Uint8Array.from({ length: w0 * h0 * 3 }, () => Math.floor(r() * 256)));
+      let bytes: Buffer = await sharp(noise, { raw: { width: w0, height: h0, channels: 3 } }).blur(1 + (i % 4)).png().toBuffer();
+      if (i === 9) bytes = images.get('k001')!; // a duplicate image, for latents dedup
+      if (i === 7) bytes = bytes.subarray(0, 40); // corrupt
+      else images.set(key, bytes);
+      await w.addSample(key, { png: bytes, json: JSON.stringify({ key, caption: `alt ${i}`, caption_long: `a long caption ${i}`, caption_short: `short ${i}`, aesthetic_score: 5 + i / 4, source: 'dalle3-json-source' }), txt: `alt ${i}` });
+    }
+    await w.finish();
+    await new Promise<void>((ok) => out.end(ok));
+  }
+}
+
+/**
+ * The expected latent, computed here from the stand-in's raw weights in float64 (a direct
+ * convolution over the same centre-cropped pixels) and packed bit by bit into a hex string,
+ * without bitprep's encoder input, batcher or packer.
+ */
+async function expectedLatent(png: Buffer): Promise<{ hex: string; ambiguous: number[] }> {
+  const { data } = await sharp(png).resize(SIZE, SIZE, { fit: 'cover', position: 'centre' }).removeAlpha().raw().toBuffer({ resolveWithObject: true });
+  const [kh, kw] = standin.kernel;
+  const bits: number[] = [];
+  const ambiguous: number[] = [];
+  for (let t = 0; t < 128; t++) {
+    const row = Math.floor(t / 8), col = t % 8;
+    for (let j = 0; j < 64; j++) {
+      let acc = standin.bias[j];
+      for (let c = 0; c < 3; c++) {
+        for (let y = 0; y < kh; y++) {
+          for (let x = 0; x < kw; x++) {
+            const px = data[((row * kh + y) * SIZE + (col * kw + x)) * 3 + c] / 127.5 - 1;
+            acc += standin.weights[((j * 3 + c) * kh + y) * kw + x] * px;
+          }
+        }
+      }
+      // Float32 inference against a float64 reference: the sign of a logit this close to 0 is rounding's call.
+      if (Math.abs(acc) < 1e-5) ambiguous.push(bits.length);
+      bits.push(acc > 0 ? 1 : 0);
+    }
+  }
+  let hex = '';
+  for (let b = 0; b < 1024; b++) {
+    let v = 0;
+    for (let k = 0; k < 8; k++) v = v * 2 + bits[b * 8 + k];
+    hex += v.toString(16).padStart(2, '0');
+  }
+  return { hex: hex.toUpperCase(), ambiguous };
+}
+
+async function duckRows(sql: string): Promise<Record<string, unknown>[]> {
+  const db = await DuckDBInstance.create();
+  const conn = await db.connect();
+  try {
+    return (await conn.runAndReadAll(sql)).getRowObjectsJS() as Record<string, unknown>[];
+  } finally {
+    conn.closeSync();
+  }
+}
+
+function config(name: string, model: unknown, extra: Record<string, unknown> = {}) {
+  return { job: 'pre-encode', output: join(dir, name), input: { paths: [shards] }, source: 'laion', encoder: { model, size: SIZE, batch_size: 4 }, ...extra };
+}
+
+let ambiguousSeen = 0;
+
+/** Every latent equals the reference's bits, except bits whose reference logit is within 1e-5 of 0 (float32 rounding decides those). */
+async function checkOutput(name: string): Promise<void> {
+  const out = join(dir, name);
+  const rows = await duckRows(`select key, hex(latent) as hex, caption, caption_long, source, source_original, aesthetic_score from read_parquet('${out}/*.latents.parquet') order by key`);
+  expect(rows.map((r) => r.key)).toEqual([...images.keys()].sort());
+  for (const r of rows) {
+    const want = await expectedLatent(images.get(String(r.key))!);
+    expect(want.ambiguous.length).toBeLessThan(8);
+    const got = String(r.hex);
+    const bit = (hex: string, i: number) => (parseInt(hex.slice((i >> 3) * 2, (i >> 3) * 2 + 2), 16) >> (7 - (i & 7))) & 1;
+    const differ = Array.from({ length: 8192 }, (_, i) => i).filter((i) => bit(got, i) !== bit(want.hex, i));
+    expect(differ.filter((i) => !want.ambiguous.includes(i)), String(r.key)).toEqual([]);
+    ambiguousSeen += want.ambiguous.length;
+    expect(r.source).toBe('laion');
+    expect(r.source_original).toBe('dalle3-json-source');
+  }
+  const [schema] = await duckRows(`select type, type_length, repetition_type from parquet_schema('${out}/00000.latents.parquet') where name = 'latent'`);
+  expect(schema).toMatchObject({ type: 'FIXED_LEN_BYTE_ARRAY', repetition_type: 'REQUIRED' });
+  expect(Number(schema.type_length)).toBe(1024);
+  const [codec] = await duckRows(`select distinct compression from parquet_metadata('${out}/00000.latents.parquet') where path_in_schema = 'latent'`);
+  expect(String(codec.compression).toUpperCase()).toBe('ZSTD');
+  const index = JSON.parse(await readFile(join(out, 'index.json'), 'utf8'));
+  expect(index).toMatchObject({ format: 'bitprep-latents', latent_bytes: 1024, tokens: 128, bits_per_token: 64, rows: N });
+  expect(index.shards.map((s: { name: string }) => s.name)).toEqual(['00000.latents.parquet', '00001.latents.parquet']);
+  const records = await duckRows(`select key, status, failed_stage, error_code from read_parquet('${out}/0000?.parquet') order by key`);
+  expect(records).toHaveLength(N + 1);
+  expect(records.find((x) => x.key === 'k007')).toMatchObject({ status: 'failed', failed_stage: 'decode', error_code: 'decode_error' });
+}
+
+describe('pre-encode with a tiny encoder that has the real contract', () => {
+  beforeAll(async () => {
+    dir = await tempDir('pre-encode');
+    await makeShards();
+    standin = buildBitEncoderStandin(3, SIZE);
+    modelPath = join(dir, 'bit_encoder.onnx');
+    await writeFile(modelPath, standin.onnx);
+  });
+
+  it('in process: DuckDB reads latents equal to the reference computation, plus index.json and records', async () => {
+    const cfg = await writeConfig(dir, 'local.json', config('local', { onnx: modelPath }));
+    const r = await runCli(['run', cfg, '--progress', 'off']);
+    expect(r.code, r.stderr).toBe(0);
+    await checkOutput('local');
+    expect(r.stdout).toMatch(/encode: .*latents 9/);
+    expect(r.stdout).toMatch(/encoder_idle_seconds/);
+    expect(r.stdout).toMatch(/decoded_wait_seconds/);
+  });
+
+  it('latents stats, show and dedup read the dataset', async () => {
+    const out = join(dir, 'local');
+    const st = await runCli(['latents', 'stats', out, '--json']);
+    expect(st.code, st.stderr).toBe(0);
+    const stats = JSON.parse(st.stdout);
+    expect(stats.images).toBe(N);
+    expect(stats.bitOnesFraction).toHaveLength(8192);
+    expect(stats.verdict).toBe('insufficient');
+    const png = join(dir, 'k002.png');
+    const sh = await runCli(['latents', 'show', out, 'k002', '--out', png, '--scale', '2']);
+    expect(sh.code, sh.stderr).toBe(0);
+    const meta = await sharp(png).metadata();
+    expect([meta.width, meta.height]).toEqual([128, 256]);
+    const report = join(dir, 'dedup.json');
+    const dd = await runCli(['latents', 'dedup', out, '--threshold', '8', '--out', report]);
+    expect(dd.code, dd.stderr).toBe(0);
+    const r = JSON.parse(await readFile(report, 'utf8'));
+    expect(r.clusters).toEqual([['k001', 'k009']]);
+    expect(r.drop).toEqual(['k009']);
+  });
+
+  describe('through `bitprep serve`, two replicas', () => {
+    const served: ReturnType<typeof startCli>[] = [];
+    const urls: string[] = [];
+    beforeAll(async () => {
+      for (let k = 0; k < 2; k++) {
+        const s = startCli(['serve', '--model', `bit_encoder=${modelPath}`, '--port', '0', '--max-batch', '8']);
+        served.push(s);
+        urls.push(await new Promise<string>((resolve, reject) => {
+          let out = '';
+          s.child.stdout!.on('data', (d) => {
+            out += d;
+            const m = /at (http:\/\/[^/\s]+)\/v2\/models\/bit_encoder/.exec(out);
+            if (m) resolve(m[1]);
+          });
+          s.done.then((x) => reject(new Error(`serve exited: ${x.stderr}`)));
+        }));
+      }
+    });
+    afterAll(async () => {
+      for (const s of served) s.child.kill('SIGTERM');
+      await Promise.all(served.map((s) => s.done));
+    });
+
+    it('gives the same latents, spread over both replicas', async () => {
+      const cfg = await writeConfig(dir, 'served.json', config('served', { kserve: urls, model: 'bit_encoder' }, { encoder: { model: { kserve: urls, model: 'bit_encoder' }, size: SIZE, batch_size: 2 } }));
+      const r = await runCli(['run', cfg, '--progress', 'off']);
+      expect(r.code, r.stderr).toBe(0);
+      await checkOutput('served');
+      const stats = JSON.parse(await readFile(join(dir, 'served', '00000.stats.json'), 'utf8'));
+      const encode = stats.stages.find((s: { name: string }) => s.name === 'encode');
+      const replicas = Object.keys(encode.units).filter((k) => k.startsWith('replica:') && k.endsWith(':batches'));
+      expect(replicas).toHaveLength(2);
+    });
+  });
+
+  it('refuses an encoder whose outputs break the contract before reading any shard, naming the problem', async () => {
+    const g = new OnnxGraphBuilder('bad-encoder', { opset: 17, dynamicDim: 'N' });
+    const x = g.input('image', 'FP32', [-1, 3, SIZE, SIZE]);
+    const pooled = g.reduce('Mean', x, [2, 3], false, 'logits');
+    g.output(pooled, 'FP32', [-1, 3]);
+    const bad = join(dir, 'bad.onnx');
+    await writeFile(bad, g.build());
+    const cfg = await writeConfig(dir, 'bad.json', config('bad', { onnx: bad }));
+    const r = await runCli(['run', cfg, '--progress', 'off']);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toMatch(/logits/);
+    expect(r.stderr).toMatch(/128/);
+    expect(r.stderr).toMatch(/export_bit_encoder\.py/);
+  });
+});
