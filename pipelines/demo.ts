@@ -8,6 +8,9 @@ import { openStore } from '../src/stores/open-store.js';
 import { packageRoot } from '../src/package-root.js';
 import { randomAestheticLayers, writeAestheticHead } from '../stages/aesthetic-head.js';
 import { buildClipStandinModel } from '../stages/clip-standin.js';
+import { buildBitEncoderStandin } from '../stages/bit-encoder-standin.js';
+import { formatLatentStats, LatentStats } from '../stages/latent-stats.js';
+import { readLatentManifest, readLatentShard } from '../src/formats/latent-shards.js';
 import { generateDemoData } from './demo-data.js';
 import { startDemoModelServer } from './demo-model-server.js';
 import { startDemoImageServer } from './demo-server.js';
@@ -33,6 +36,7 @@ export async function runDemo(opts: { out: string; images: number; progress: str
   const server = await startDemoImageServer(join(dataDir, 'images'));
   let summary;
   const later: { name: string; dir: string; summary: RunSummary }[] = [];
+  let latentReport = '';
   const runJob = async (path: string, overrides: [string, unknown][]): Promise<RunSummary> => {
     const { job, config } = await loadConfig(path, jobs, overrides);
     await rm(config.output, { recursive: true, force: true });
@@ -91,6 +95,30 @@ export async function runDemo(opts: { out: string; images: number; progress: str
   } finally {
     await stand.close();
   }
+
+  // Pre-encode the three image sets with a STAND-IN encoder that has the real contract (not the BIT tokenizer).
+  const encoderPath = join(dataDir, 'models', 'bit-encoder-standin.onnx');
+  await writeFile(encoderPath, buildBitEncoderStandin(7).onnx);
+  const latentSets: { source: string; from: string; dir: string }[] = [
+    { source: 'laion', from: join(root, 'demo-recaption'), dir: join(root, 'demo-latents', 'laion') },
+    { source: 'dalle3', from: join(root, 'demo-dalle'), dir: join(root, 'demo-latents', 'dalle3') },
+    { source: 'diffusiondb-synth', from: join(root, 'demo-synth'), dir: join(root, 'demo-latents', 'diffusiondb-synth') },
+  ];
+  for (const set of latentSets) {
+    later.push({ name: `pre-encode (${set.source} → latents, stand-in encoder)`, dir: set.dir, summary: await runJob(shipped('pre-encode.yaml'), [
+      ['output', set.dir],
+      ['input.paths', [set.from]],
+      ['source', set.source],
+      ['encoder.model', { onnx: encoderPath }],
+      ['encoder.batch_size', 8],
+    ]) });
+  }
+  const stats = new LatentStats();
+  const laionStore = openStore(latentSets[0].dir);
+  for (const shard of (await readLatentManifest(laionStore)).shards) {
+    for await (const rows of readLatentShard(laionStore, shard.name, ['latent'])) for (const r of rows) stats.add(r.latent as Uint8Array);
+  }
+  latentReport = formatLatentStats(stats.result());
   const rel = (p: string) => relative(process.cwd(), p) || '.';
   const out = [
     '',
@@ -113,6 +141,11 @@ export async function runDemo(opts: { out: string; images: number; progress: str
     `      any Parquet reader: select status, dropped_by, error_code, count(*) from '${rel(outDir)}/*.parquet' group by all`,
     ...later.flatMap((j) => ['', `${j.name} → ${rel(j.dir)}/`, formatFunnel(j.summary.funnel)]),
     '',
+    '',
+    `latents stats of ${rel(latentSets[0].dir)}/ (bitprep latents stats):`,
+    latentReport,
+    `NOTE: the latents come from a STAND-IN encoder with the BIT encoder's contract (stages/bit-encoder-standin.ts: one convolution,`,
+    `      random weights), not the BIT tokenizer; README: Pre-encode says how to export and serve the real one.`,
     `NOTE: captions in ${rel(join(root, 'demo-recaption'))}/ and images in ${rel(join(root, 'demo-synth'))}/ come from a STAND-IN server (pipelines/demo-model-server.ts):`,
     `      colour statistics and seeded drawings, not Qwen2.5-VL, FLUX.1-schnell or PixArt-Σ. Requests, validation, retries, the caption cache and`,
     `      the shards are real; point server.base_url / models[].endpoints at vLLM and image servers for real ones (README: Recaption, Synthetic data).`,

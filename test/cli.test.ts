@@ -40,6 +40,13 @@ describe('bitprep CLI', () => {
     expect(synth.funnel.rows_in).toBe(120);
     expect(synth.funnel.dropped.prompt_nsfw).toBeGreaterThan(0);
     expect(synth.funnel.dropped.duplicate_prompt).toBeGreaterThan(0);
+    // Then pre-encode of each set with the stand-in encoder, and their latent stats.
+    for (const [set, rows] of [['laion', written], ['dalle3', 22], ['diffusiondb-synth', synth.funnel.written]] as const) {
+      const index = JSON.parse(await readFile(join(dir, 'demo-latents', set, 'index.json'), 'utf8'));
+      expect(index.rows, set).toBe(rows);
+    }
+    expect(r.stdout).toContain('STAND-IN encoder');
+    expect(r.stdout).toMatch(/latents: \d+\s+distinct/);
   });
 
   it('records annotations for dropped rows too, and refilter re-decides them without the image tars', async () => {
