@@ -171,7 +171,8 @@ function columnData(rows: Record<string, unknown>[], c: ColumnSpec): ColumnSourc
   // Min/max of blobs, JSON and latents never prune anything and can bloat the footer.
   const t = c.type;
   const statistics = !(typeof t === 'object' || t === 'BYTE_ARRAY' || t === 'JSON');
-  return { name: c.name, data: data as ColumnSource['data'], statistics };
+  // Fixed-size blobs (latents) are near-random: trying a dictionary costs time and never pays.
+  return typeof t === 'object' ? { name: c.name, data: data as ColumnSource['data'], statistics, encoding: 'PLAIN' } : { name: c.name, data: data as ColumnSource['data'], statistics };
 }
 
 type Compressor = (input: Uint8Array) => Uint8Array;
