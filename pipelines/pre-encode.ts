@@ -2,11 +2,13 @@ import { z } from 'zod';
 import { baseJobConfig } from '../src/config/load-config.js';
 import { writeLatentManifest } from '../src/formats/latent-shards.js';
 import type { Job } from '../src/job.js';
+import type { Logger } from '../src/log.js';
 import { ReplicaPool } from '../src/models/replica-pool.js';
 import type { TensorModel } from '../src/models/tensor.js';
 import { pipe, type Stage } from '../src/stage.js';
 import { StatsCollector } from '../src/stats.js';
 import { checkBitEncoder } from '../stages/bit-encoder.js';
+import { captionTokensStage, loadCaptionTokenizer, tokenColumnTypes, tokensField, textTokensConfig, type CaptionTokenizer, type TextTokensConfig } from '../stages/caption-tokens.js';
 import { encodeStages } from '../stages/encode.js';
 import { writeLatentShards } from '../stages/sinks/latent-shards.js';
 import { planWebDatasetUnits, webDatasetSource } from '../stages/sources/webdataset-source.js';
@@ -34,6 +36,8 @@ export const preEncodeConfig = baseJobConfig.extend({
     max_wait_ms: z.number().int().min(0).default(100),
   }).strict(),
   decode_concurrency: decodeConcurrency,
+  /** Optional: caption token ids stored beside the latent (stages/caption-tokens.ts documents the options). */
+  text_tokens: textTokensConfig.optional(),
 }).strict();
 
 export type PreEncodeConfig = z.infer<typeof preEncodeConfig>;
@@ -54,6 +58,21 @@ function poolFor(cfg: PreEncodeConfig) {
       return { pool: new ReplicaPool(replicas), models: replicas.map((r) => r.client) };
     })();
     pools.set(cfg, p);
+  }
+  return p;
+}
+
+/** The caption tokenizer per config in this process, loaded once (a bad path fails before any shard is read). */
+const tokenizers = new Map<PreEncodeConfig, Promise<CaptionTokenizer>>();
+
+function tokenizerFor(cfg: PreEncodeConfig, tt: TextTokensConfig, log: Logger): Promise<CaptionTokenizer> {
+  let p = tokenizers.get(cfg);
+  if (!p) {
+    p = loadCaptionTokenizer(tt.tokenizer, { max_length: tt.max_length, padding: tt.padding, add_special_tokens: tt.add_special_tokens, pad_id: tt.pad_id }).then((t) => {
+      log.info(`text_tokens: ${t.path} (sha256 ${t.sha256}), max_length ${t.maxLength}, ${t.padding} padding with id ${t.padId}, special ids before the text [${t.prefix.join(', ')}] and after it [${t.suffix.join(', ')}]`);
+      return t;
+    });
+    tokenizers.set(cfg, p);
   }
   return p;
 }
@@ -87,12 +106,14 @@ export const preEncodeJob: Job<PreEncodeConfig> = {
     const started = new Date();
     const stats = new StatsCollector();
     const { pool } = await poolFor(cfg);
+    const tt = cfg.text_tokens;
     const stages = [
       sourceStage(cfg.source),
+      ...(tt ? [captionTokensStage(await tokenizerFor(cfg, tt, ctx.log), tt.fields)] : []),
       ...encodeStages({ pool, size: cfg.encoder.size, batchSize: cfg.encoder.batch_size, maxBatchesInFlight: cfg.encoder.max_batches_in_flight, maxWaitMs: cfg.encoder.max_wait_ms, decodeConcurrency: cfg.decode_concurrency }),
     ];
     const stream = pipe(webDatasetSource(unit, sourceOptions(cfg)), stages, { unitId: unit.id, stats, log: ctx.log, signal: ctx.signal });
-    return writeLatentShards(stream, { output: ctx.output, job: 'pre-encode', unitId: unit.id, stats, started, onRows: ctx.onRows, columnTypes: FLOAT_COLUMNS });
+    return writeLatentShards(stream, { output: ctx.output, job: 'pre-encode', unitId: unit.id, stats, started, onRows: ctx.onRows, columnTypes: tt ? { ...FLOAT_COLUMNS, ...tokenColumnTypes(tt) } : FLOAT_COLUMNS, shardOnlyFields: tt?.fields.map(tokensField) });
   },
   async finalize(output, unitIds, log) {
     await writeLatentManifest(output, 'pre-encode', unitIds, log);
@@ -100,6 +121,7 @@ export const preEncodeJob: Job<PreEncodeConfig> = {
   async close() {
     const open = [...pools.values()];
     pools.clear();
+    tokenizers.clear();
     for (const p of open) await Promise.all((await p).models.map((m) => m.close()));
   },
 };

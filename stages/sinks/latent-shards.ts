@@ -16,6 +16,8 @@ export interface LatentShardSinkOptions {
   onRows(n: number): void;
   /** Column types that must not depend on one unit's values (see writeParquet `types`). */
   columnTypes?: Record<string, ColumnType>;
+  /** Fields written to the latent shard but left out of the records: payload-sized blobs (caption token ids) that would double the records. */
+  shardOnlyFields?: string[];
 }
 
 /**
@@ -34,7 +36,9 @@ export async function writeLatentShards(stream: AsyncIterable<Sample>, opts: Lat
   try {
     for await (const s of stream) {
       countInFunnel(funnel, s);
-      records.push(toRecord(s));
+      const record = toRecord(s);
+      for (const f of opts.shardOnlyFields ?? []) delete record[f];
+      records.push(record);
       if (s.status.kind === 'ok') {
         if (!s.latent) throw new Error(`sample ${s.key} reached the latent sink ok but without a latent`);
         sinkStats.in++;
