@@ -5,6 +5,7 @@ import { imageShardsJob } from './image-shards.js';
 import { laionFilterJob } from './laion-filter.js';
 import { preEncodeJob } from './pre-encode.js';
 import { recaptionJob } from './recaption.js';
+import { trainingMixJob } from './training-mix.js';
 
 /** Every job a config can name. */
 export const jobs: Record<string, AnyJob> = {
@@ -14,4 +15,5 @@ export const jobs: Record<string, AnyJob> = {
   [dalleIngestJob.name]: dalleIngestJob,
   [diffusionDbSynthJob.name]: diffusionDbSynthJob,
   [preEncodeJob.name]: preEncodeJob,
+  [trainingMixJob.name]: trainingMixJob,
 };

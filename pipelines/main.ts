@@ -2,9 +2,10 @@
 import { runCli } from '../src/cli/program.js';
 import { packageVersion } from '../src/package-root.js';
 import { runDemo } from './demo.js';
+import { feedCommand } from './feed-command.js';
 import { jobs } from './index.js';
 import { latentsCommand } from './latents-command.js';
 import { recaptionCommand } from './recaption-command.js';
 
 // The composition root: the CLI (src/) gets the jobs and the demo from here.
-await runCli({ jobs, demo: runDemo, version: packageVersion, commands: [recaptionCommand(jobs), latentsCommand()] }, process.argv);
+await runCli({ jobs, demo: runDemo, version: packageVersion, commands: [recaptionCommand(jobs), latentsCommand(), feedCommand()] }, process.argv);

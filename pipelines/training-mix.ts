@@ -1,0 +1,288 @@
+import { z } from 'zod';
+import { baseJobConfig } from '../src/config/load-config.js';
+import type { Job } from '../src/job.js';
+import type { Logger } from '../src/log.js';
+import { openStore } from '../src/stores/open-store.js';
+import type { Store } from '../src/stores/store.js';
+import { doneName, statsName, unitId, type Unit, type UnitStats } from '../src/units/unit.js';
+import { MAX_DEDUP_THRESHOLD } from '../stages/latent-dedup.js';
+import { gatherShard } from '../stages/mix/gather.js';
+import { writeMixIndex } from '../stages/mix/mix-index.js';
+import { scatterUnit } from '../stages/mix/scatter.js';
+import {
+  computeSelection,
+  loadCodes,
+  openDatasets,
+  readSelectionFile,
+  saveSelection,
+  SELECTION_NAME,
+  selectionFingerprint,
+  type InputShard,
+  type SelectionFile,
+  type SelectionSpec,
+} from '../stages/mix/selection.js';
+
+export const trainingMixConfig = baseJobConfig.extend({
+  job: z.literal('training-mix'),
+  /**
+   * The weighted sets. Each holds one or more latent datasets (pre-encode outputs: folders or
+   * s3:// prefixes with index.json); a set's weight is its share of the mix's samples, by count.
+   */
+  sets: z.array(z.object({
+    name: z.string().min(1),
+    paths: z.array(z.string().min(1)).min(1),
+    weight: z.number().positive(),
+  }).strict()).min(1),
+  /**
+   * Samples in the mix. Default (null): the largest mix in which no sample repeats, min over sets
+   * of rows / share. More repeats a set's rows in whole passes (plus one partial pass by seeded
+   * rank); fewer takes each set's lowest-ranked rows. Rounded down to whole global batches.
+   */
+  total: z.number().int().min(1).nullable().default(null),
+  /** Decides which rows a set takes, the captions and the shuffle; same seed and inputs, same mix. */
+  seed: z.number().int().min(0).max(0xffffffff).default(0),
+  caption: z.object({
+    /**
+     * Probability that a sample trains on caption_long rather than caption_short (drawn per sample
+     * from a seeded hash, so stable across runs). 0.5: the paper captions every image both ways
+     * and gives no ratio, so both styles get equal weight.
+     */
+    long_ratio: z.number().min(0).max(1).default(0.5),
+  }).strict().prefault({}),
+  dedup: z.object({
+    /**
+     * Also drop latents within this many bits (Hamming) of an earlier one, across all sets; null:
+     * off. Holds every distinct latent in memory (1 KiB per row) during planning.
+     */
+    hamming: z.number().int().min(0).max(MAX_DEDUP_THRESHOLD).nullable().default(null),
+  }).strict().prefault({}),
+  /** Trainer ranks (GPUs) the mix is balanced for: each gets exactly total / world_size samples. */
+  world_size: z.number().int().min(1).default(8),
+  /** Samples per optimizer step over all ranks (the paper: 4096 = 8 GPUs × 512); the total is a multiple of it. */
+  global_batch: z.number().int().min(1).default(4096),
+  /** Rows per output shard (each rank's last shard holds the rest). */
+  shard_size: z.number().int().min(1).default(8192),
+  shuffle: z.object({
+    /**
+     * Input rows per scatter unit. A scatter unit holds its samples in memory (~1.2 KiB each) and
+     * writes one shuffle run; every output shard then reads a slice of every run, so fewer, larger
+     * units mean fewer reads per output shard.
+     */
+    scatter_rows: z.number().int().min(1).default(500_000),
+    /** Where shuffle runs go (a local disk is fastest); default the output. Needs room for the whole mix. */
+    scratch: z.string().min(1).nullable().default(null),
+    /** Keep the runs after index.json is written (default: deleted). */
+    keep_runs: z.boolean().default(false),
+  }).strict().prefault({}),
+}).strict().superRefine((c, ctx) => {
+  if (c.global_batch % c.world_size !== 0) ctx.addIssue({ code: 'custom', path: ['global_batch'], message: `must be a multiple of world_size (${c.world_size})` });
+  const names = c.sets.map((s) => s.name);
+  const dup = names.find((n, i) => names.indexOf(n) !== i);
+  if (dup !== undefined) ctx.addIssue({ code: 'custom', path: ['sets'], message: `set name ${JSON.stringify(dup)} is used twice` });
+});
+
+export type TrainingMixConfig = z.infer<typeof trainingMixConfig>;
+
+const JOB = 'training-mix';
+const SCATTER = 'scatter-';
+/** Where the scratch settings are kept for finalize, which gets no config. */
+const SCRATCH_NAME = '_mix/scratch.json';
+/** Runs are kept per mix (fingerprint), so mixes sharing a scratch location never read each other's. */
+const runsPrefix = (fingerprint: string) => `_mix/runs/${fingerprint.slice(0, 16)}/`;
+const runName = (fingerprint: string, scatterId: string) => `${runsPrefix(fingerprint)}${scatterId}.run`;
+
+function specOf(cfg: TrainingMixConfig): SelectionSpec {
+  return {
+    sets: cfg.sets,
+    seed: cfg.seed,
+    total: cfg.total,
+    longRatio: cfg.caption.long_ratio,
+    hamming: cfg.dedup.hamming,
+    worldSize: cfg.world_size,
+    globalBatch: cfg.global_batch,
+    shardSize: cfg.shard_size,
+  };
+}
+
+/** Input shards cut into scatter units of at most `scatterRows` rows (a larger shard is a unit alone). */
+export function scatterParts(inputs: InputShard[], scatterRows: number): number[][] {
+  const parts: number[][] = [];
+  let cur: number[] = [];
+  let rows = 0;
+  inputs.forEach((inp, k) => {
+    if (cur.length > 0 && rows + inp.rows > scatterRows) {
+      parts.push(cur);
+      cur = [];
+      rows = 0;
+    }
+    cur.push(k);
+    rows += inp.rows;
+  });
+  if (cur.length > 0) parts.push(cur);
+  return parts;
+}
+
+const scatterIds = (parts: number[][]) => parts.map((_, u) => SCATTER + unitId(u, parts.length));
+
+/** Pass 1's result per output and fingerprint in this process, and its per-row codes (loaded by scatter units only). */
+const selections = new Map<string, Promise<SelectionFile>>();
+const codeSets = new Map<string, Promise<Uint8Array[]>>();
+
+function memo<T>(map: Map<string, Promise<T>>, k: string, make: () => Promise<T>): Promise<T> {
+  let p = map.get(k);
+  if (!p) {
+    p = make();
+    // A failed read is not kept: the next unit tries again and reports it.
+    p.catch(() => map.delete(k));
+    map.set(k, p);
+  }
+  return p;
+}
+
+function selectionFor(output: Store, fingerprint: string): Promise<SelectionFile> {
+  return memo(selections, `${output.url}\u0000${fingerprint}`, async () => {
+    const sel = await readSelectionFile(output);
+    if (!sel) throw new Error(`${output.url}: no ${SELECTION_NAME}; plan the training mix first (bitprep plan or bitprep run)`);
+    if (sel.fingerprint !== fingerprint) throw new Error(`${output.url}: ${SELECTION_NAME} belongs to another plan (${sel.fingerprint.slice(0, 12)}, units expect ${fingerprint.slice(0, 12)})`);
+    return sel;
+  });
+}
+
+const codesFor = (output: Store, sel: SelectionFile): Promise<Uint8Array[]> => memo(codeSets, `${output.url}\u0000${sel.fingerprint}`, () => loadCodes(output, sel));
+
+/**
+ * Pass 1, once per output: reused when `_mix/selection.json` holds the same fingerprint (spec and
+ * input digests), refused when it holds another — units already written would belong to a
+ * different mix.
+ */
+async function ensureSelection(cfg: TrainingMixConfig, output: Store, log: Logger): Promise<SelectionFile> {
+  const datasets = await openDatasets(cfg.sets);
+  const spec = specOf(cfg);
+  const fingerprint = selectionFingerprint(spec, datasets);
+  const existing = await readSelectionFile(output);
+  if (existing) {
+    if (existing.fingerprint !== fingerprint) {
+      throw new Error(
+        `output ${output.url} holds a training mix planned from other inputs or settings (sets, weights, seed, total, caption, dedup, world_size, global_batch or shard_size changed, or an input was rebuilt). ` +
+          'Use a new output, or delete it to start over.',
+      );
+    }
+    return selectionFor(output, fingerprint);
+  }
+  const rows = datasets.reduce((a, d) => a + d.manifest.rows, 0);
+  log.info(`training-mix pass 1: ${datasets.length} dataset(s), ${rows} rows; reading keys${cfg.dedup.hamming !== null ? ' and latents' : ''}`);
+  const sel = await computeSelection(spec, datasets, fingerprint, log);
+  await saveSelection(output, sel);
+  const m = sel.mixture;
+  for (const s of sel.sets) {
+    log.info(`  ${s.name}: ${s.input_rows} rows, ${s.duplicate_key} duplicate keys, ${s.near_duplicate} near duplicates → ${s.rows} distinct; takes ${s.take}${s.passes > 0 ? ` (${s.passes} pass(es) + ${s.extra})` : ''}`);
+  }
+  log.info(`  total ${m.total} (natural ${m.natural}${cfg.total !== null ? `, asked ${cfg.total}` : ''}), ${sel.layout.shards} output shards, ${sel.layout.worldSize} ranks × ${sel.layout.rankRows}`);
+  const { codes, ...file } = sel;
+  selections.set(`${output.url}\u0000${fingerprint}`, Promise.resolve(file));
+  codeSets.set(`${output.url}\u0000${fingerprint}`, Promise.resolve(codes));
+  return file;
+}
+
+const scratchOf = (cfg: TrainingMixConfig, output: Store): Store => (cfg.shuffle.scratch ? openStore(cfg.shuffle.scratch) : output);
+
+/** Scatter units running or finished in this process, so a gather unit waits for one instead of redoing it. */
+const scatters = new Map<string, Promise<UnitStats>>();
+/** Runs seen complete (marker and run present) by this process. */
+const runsSeen = new Set<string>();
+
+function runScatter(cfg: TrainingMixConfig, sel: SelectionFile, output: Store, id: string, parts: number[][], onRows: (n: number) => void): Promise<UnitStats> {
+  return memo(scatters, `${output.url}\u0000${id}`, async () => {
+    const started = new Date();
+    const codes = await codesFor(output, sel);
+    const u = Number(id.slice(SCATTER.length));
+    return scatterUnit({ sel: { ...sel, codes }, inputs: parts[u], output, scratch: scratchOf(cfg, output), runName: runName(sel.fingerprint, id), job: JOB, unitId: id, started, onRows });
+  });
+}
+
+/**
+ * Makes sure every shuffle run exists before a gather unit reads them. Runs are normally all
+ * written first (scatter units come first in the plan); one that is missing — an array task
+ * reached its gather units before another task finished scattering, or a run was deleted — is
+ * written here. Scatter output is deterministic, so a run written twice is the same run.
+ */
+async function ensureRuns(cfg: TrainingMixConfig, sel: SelectionFile, output: Store, parts: number[][], log: Logger): Promise<string[]> {
+  const scratch = scratchOf(cfg, output);
+  const ids = scatterIds(parts);
+  for (const id of ids) {
+    const k = `${output.url}\u0000${id}`;
+    if (runsSeen.has(k)) continue;
+    const running = scatters.get(k);
+    if (running) await running;
+    else if (!((await output.exists(doneName(id))) && (await scratch.exists(runName(sel.fingerprint, id))))) {
+      log.info(`${id}: shuffle run missing, writing it before gathering`);
+      await runScatter(cfg, sel, output, id, parts, () => {});
+    }
+    runsSeen.add(k);
+  }
+  return ids.map((id) => runName(sel.fingerprint, id));
+}
+
+const fingerprintOf = (unit: Unit): string => {
+  const ref = unit.inputs[0]?.uri ?? '';
+  if (!ref.startsWith(`${SELECTION_NAME}#`)) throw new Error(`unit ${unit.id}: not a training-mix unit`);
+  return ref.slice(SELECTION_NAME.length + 1);
+};
+
+/**
+ * Latent datasets → weighted, deduplicated, globally shuffled, rank-balanced latent shards and the
+ * index a trainer reads (index.json, mix.json).
+ *
+ *   plan       pass 1: keys (and latents for near-dup) of every input → which rows, how many times
+ *   scatter-*  pass 2a: each group of input shards → one shuffle run sorted by output shard
+ *   00000…     pass 2b: each output shard ← its slice of every run, in shuffled order
+ *   finalize   index.json + mix.json; the runs are deleted
+ */
+export const trainingMixJob: Job<TrainingMixConfig> = {
+  name: JOB,
+  description: 'weighted mixture of latent datasets (LAION : synthetic = 3 : 1 by default), dedup, global shuffle, rank-balanced latent shards + index',
+  schema: trainingMixConfig,
+  async plan(cfg, log) {
+    const output = openStore(cfg.output);
+    const sel = await ensureSelection(cfg, output, log);
+    await output.put(SCRATCH_NAME, JSON.stringify({ scratch: cfg.shuffle.scratch, keep_runs: cfg.shuffle.keep_runs }) + '\n');
+    const ref = { uri: `${SELECTION_NAME}#${sel.fingerprint}` };
+    const parts = scatterParts(sel.inputs, cfg.shuffle.scatter_rows);
+    const scatter: Unit[] = scatterIds(parts).map((id, u) => ({
+      id,
+      inputs: [ref, ...parts[u].map((k) => ({ uri: `${sel.inputs[k].dataset.replace(/\/+$/, '')}/${sel.inputs[k].name}`, rowStart: 0, rowEnd: sel.inputs[k].rows }))],
+    }));
+    const gather: Unit[] = Array.from({ length: sel.layout.shards }, (_, i) => ({ id: unitId(i, sel.layout.shards), inputs: [ref] }));
+    return [...scatter, ...gather];
+  },
+  async run(unit, cfg, ctx) {
+    const sel = await selectionFor(ctx.output, fingerprintOf(unit));
+    const parts = scatterParts(sel.inputs, cfg.shuffle.scatter_rows);
+    if (unit.id.startsWith(SCATTER)) {
+      // Another process may have finished it since this run listed what was done.
+      if (await ctx.output.exists(doneName(unit.id))) {
+        return JSON.parse(new TextDecoder().decode(await ctx.output.get(statsName(unit.id)))) as UnitStats;
+      }
+      return runScatter(cfg, sel, ctx.output, unit.id, parts, ctx.onRows);
+    }
+    const runs = await ensureRuns(cfg, sel, ctx.output, parts, ctx.log);
+    return gatherShard({ sel, shard: Number(unit.id), output: ctx.output, scratch: scratchOf(cfg, ctx.output), runs, job: JOB, unitId: unit.id, started: new Date(), onRows: ctx.onRows });
+  },
+  async finalize(output, unitIds, log) {
+    const gatherIds = unitIds.filter((id) => !id.startsWith(SCATTER));
+    await writeMixIndex(output, gatherIds, log);
+    const settings = (await output.exists(SCRATCH_NAME)) ? (JSON.parse(new TextDecoder().decode(await output.get(SCRATCH_NAME))) as { scratch: string | null; keep_runs: boolean }) : { scratch: null, keep_runs: false };
+    if (settings.keep_runs) return;
+    const scratch = settings.scratch ? openStore(settings.scratch) : output;
+    const sel = await readSelectionFile(output);
+    const runs = sel ? await scratch.list(runsPrefix(sel.fingerprint)) : [];
+    for (const name of runs) await scratch.delete(name);
+    if (runs.length > 0) log.info(`training-mix: deleted ${runs.length} shuffle run(s) from ${scratch.url}`);
+  },
+  async close() {
+    selections.clear();
+    codeSets.clear();
+    scatters.clear();
+    runsSeen.clear();
+  },
+};

@@ -1,0 +1,80 @@
+import { parquetMetadataAsync, parquetSchema, type AsyncBuffer, type SchemaTree } from 'hyparquet';
+import type { ColumnType } from '../../src/formats/parquet-write.js';
+import type { Store } from '../../src/stores/store.js';
+
+/** Columns every output shard has and bitprep fills itself, whatever the inputs hold. */
+const OWN = new Set(['key', 'latent']);
+
+/** The column type a Parquet leaf is written back as; integers widen to INT64, exotic types to JSON text. */
+function columnTypeOf(t: SchemaTree): ColumnType {
+  const e = t.element;
+  if (t.children.length > 0) return 'JSON';
+  const logical = e.logical_type?.type;
+  const converted = e.converted_type;
+  switch (e.type) {
+    case 'BOOLEAN':
+      return 'BOOLEAN';
+    case 'INT32':
+      if (converted === 'DATE' || logical === 'DATE') return 'TIMESTAMP';
+      if (converted === 'DECIMAL' || logical === 'DECIMAL') return 'DOUBLE';
+      return 'INT64';
+    case 'INT64':
+      if (converted?.startsWith('TIMESTAMP') || logical === 'TIMESTAMP') return 'TIMESTAMP';
+      if (converted === 'DECIMAL' || logical === 'DECIMAL') return 'DOUBLE';
+      return 'INT64';
+    case 'INT96':
+      return 'TIMESTAMP';
+    case 'FLOAT':
+      return 'FLOAT';
+    case 'DOUBLE':
+      return 'DOUBLE';
+    case 'BYTE_ARRAY':
+      if (converted === 'UTF8' || logical === 'STRING' || converted === 'ENUM' || logical === 'ENUM') return 'STRING';
+      if (converted === 'JSON' || logical === 'JSON') return 'JSON';
+      return 'BYTE_ARRAY';
+    case 'FIXED_LEN_BYTE_ARRAY':
+      if (converted === 'DECIMAL' || logical === 'DECIMAL' || logical === 'FLOAT16') return 'DOUBLE';
+      if (logical === 'UUID') return 'STRING';
+      return { fixedLenByteArray: e.type_length ?? 0 };
+    default:
+      return 'JSON';
+  }
+}
+
+const same = (a: ColumnType, b: ColumnType) => JSON.stringify(a) === JSON.stringify(b);
+const numeric = (t: ColumnType) => t === 'INT64' || t === 'INT32' || t === 'DOUBLE' || t === 'FLOAT';
+
+/** One type for a column two datasets type differently: numbers widen to DOUBLE, anything else becomes JSON text. */
+export function mergeColumnType(a: ColumnType, b: ColumnType): ColumnType {
+  if (same(a, b)) return a;
+  if (numeric(a) && numeric(b)) return 'DOUBLE';
+  return 'JSON';
+}
+
+/** The columns (other than key and latent) of one latent shard and their types, in file order. */
+export async function readColumnTypes(store: Store, name: string): Promise<[string, ColumnType][]> {
+  const size = await store.size(name);
+  if (size === undefined) throw new Error(`${store.url}/${name}: not found`);
+  const file: AsyncBuffer = {
+    byteLength: size,
+    async slice(start: number, end = size): Promise<ArrayBuffer> {
+      const b = await store.getRange(name, start, end);
+      return (b.buffer as ArrayBuffer).slice(b.byteOffset, b.byteOffset + b.byteLength);
+    },
+  };
+  const meta = await parquetMetadataAsync(file);
+  return parquetSchema(meta)
+    .children.filter((c) => !OWN.has(c.element.name))
+    .map((c) => [c.element.name, columnTypeOf(c)]);
+}
+
+/**
+ * The union of several datasets' columns, in order of first appearance, with merged types: every
+ * output shard then has the same schema, whichever sets its rows happen to come from (a shard of
+ * only synthetic rows still has LAION's aesthetic_score column, null).
+ */
+export function unionColumns(lists: [string, ColumnType][][]): [string, ColumnType][] {
+  const out = new Map<string, ColumnType>();
+  for (const list of lists) for (const [name, t] of list) out.set(name, out.has(name) ? mergeColumnType(out.get(name)!, t) : t);
+  return [...out];
+}
