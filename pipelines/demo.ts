@@ -37,6 +37,7 @@ export async function runDemo(opts: { out: string; images: number; progress: str
   let summary;
   const later: { name: string; dir: string; summary: RunSummary }[] = [];
   let latentReport = '';
+  let mixReport = '';
   const runJob = async (path: string, overrides: [string, unknown][]): Promise<RunSummary> => {
     const { job, config } = await loadConfig(path, jobs, overrides);
     await rm(config.output, { recursive: true, force: true });
@@ -113,6 +114,21 @@ export async function runDemo(opts: { out: string; images: number; progress: str
       ['encoder.batch_size', 8],
     ]) });
   }
+  const mixDir = join(root, 'demo-mix');
+  later.push({ name: 'training-mix (laion : synthetic = 3 : 1, 2 ranks)', dir: mixDir, summary: await runJob(shipped('training-mix.yaml'), [
+    ['output', mixDir],
+    ['sets', [
+      { name: 'laion', paths: [latentSets[0].dir], weight: 3 },
+      { name: 'synthetic', paths: [latentSets[1].dir, latentSets[2].dir], weight: 1 },
+    ]],
+    ['parallel_units', 2],
+    // The paper's 8 ranks × 512 would need 4096 samples; the demo has a few dozen.
+    ['world_size', 2],
+    ['global_batch', 8],
+    ['shard_size', 16],
+  ]) });
+  const mixIndex = JSON.parse(new TextDecoder().decode(await openStore(mixDir).get('index.json'))) as { rows: number; shards: unknown[] };
+  mixReport = `${mixIndex.rows} samples in ${mixIndex.shards.length} shards for 2 ranks (mix.json: sets, shares, caption policy, each rank's shards)`;
   const stats = new LatentStats();
   const laionStore = openStore(latentSets[0].dir);
   for (const shard of (await readLatentManifest(laionStore)).shards) {
@@ -144,6 +160,8 @@ export async function runDemo(opts: { out: string; images: number; progress: str
     '',
     `latents stats of ${rel(latentSets[0].dir)}/ (bitprep latents stats):`,
     latentReport,
+    `training mix in ${rel(join(root, 'demo-mix'))}/: ${mixReport}`,
+    `  feed rank 0 to a trainer as Arrow IPC: node bin/bitprep.js feed ${rel(join(root, 'demo-mix'))} --rank 0 --world-size 2 | python train.py`,
     `NOTE: the latents come from a STAND-IN encoder with the BIT encoder's contract (stages/bit-encoder-standin.ts: one convolution,`,
     `      random weights), not the BIT tokenizer; README: Pre-encode says how to export and serve the real one.`,
     `NOTE: captions in ${rel(join(root, 'demo-recaption'))}/ and images in ${rel(join(root, 'demo-synth'))}/ come from a STAND-IN server (pipelines/demo-model-server.ts):`,

@@ -43,7 +43,7 @@ export const preEncodeConfig = baseJobConfig.extend({
 export type PreEncodeConfig = z.infer<typeof preEncodeConfig>;
 
 /** Float annotation columns, pinned: a shard whose scores happen to be whole would otherwise type them INT64. */
-const FLOAT_COLUMNS = { aesthetic_score: 'DOUBLE', ocr_density: 'DOUBLE', ocr_median_height: 'DOUBLE', ocr_min_height: 'DOUBLE', similarity: 'DOUBLE', pwatermark: 'DOUBLE', punsafe: 'DOUBLE' } as const;
+const FLOAT_COLUMNS = { aesthetic_score: 'DOUBLE', ocr_density: 'DOUBLE', ocr_median_height: 'DOUBLE', ocr_min_height: 'DOUBLE', similarity: 'DOUBLE', pwatermark: 'DOUBLE', punsafe: 'DOUBLE', gen_guidance: 'DOUBLE', cfg: 'DOUBLE', image_nsfw: 'DOUBLE', prompt_nsfw: 'DOUBLE' } as const;
 
 /** Encoder replicas per config in this process, opened once and checked against the contract. */
 const pools = new Map<PreEncodeConfig, Promise<{ pool: ReplicaPool<TensorModel>; models: TensorModel[] }>>();

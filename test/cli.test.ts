@@ -46,6 +46,10 @@ describe('bitprep CLI', () => {
       expect(index.rows, set).toBe(rows);
     }
     expect(r.stdout).toContain('STAND-IN encoder');
+    // And a training mix of them (3 : 1, 2 ranks), whose shards come from shards typed differently by their own values.
+    const mixIndex = JSON.parse(await readFile(join(dir, 'demo-mix', 'index.json'), 'utf8'));
+    expect(mixIndex.rows).toBeGreaterThan(0);
+    expect(mixIndex.rows % 8).toBe(0);
     expect(r.stdout).toMatch(/latents: \d+\s+distinct/);
   });
 

@@ -61,7 +61,7 @@ describe('config', () => {
 });
 
 describe('shipped configs', () => {
-  for (const name of ['laion-filter.yaml', 'image-shards.yaml', 'demo.yaml', 'recaption.yaml', 'dalle-ingest.yaml', 'pre-encode.yaml']) {
+  for (const name of ['laion-filter.yaml', 'image-shards.yaml', 'demo.yaml', 'recaption.yaml', 'dalle-ingest.yaml', 'pre-encode.yaml', 'training-mix.yaml']) {
     it(`configs/${name} is valid`, async () => {
       const { config } = await loadConfig(join(import.meta.dirname, '..', 'configs', name), jobs);
       expect(config.output).toBeTruthy();

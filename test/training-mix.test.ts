@@ -346,6 +346,18 @@ describe('training-mix', () => {
     expect(new Set(all.filter((r) => r.mix_set === 'laion').map(ident)).size).toBe(1024);
   });
 
+  it('unifies a column typed by its own values per shard (guidance 0 → INT64 in one shard, 4.5 → DOUBLE in the next)', async () => {
+    const dir = join(root, 'typed-per-shard');
+    await makeDataset(dir, { source: 'synth', rows: 600, shards: 2, fields: (i) => ({ caption: `c${i}`, gen_guidance: i < 300 ? 0 : 4.5 }) }, 77);
+    const out = join(root, 'mix-typed');
+    await runMix({ ...base, sets: [{ name: 'synth', paths: [dir], weight: 1 }], output: out });
+    const mix = await readMixIndex(openStore(out));
+    const all = (await rankRows(out, mix)).flat();
+    expect(all.length).toBeGreaterThan(0);
+    const g = new Set(all.map((r) => r.gen_guidance));
+    expect([...g].sort()).toEqual([0, 4.5]);
+  });
+
   it('drops near-duplicate latents within dedup.hamming bits of an earlier one', async () => {
     const laionRows = [...laion.values()];
     const planted = 60;

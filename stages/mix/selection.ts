@@ -191,12 +191,14 @@ export async function computeSelection(spec: SelectionSpec, datasets: Dataset[],
 
   for (const d of datasets) {
     if (d.manifest.shards.length === 0) continue;
-    const types = await readColumnTypes(d.store, d.manifest.shards[0].name);
-    typeLists.push(types);
-    const hasSource = types.some(([n]) => n === 'source');
-    const columns = ['key', ...(hasSource ? ['source'] : []), ...(near ? ['latent'] : [])];
     const fallback = datasetIdentity(d.url);
     for (const shard of d.manifest.shards) {
+      // Every shard's footer, not the first one's: a shard's inferred types follow its own values
+      // (a guidance of 0 in one model's shards is an integer, 4.5 in another's a double).
+      const types = await readColumnTypes(d.store, shard.name);
+      typeLists.push(types);
+      const hasSource = types.some(([n]) => n === 'source');
+      const columns = ['key', ...(hasSource ? ['source'] : []), ...(near ? ['latent'] : [])];
       const k = inputs.length;
       const code = new Uint8Array(shard.rows);
       const rank = new Uint32Array(shard.rows);
