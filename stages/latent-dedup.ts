@@ -1,4 +1,5 @@
 import { LATENT_BITS, LATENT_BYTES } from '../src/formats/latent-bits.js';
+import { fmix32 } from './mix/hash.js';
 
 /** 32-bit words per packed latent (256). */
 const WORDS = LATENT_BYTES / 4;
@@ -289,13 +290,7 @@ function hashWords(words: Int32Array, from: number, to: number, seed: number): n
     h = (h << 13) | (h >>> 19);
     h = (Math.imul(h, 5) + 0xe6546b64) | 0;
   }
-  h ^= (to - from) * 4;
-  h ^= h >>> 16;
-  h = Math.imul(h, 0x85ebca6b);
-  h ^= h >>> 13;
-  h = Math.imul(h, 0xc2b2ae35);
-  h ^= h >>> 16;
-  return h >>> 0;
+  return fmix32(h ^ ((to - from) * 4));
 }
 
 /** The input as 32-bit word views, addressed by latent index. */

@@ -28,6 +28,22 @@ export interface UnitStats {
   rows_per_second: number;
 }
 
+/** A unit's stats as it finishes now; `rows` is what rows_per_second counts (default the funnel's rows in). */
+export function finishedUnitStats(o: { job: string; unitId: string; started: Date; funnel: Funnel; stages: StageStats[]; rows?: number }): UnitStats {
+  const finished = new Date();
+  const seconds = (finished.getTime() - o.started.getTime()) / 1000;
+  return {
+    job: o.job,
+    unit: o.unitId,
+    started_at: o.started.toISOString(),
+    finished_at: finished.toISOString(),
+    seconds,
+    funnel: o.funnel,
+    stages: o.stages,
+    rows_per_second: (o.rows ?? o.funnel.rows_in) / Math.max(seconds, 1e-6),
+  };
+}
+
 /** `<unit>.done.json`, written last: its presence means every output below is complete. */
 export interface DoneMarker {
   schema: 1;

@@ -6,7 +6,7 @@ import { countInFunnel, emptyFunnel, StatsCollector } from '../../src/stats.js';
 import { openStore } from '../../src/stores/open-store.js';
 import type { Store } from '../../src/stores/store.js';
 import { UnitOutputs } from '../../src/units/unit-outputs.js';
-import type { UnitStats } from '../../src/units/unit.js';
+import { finishedUnitStats, type UnitStats } from '../../src/units/unit.js';
 import { captionDraw, chooseCaption } from './caption-policy.js';
 import { FeistelPermutation } from './feistel.js';
 import { deriveSeed, hash32, rowIdentity } from './hash.js';
@@ -111,18 +111,7 @@ export async function scatterUnit(o: ScatterOptions): Promise<UnitStats> {
     st.units.run_bytes = written.bytes;
     await outputs.put('.parquet', writeParquet(records, { compression: 'SNAPPY' }));
     st.busySeconds = (performance.now() - t0) / 1000;
-    const finished = new Date();
-    const seconds = (finished.getTime() - o.started.getTime()) / 1000;
-    const unitStats: UnitStats = {
-      job: o.job,
-      unit: o.unitId,
-      started_at: o.started.toISOString(),
-      finished_at: finished.toISOString(),
-      seconds,
-      funnel,
-      stages: stats.all(),
-      rows_per_second: funnel.rows_in / Math.max(seconds, 1e-6),
-    };
+    const unitStats = finishedUnitStats({ job: o.job, unitId: o.unitId, started: o.started, funnel, stages: stats.all() });
     await outputs.commit(unitStats);
     return unitStats;
   } catch (err) {

@@ -5,7 +5,7 @@ import { toRecord, webDatasetMembers } from '../../src/records.js';
 import { countInFunnel, emptyFunnel, type StatsCollector } from '../../src/stats.js';
 import type { Store } from '../../src/stores/store.js';
 import { UnitOutputs } from '../../src/units/unit-outputs.js';
-import type { UnitStats } from '../../src/units/unit.js';
+import { finishedUnitStats, type UnitStats } from '../../src/units/unit.js';
 
 export interface ImageShardSinkOptions {
   output: Store;
@@ -49,18 +49,7 @@ export async function writeImageShards(stream: AsyncIterable<Sample>, opts: Imag
     await tar.finish();
     await tarOut.close();
     await outputs.put('.parquet', writeParquet(records, { compression: 'SNAPPY', types: opts.columnTypes }));
-    const finished = new Date();
-    const seconds = (finished.getTime() - opts.started.getTime()) / 1000;
-    const stats: UnitStats = {
-      job: opts.job,
-      unit: opts.unitId,
-      started_at: opts.started.toISOString(),
-      finished_at: finished.toISOString(),
-      seconds,
-      funnel,
-      stages: opts.stats.all(),
-      rows_per_second: funnel.rows_in / Math.max(seconds, 1e-6),
-    };
+    const stats = finishedUnitStats({ job: opts.job, unitId: opts.unitId, started: opts.started, funnel, stages: opts.stats.all() });
     await outputs.commit(stats);
     return stats;
   } catch (err) {
