@@ -2,7 +2,6 @@ import { createHash } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { DuckDBInstance } from '@duckdb/node-api';
 import sharp from 'sharp';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { TarWriter } from '../src/formats/tar-write.js';
@@ -14,6 +13,7 @@ import { buildBitEncoderStandin } from '../stages/bit-encoder-standin.js';
 import { captionTokensStage, idsToBlob, loadCaptionTokenizer, type CaptionTokenizer } from '../stages/caption-tokens.js';
 import { runCli, writeConfig } from './helpers/run-cli.js';
 import { tempDir } from './helpers/temp-dir.js';
+import { duckRows } from './helpers/duckdb.js';
 
 /** GPT-2's byte → printable character map, which byte-level BPE vocabularies (GPT-2, GPT-NeoX, OLMo) are written in. */
 function bytesToUnicode(): string[] {
@@ -183,15 +183,6 @@ describe('captionTokensStage', () => {
 
 let tok: CaptionTokenizer;
 
-async function duckRows(sql: string): Promise<Record<string, unknown>[]> {
-  const db = await DuckDBInstance.create();
-  const conn = await db.connect();
-  try {
-    return (await conn.runAndReadAll(sql)).getRowObjectsJS() as Record<string, unknown>[];
-  } finally {
-    conn.closeSync();
-  }
-}
 
 const CAPTIONS: Record<string, Record<string, string>> = {
   k000: { caption: 'a cat', caption_long: LONG, caption_short: 'a mat' },

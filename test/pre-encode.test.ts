@@ -1,7 +1,6 @@
 import { createWriteStream } from 'node:fs';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { DuckDBInstance } from '@duckdb/node-api';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TarWriter } from '../src/formats/tar-write.js';
@@ -10,6 +9,7 @@ import { seededRandom } from '../src/seeded-random.js';
 import { buildBitEncoderStandin, type BitEncoderStandin } from '../stages/bit-encoder-standin.js';
 import { runCli, startCli, writeConfig } from './helpers/run-cli.js';
 import { tempDir } from './helpers/temp-dir.js';
+import { duckRows } from './helpers/duckdb.js';
 
 const SIZE = 128;
 const N = 9;
@@ -78,15 +78,6 @@ async function expectedLatent(png: Buffer): Promise<{ hex: string; ambiguous: nu
   return { hex: hex.toUpperCase(), ambiguous };
 }
 
-async function duckRows(sql: string): Promise<Record<string, unknown>[]> {
-  const db = await DuckDBInstance.create();
-  const conn = await db.connect();
-  try {
-    return (await conn.runAndReadAll(sql)).getRowObjectsJS() as Record<string, unknown>[];
-  } finally {
-    conn.closeSync();
-  }
-}
 
 function config(name: string, model: unknown, extra: Record<string, unknown> = {}) {
   return { job: 'pre-encode', output: join(dir, name), input: { paths: [shards] }, source: 'laion', encoder: { model, size: SIZE, batch_size: 4 }, ...extra };
