@@ -41,34 +41,35 @@ export function feedSchema(extra: Record<string, string> = {}): Schema {
   );
 }
 
-const utf8 = new TextEncoder();
-
 function utf8Data(values: unknown[], nullable: boolean, column: string): Data<Utf8> {
   const n = values.length;
   const offsets = new Int32Array(n + 1);
-  const parts: Uint8Array[] = [];
   const bitmap = new Uint8Array((n + 7) >> 3);
+  const strings: (string | null)[] = new Array(n);
+  // UTF-8 needs at most 3 bytes per UTF-16 unit: one buffer sized for that, written in place
+  // (Buffer.write, native), instead of an array per string and a copy (a fifth of the feed's CPU).
+  let cap = 0;
+  for (let i = 0; i < n; i++) {
+    const v = values[i];
+    const str = v === null || v === undefined ? null : String(v);
+    strings[i] = str;
+    if (str !== null) cap += str.length * 3;
+  }
+  const buf = Buffer.allocUnsafe(cap);
   let nulls = 0;
   let at = 0;
   for (let i = 0; i < n; i++) {
-    const v = values[i];
-    if (v === null || v === undefined) {
+    const str = strings[i];
+    if (str === null) {
       if (!nullable) throw new Error(`feed: ${column} is null in row ${i}`);
       nulls++;
     } else {
       bitmap[i >> 3] |= 1 << (i & 7);
-      const b = utf8.encode(String(v));
-      parts.push(b);
-      at += b.length;
+      at += buf.write(str, at, 'utf8');
     }
     offsets[i + 1] = at;
   }
-  const data = new Uint8Array(at);
-  let p = 0;
-  for (const b of parts) {
-    data.set(b, p);
-    p += b.length;
-  }
+  const data = new Uint8Array(buf.buffer, buf.byteOffset, at);
   return makeData({ type: new Utf8(), length: n, nullCount: nulls, nullBitmap: nulls > 0 ? bitmap : undefined, valueOffsets: offsets, data });
 }
 
