@@ -1,0 +1,15 @@
+import { Command } from 'commander';
+import { genevalCommand } from './geneval/geneval-command.js';
+
+/**
+ * The benchmarks under `bitprep eval`, one factory each; a new metric (fid, clip-score…) adds its
+ * factory here.
+ */
+export const evalSubcommands: (() => Command)[] = [genevalCommand];
+
+/** `bitprep eval <benchmark> …`: the parent of every evaluation command. */
+export function evalCommand(): Command {
+  const cmd = new Command('eval').description('evaluate generated images: benchmarks and metrics');
+  for (const make of evalSubcommands) cmd.addCommand(make());
+  return cmd;
+}

@@ -1,0 +1,75 @@
+import { Command, InvalidArgumentError } from 'commander';
+import { join } from 'node:path';
+import { consoleLogger } from '../../src/log.js';
+import { OFFICIAL_PROTOCOL, type GenevalProtocol } from './protocol.js';
+import { readObjectNames, scoreGeneval } from './run.js';
+import { formatSummary } from './summary.js';
+
+const int = (name: string, min = 0) => (v: string) => {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < min) throw new InvalidArgumentError(`${name} must be an integer ≥ ${min}`);
+  return n;
+};
+const unit = (name: string) => (v: string) => {
+  const n = Number(v);
+  if (v.trim() === '' || !Number.isFinite(n) || n < 0 || n > 1) throw new InvalidArgumentError(`${name} must be a number in [0, 1]`);
+  return n;
+};
+
+interface Options {
+  detections: string;
+  out?: string;
+  json?: boolean;
+  skipMissing?: boolean;
+  objectNames?: string;
+  threshold: number;
+  countingThreshold: number;
+  maxObjects: number;
+  maxOverlap: number;
+  positionThreshold: number;
+  bootstrap: number;
+  seed: number;
+}
+
+/** `bitprep eval geneval <images-dir> --detections FILE`: GenEval's correctness rules and summary from precomputed detections. */
+export function genevalCommand(): Command {
+  const p = OFFICIAL_PROTOCOL;
+  return new Command('geneval')
+    .description("score a folder of GenEval images from a detections file with GenEval's official selection and correctness rules")
+    .argument('<images-dir>', 'GenEval layout: <00000>/metadata.jsonl and <00000>/samples/0000.png… per prompt')
+    .requiredOption('--detections <file>', 'JSON Lines, one line per image: {"image": "00000/samples/0000.png", "detections": {"<class>": [[x1, y1, x2, y2, score], …]}}')
+    .option('--out <dir>', 'where results.jsonl and summary.json go (default: <images-dir>/geneval-results)')
+    .option('--json', 'print the summary as JSON')
+    .option('--skip-missing', 'score without the images that have no detections line (default: that is an error)')
+    .option('--object-names <file>', "GenEval's object_names.txt: check every class name against it and order `details` by it")
+    .option('--threshold <t>', 'keep detections with score above this', unit('--threshold'), p.threshold)
+    .option('--counting-threshold <t>', 'the same for the counting tag', unit('--counting-threshold'), p.counting_threshold)
+    .option('--max-objects <n>', 'detections kept per class', int('--max-objects', 1), p.max_objects)
+    .option('--max-overlap <t>', 'same-class NMS: drop boxes whose IoU with a kept one is ≥ this (1 = off, as officially)', unit('--max-overlap'), p.max_overlap)
+    .option('--position-threshold <t>', 'margin of the position rule, as a fraction of the summed box sizes', unit('--position-threshold'), p.position_threshold)
+    .option('--bootstrap <n>', 'resamples for the 95% interval of the overall score (0 = none)', int('--bootstrap'), 1000)
+    .option('--seed <n>', 'seed of the bootstrap', int('--seed'), 0)
+    .action(async (imagesDir: string, o: Options) => {
+      const protocol: GenevalProtocol = {
+        threshold: o.threshold,
+        counting_threshold: o.countingThreshold,
+        max_objects: o.maxObjects,
+        max_overlap: o.maxOverlap,
+        position_threshold: o.positionThreshold,
+      };
+      const changed = (Object.keys(p) as (keyof GenevalProtocol)[]).filter((k) => protocol[k] !== p[k]);
+      if (changed.length > 0) consoleLogger.warn(`non-default ${changed.join(', ')}: scores are not comparable with published GenEval numbers`);
+      const { summary, resultsPath, summaryPath } = await scoreGeneval({
+        imagesDir,
+        detections: o.detections,
+        out: o.out ?? join(imagesDir, 'geneval-results'),
+        protocol,
+        skipMissing: o.skipMissing,
+        objectNames: o.objectNames ? await readObjectNames(o.objectNames) : undefined,
+        bootstrap: { resamples: o.bootstrap, seed: o.seed },
+        log: consoleLogger,
+      });
+      if (o.json) process.stdout.write(JSON.stringify(summary, null, 2) + '\n');
+      else process.stdout.write(`${formatSummary(summary)}\n\nresults: ${resultsPath}\nsummary: ${summaryPath}\n`);
+    });
+}
