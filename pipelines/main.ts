@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 import { evalCommand } from '../evaluation/eval-command.js';
+import { fetchAssetsCommand } from '../evaluation/prompts/fetch-assets-command.js';
 import { tablesCommand } from '../evaluation/tables/tables-command.js';
 import { runCli } from '../src/cli/program.js';
 import { packageVersion } from '../src/package-root.js';
@@ -10,4 +11,4 @@ import { latentsCommand } from './latents-command.js';
 import { recaptionCommand } from './recaption-command.js';
 
 // The composition root: the CLI (src/) gets the jobs and the demo from here.
-await runCli({ jobs, demo: runDemo, version: packageVersion, commands: [recaptionCommand(jobs), latentsCommand(), feedCommand(), evalCommand(), tablesCommand()] }, process.argv);
+await runCli({ jobs, demo: runDemo, version: packageVersion, commands: [recaptionCommand(jobs), latentsCommand(), feedCommand(), evalCommand(), tablesCommand(), fetchAssetsCommand()] }, process.argv);
