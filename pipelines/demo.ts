@@ -10,7 +10,7 @@ import { randomAestheticLayers, writeAestheticHead } from '../stages/aesthetic-h
 import { buildClipStandinModel } from '../stages/clip-standin.js';
 import { buildBitEncoderStandin } from '../stages/bit-encoder-standin.js';
 import { formatLatentStats, LatentStats } from '../stages/latent-stats.js';
-import { readLatentManifest, readLatentShard } from '../src/formats/latent-shards.js';
+import { readLatentManifest, readLatents } from '../src/formats/latent-shards.js';
 import { generateDemoData } from './demo-data.js';
 import { startDemoModelServer } from './demo-model-server.js';
 import { startDemoImageServer } from './demo-server.js';
@@ -131,9 +131,7 @@ export async function runDemo(opts: { out: string; images: number; progress: str
   mixReport = `${mixIndex.rows} samples in ${mixIndex.shards.length} shards for 2 ranks (mix.json: sets, shares, caption policy, each rank's shards)`;
   const stats = new LatentStats();
   const laionStore = openStore(latentSets[0].dir);
-  for (const shard of (await readLatentManifest(laionStore)).shards) {
-    for await (const rows of readLatentShard(laionStore, shard.name, ['latent'])) for (const r of rows) stats.add(r.latent as Uint8Array);
-  }
+  for await (const { latent } of readLatents(laionStore, await readLatentManifest(laionStore))) stats.add(latent);
   latentReport = formatLatentStats(stats.result());
   const rel = (p: string) => relative(process.cwd(), p) || '.';
   const out = [

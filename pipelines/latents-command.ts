@@ -1,7 +1,7 @@
 import { writeFile } from 'node:fs/promises';
 import { Command, InvalidArgumentError } from 'commander';
 import { LATENT_BYTES } from '../src/formats/latent-bits.js';
-import { readLatentManifest, readLatentShard, type LatentManifest } from '../src/formats/latent-shards.js';
+import { readLatentManifest, readLatents, type LatentManifest } from '../src/formats/latent-shards.js';
 import { consoleLogger } from '../src/log.js';
 import { openStore } from '../src/stores/open-store.js';
 import type { Store } from '../src/stores/store.js';
@@ -14,15 +14,6 @@ const num = (name: string, min: number, max = Infinity, integer = true) => (v: s
   if (!(integer ? Number.isInteger(n) : Number.isFinite(n)) || n < min || n > max) throw new InvalidArgumentError(`${name} must be ${integer ? 'an integer' : 'a number'} in ${min}..${max}`);
   return n;
 };
-
-/** Every (key, latent) of a latent dataset, shard by shard in manifest order. */
-async function* latentsOf(store: Store, manifest: LatentManifest): AsyncGenerator<{ key: string; latent: Uint8Array }> {
-  for (const shard of manifest.shards) {
-    for await (const rows of readLatentShard(store, shard.name, ['key', 'latent'])) {
-      for (const r of rows) yield { key: String(r.key), latent: r.latent as Uint8Array };
-    }
-  }
-}
 
 async function open(dataset: string): Promise<{ store: Store; manifest: LatentManifest }> {
   const store = openStore(dataset);
@@ -42,7 +33,7 @@ export function latentsCommand(): Command {
     .action(async (dataset: string, o: { epsilon?: number; json?: boolean }) => {
       const { store, manifest } = await open(dataset);
       const stats = new LatentStats({ epsilon: o.epsilon });
-      for await (const { latent } of latentsOf(store, manifest)) stats.add(latent);
+      for await (const { latent } of readLatents(store, manifest)) stats.add(latent);
       const r = stats.result();
       process.stdout.write(o.json ? JSON.stringify(r, null, 2) + '\n' : `${dataset}: ${manifest.shards.length} shard(s)\n${formatLatentStats(r)}\n`);
     });
@@ -58,7 +49,7 @@ export function latentsCommand(): Command {
       // One contiguous buffer: 1 KiB per latent, the index adds tens of bytes.
       const all = new Uint8Array(manifest.rows * LATENT_BYTES);
       const keys: string[] = [];
-      for await (const { key, latent } of latentsOf(store, manifest)) {
+      for await (const { key, latent } of readLatents(store, manifest)) {
         if (keys.length >= manifest.rows) throw new Error(`${dataset}: the shards hold more rows than index.json says (${manifest.rows})`);
         all.set(latent, keys.length * LATENT_BYTES);
         keys.push(key);
@@ -86,7 +77,7 @@ export function latentsCommand(): Command {
     .option('--scale <n>', 'pixels per bit', num('--scale', 1, 64), 4)
     .action(async (dataset: string, key: string, o: { out: string; scale: number }) => {
       const { store, manifest } = await open(dataset);
-      for await (const x of latentsOf(store, manifest)) {
+      for await (const x of readLatents(store, manifest)) {
         if (x.key !== key) continue;
         await writeFile(o.out, await latentToPng(x.latent, { scale: o.scale }));
         process.stdout.write(`${key} → ${o.out} (${64 * o.scale}×${128 * o.scale})\n`);

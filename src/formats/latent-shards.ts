@@ -105,3 +105,12 @@ export async function* readLatentShard(store: Store, name: string, columns?: str
   if (!meta.columns.includes('latent') || !meta.columns.includes('key')) throw new Error(`${store.url}/${name}: not a latent shard (columns: ${meta.columns.join(', ')})`);
   for await (const g of readParquetRowGroups(src, { columns })) yield g.rows;
 }
+
+/** Every (key, latent) of a latent dataset, shard by shard in manifest order. */
+export async function* readLatents(store: Store, manifest: LatentManifest): AsyncGenerator<{ key: string; latent: Uint8Array }> {
+  for (const shard of manifest.shards) {
+    for await (const rows of readLatentShard(store, shard.name, ['key', 'latent'])) {
+      for (const r of rows) yield { key: String(r.key), latent: r.latent as Uint8Array };
+    }
+  }
+}

@@ -65,11 +65,18 @@ export async function parquetSourceFromFile(path: string): Promise<ParquetSource
 const TAIL_BYTES = 512 * 1024;
 
 /**
+ * The tail and the parsed footer of each source, shared by every reader of that source object, so
+ * reading its metadata and then its rows (or its schema and then its rows) fetches and parses the
+ * footer once. Held only as long as the source object is.
+ */
+const tails = new WeakMap<ParquetSource, Promise<Uint8Array>>();
+const footers = new WeakMap<ParquetSource, Promise<FileMetaData>>();
+
+/**
  * hyparquet's own cachedAsyncBuffer keeps every range it ever fetched, which would hold the whole
  * file by the end of a scan; only the tail is worth keeping.
  */
 function toAsyncBuffer(src: ParquetSource): AsyncBuffer {
-  let tail: Promise<Uint8Array> | undefined;
   const tailStart = Math.max(0, src.size - TAIL_BYTES);
   const fetch = async (start: number, end: number): Promise<Uint8Array> => {
     const bytes = await src.read(start, end);
@@ -82,7 +89,8 @@ function toAsyncBuffer(src: ParquetSource): AsyncBuffer {
     byteLength: src.size,
     async slice(start: number, end = src.size): Promise<ArrayBuffer> {
       if (start >= tailStart && end <= src.size) {
-        tail ??= fetch(tailStart, src.size);
+        let tail = tails.get(src);
+        if (!tail) tails.set(src, (tail = fetch(tailStart, src.size)));
         return copyOut(await tail, start - tailStart, end - tailStart);
       }
       return copyOut(await fetch(start, end), 0, end - start);
@@ -101,13 +109,20 @@ function fail(src: ParquetSource, where: string, err: unknown): Error {
   return new Error(`parquet ${src.name}${where}: ${msg}`, { cause: err });
 }
 
-async function loadMetadata(src: ParquetSource, file: AsyncBuffer): Promise<FileMetaData> {
-  if (src.size < 12) throw fail(src, '', new Error(`too small to be parquet (${src.size} bytes)`));
-  try {
-    return await parquetMetadataAsync(file);
-  } catch (err) {
-    throw fail(src, ' (footer)', err);
+function loadMetadata(src: ParquetSource, file: AsyncBuffer): Promise<FileMetaData> {
+  let footer = footers.get(src);
+  if (!footer) {
+    footer = (async () => {
+      if (src.size < 12) throw fail(src, '', new Error(`too small to be parquet (${src.size} bytes)`));
+      try {
+        return await parquetMetadataAsync(file);
+      } catch (err) {
+        throw fail(src, ' (footer)', err);
+      }
+    })();
+    footers.set(src, footer);
   }
+  return footer;
 }
 
 function describe(metadata: FileMetaData): ParquetMeta {
@@ -124,6 +139,11 @@ function describe(metadata: FileMetaData): ParquetMeta {
 
 export async function readParquetMeta(src: ParquetSource): Promise<ParquetMeta> {
   return describe(await loadMetadata(src, toAsyncBuffer(src)));
+}
+
+/** The file's schema tree (column types and annotations), from the same cached footer. */
+export async function readParquetSchema(src: ParquetSource): Promise<SchemaTree> {
+  return parquetSchema(await loadMetadata(src, toAsyncBuffer(src)));
 }
 
 /** Columns holding raw INT64 leaves (timestamps are already converted to Date by hyparquet). */

@@ -1,6 +1,6 @@
-import { parquetMetadataAsync, parquetSchema, type AsyncBuffer, type SchemaTree } from 'hyparquet';
+import type { SchemaTree } from 'hyparquet';
+import { readParquetSchema, type ParquetSource } from '../../src/formats/parquet-read.js';
 import type { ColumnType } from '../../src/formats/parquet-write.js';
-import type { Store } from '../../src/stores/store.js';
 
 /** Columns every output shard has and bitprep fills itself, whatever the inputs hold. */
 const OWN = new Set(['key', 'latent']);
@@ -52,20 +52,8 @@ export function mergeColumnType(a: ColumnType, b: ColumnType): ColumnType {
 }
 
 /** The columns (other than key and latent) of one latent shard and their types, in file order. */
-export async function readColumnTypes(store: Store, name: string): Promise<[string, ColumnType][]> {
-  const size = await store.size(name);
-  if (size === undefined) throw new Error(`${store.url}/${name}: not found`);
-  const file: AsyncBuffer = {
-    byteLength: size,
-    async slice(start: number, end = size): Promise<ArrayBuffer> {
-      const b = await store.getRange(name, start, end);
-      return (b.buffer as ArrayBuffer).slice(b.byteOffset, b.byteOffset + b.byteLength);
-    },
-  };
-  const meta = await parquetMetadataAsync(file);
-  return parquetSchema(meta)
-    .children.filter((c) => !OWN.has(c.element.name))
-    .map((c) => [c.element.name, columnTypeOf(c)]);
+export async function readColumnTypes(src: ParquetSource): Promise<[string, ColumnType][]> {
+  return (await readParquetSchema(src)).children.filter((c) => !OWN.has(c.element.name)).map((c) => [c.element.name, columnTypeOf(c)]);
 }
 
 /**

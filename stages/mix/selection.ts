@@ -195,7 +195,8 @@ export async function computeSelection(spec: SelectionSpec, datasets: Dataset[],
     for (const shard of d.manifest.shards) {
       // Every shard's footer, not the first one's: a shard's inferred types follow its own values
       // (a guidance of 0 in one model's shards is an integer, 4.5 in another's a double).
-      const types = await readColumnTypes(d.store, shard.name);
+      const src = await parquetSourceFromStore(d.store, shard.name);
+      const types = await readColumnTypes(src);
       typeLists.push(types);
       const hasSource = types.some(([n]) => n === 'source');
       const columns = ['key', ...(hasSource ? ['source'] : []), ...(near ? ['latent'] : [])];
@@ -204,7 +205,6 @@ export async function computeSelection(spec: SelectionSpec, datasets: Dataset[],
       const rank = new Uint32Array(shard.rows);
       let i = 0;
       let digest = 0;
-      const src = await parquetSourceFromStore(d.store, shard.name);
       for await (const g of readParquetRowGroups(src, { columns })) {
         for (const r of g.rows) {
           if (i >= shard.rows) throw new Error(`${d.url}/${shard.name}: more rows than index.json says (${shard.rows}); rebuild its index`);

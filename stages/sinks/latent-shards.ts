@@ -5,17 +5,10 @@ import type { Sample } from '../../src/sample.js';
 import { countInFunnel, emptyFunnel, type StatsCollector } from '../../src/stats.js';
 import type { Store } from '../../src/stores/store.js';
 import { UnitOutputs } from '../../src/units/unit-outputs.js';
+import type { ImageShardSinkOptions } from './image-shards.js';
 import { finishedUnitStats, type UnitStats } from '../../src/units/unit.js';
 
-export interface LatentShardSinkOptions {
-  output: Store;
-  job: string;
-  unitId: string;
-  stats: StatsCollector;
-  started: Date;
-  onRows(n: number): void;
-  /** Column types that must not depend on one unit's values (see writeParquet `types`). */
-  columnTypes?: Record<string, ColumnType>;
+export interface LatentShardSinkOptions extends ImageShardSinkOptions {
   /** Fields written to the latent shard but left out of the records: payload-sized blobs (caption token ids) that would double the records. */
   shardOnlyFields?: string[];
 }
