@@ -1,6 +1,5 @@
 import { z } from 'zod';
-import { KServeTensorModel } from '../src/models/kserve-client.js';
-import { OnnxTensorModel } from '../src/models/onnx-model.js';
+import { loadTensorModels, modelSource } from '../src/models/model-source.js';
 import { ReplicaPool } from '../src/models/replica-pool.js';
 import type { TensorModel } from '../src/models/tensor.js';
 import type { Stage } from '../src/stage.js';
@@ -11,22 +10,6 @@ import { tesseractOcrStage } from '../stages/ocr/ocr-stage.js';
 import { TesseractPool } from '../stages/ocr/tesseract-pool.js';
 import { textFilter, TEXT_DEFAULTS } from '../stages/text-filter.js';
 
-/** A tensor model: an ONNX file run in process, or KServe v2 endpoints (one replica each, e.g. one per GPU). */
-export const modelSource = z.union([
-  z.object({
-    onnx: z.string(),
-    /** Replicas in this process (sessions); one is right on CPU, one per GPU with CUDA. */
-    replicas: z.number().int().min(1).default(1),
-    providers: z.array(z.enum(['cpu', 'cuda'])).default(['cpu']),
-    intra_op_threads: z.number().int().min(1).optional(),
-  }).strict(),
-  z.object({
-    kserve: z.array(z.string().url()).min(1),
-    model: z.string(),
-    timeout_ms: z.number().int().min(1).optional(),
-  }).strict(),
-]);
-export type ModelSource = z.infer<typeof modelSource>;
 
 /** The LAION improved aesthetic predictor (stages/aesthetic.ts); README: Aesthetic score. */
 export const aestheticOptions = z.object({
@@ -75,19 +58,6 @@ export const ocrOptions = z.object({
 
 export type AestheticOptions = z.infer<typeof aestheticOptions>;
 export type OcrOptions = z.infer<typeof ocrOptions>;
-
-/** Opens a model source: ONNX sessions in this process, or one KServe client per endpoint, named for the pool. */
-export async function loadTensorModels(src: ModelSource, what: string): Promise<{ name: string; client: TensorModel }[]> {
-  if ('onnx' in src) {
-    return Promise.all(
-      Array.from({ length: src.replicas }, async (_, i) => ({
-        name: `${what}-${i}`,
-        client: await OnnxTensorModel.load(src.onnx, { executionProviders: src.providers, intraOpThreads: src.intra_op_threads }),
-      })),
-    );
-  }
-  return Promise.all(src.kserve.map(async (url) => ({ name: url, client: await KServeTensorModel.connect(url, src.model, { timeoutMs: src.timeout_ms }) })));
-}
 
 /**
  * The annotation stages' per-process resources (model sessions, OCR workers), made once per

@@ -12,7 +12,7 @@ import { captionTokensStage, loadCaptionTokenizer, tokenColumnTypes, tokensField
 import { encodeStages } from '../stages/encode.js';
 import { writeLatentShards } from '../stages/sinks/latent-shards.js';
 import { planWebDatasetUnits, webDatasetSource } from '../stages/sources/webdataset-source.js';
-import { loadTensorModels, modelSource } from './annotations.js';
+import { loadTensorModels, modelSource } from '../src/models/model-source.js';
 import { decodeConcurrency, unitRows } from './config-parts.js';
 
 export const preEncodeConfig = baseJobConfig.extend({

@@ -1,5 +1,6 @@
 import { seededRandom } from '../../src/seeded-random.js';
 import { TASKS } from './metadata.js';
+import { percentile } from '../metrics/bootstrap.js';
 
 /** One line of results.jsonl, with the official evaluator's fields and meanings. */
 export interface ImageResult {
@@ -50,14 +51,6 @@ export interface GenevalSummary {
 interface PromptTally {
   correct: number;
   images: number;
-}
-
-/** Linear-interpolation percentile of sorted values (numpy's default method). */
-function percentile(sorted: number[], q: number): number {
-  const pos = q * (sorted.length - 1);
-  const lo = Math.floor(pos);
-  const hi = Math.ceil(pos);
-  return sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo);
 }
 
 /**
