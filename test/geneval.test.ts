@@ -173,7 +173,7 @@ describe('bitprep eval geneval', () => {
     // The printed summary follows summary_scores.py.
     expect(r.stdout).toContain('% correct prompts: 88.89%');
     expect(r.stdout).toContain(`Overall score (avg. over tasks): ${mean.toFixed(5)}`);
-    expect(r.stdout).toMatch(/^position {9}= 42\.86% \(3 \/ 7\)$/m);
+    expect(r.stdout).toMatch(/^position {9}= 42\.86% \(3 \/ 7\)  95% CI \[\d+\.\d\d%, \d+\.\d\d%\]$/m);
 
     // --json prints the same summary; the bootstrap is seeded, so a rerun gives the same interval.
     const again = await runCli(['eval', 'geneval', images, '--detections', detections, '--out', join(dir, 'out2'), '--json']);
@@ -356,7 +356,9 @@ describe('summary', () => {
   it('averages tasks without weighting, counts a prompt correct when any image is, and seeds the bootstrap', () => {
     const results = [res('counting', 'a', true), res('counting', 'a', false), res('counting', 'b', false), res('counting', 'b', false), res('colors', 'c', true)];
     const s = summarizeResults(results, { resamples: 200, seed: 7 });
-    expect(s.tasks.counting).toEqual({ accuracy: 0.25, correct: 1, images: 4, prompts: 2 });
+    expect(s.tasks.counting).toEqual({ accuracy: 0.25, correct: 1, images: 4, prompts: 2, ci95: { low: 0, high: 0.5 } });
+    // colors has one prompt, always correct: no spread.
+    expect(s.tasks.colors.ci95).toEqual({ low: 1, high: 1 });
     expect(s.overall).toBe((0.25 + 1) / 2);
     expect(s.correct_images).toBe(2 / 5);
     expect(s.correct_prompts).toBe(2 / 3);

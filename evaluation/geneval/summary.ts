@@ -17,6 +17,8 @@ export interface ImageResult {
 
 export interface TaskScore {
   accuracy: number;
+  /** Bootstrap 95% interval of the accuracy (prompts resampled), from the overall's resamples. */
+  ci95?: { low: number; high: number };
   correct: number;
   images: number;
   prompts: number;
@@ -59,13 +61,16 @@ interface PromptTally {
  * within each tag so every resample keeps the benchmark's task mix; each resample's overall is the
  * mean of its task accuracies (correct images / images over the drawn prompts), as the point estimate is.
  */
-export function bootstrapOverall(byTag: ReadonlyMap<string, PromptTally[]>, resamples: number, seed: number): BootstrapCi {
+export function bootstrapOverall(byTag: ReadonlyMap<string, PromptTally[]>, resamples: number, seed: number): BootstrapCi & { tasks: Record<string, { low: number; high: number }> } {
   const rand = seededRandom(seed);
+  const names = [...byTag.keys()];
   const tags = [...byTag.values()];
   const values: number[] = [];
+  // The same resamples give each task's interval, so they are consistent with the overall's.
+  const perTag = tags.map(() => new Float64Array(resamples));
   for (let b = 0; b < resamples; b++) {
     let sum = 0;
-    for (const prompts of tags) {
+    tags.forEach((prompts, k) => {
       let correct = 0;
       let images = 0;
       for (let i = 0; i < prompts.length; i++) {
@@ -73,12 +78,18 @@ export function bootstrapOverall(byTag: ReadonlyMap<string, PromptTally[]>, resa
         correct += p.correct;
         images += p.images;
       }
-      sum += images > 0 ? correct / images : 0;
-    }
+      const acc = images > 0 ? correct / images : 0;
+      perTag[k][b] = acc;
+      sum += acc;
+    });
     values.push(sum / tags.length);
   }
   values.sort((x, y) => x - y);
-  return { low: percentile(values, 0.025), high: percentile(values, 0.975), resamples, seed, unit: 'prompt', stratified_by: 'tag', method: 'percentile' };
+  const tasks = Object.fromEntries(names.map((n, k) => {
+    const v = perTag[k].sort();
+    return [n, { low: percentile(v, 0.025), high: percentile(v, 0.975) }];
+  }));
+  return { low: percentile(values, 0.025), high: percentile(values, 0.975), resamples, seed, unit: 'prompt', stratified_by: 'tag', method: 'percentile', tasks };
 }
 
 /**
@@ -120,7 +131,11 @@ export function summarizeResults(results: readonly ImageResult[], bootstrap: { r
     overall: accs.reduce((a, b) => a + b, 0) / accs.length,
     missing_tasks: TASKS.filter((t) => !(t in tasks)),
   };
-  if (bootstrap.resamples > 0) summary.overall_ci95 = bootstrapOverall(byTag, bootstrap.resamples, bootstrap.seed);
+  if (bootstrap.resamples > 0) {
+    const { tasks: taskCis, ...overall } = bootstrapOverall(byTag, bootstrap.resamples, bootstrap.seed);
+    summary.overall_ci95 = overall;
+    for (const [tag, ci] of Object.entries(taskCis)) ordered[tag].ci95 = ci;
+  }
   return summary;
 }
 
@@ -129,7 +144,7 @@ const pct = (x: number) => `${(100 * x).toFixed(2)}%`;
 /** The summary as summary_scores.py prints it, plus the interval line. */
 export function formatSummary(s: GenevalSummary): string {
   const lines = ['Summary', '=======', `Total images: ${s.total_images}`, `Total prompts: ${s.total_prompts}`, `% correct images: ${pct(s.correct_images)}`, `% correct prompts: ${pct(s.correct_prompts)}`, '', 'Task breakdown', '=============='];
-  for (const [tag, t] of Object.entries(s.tasks)) lines.push(`${tag.padEnd(16)} = ${pct(t.accuracy)} (${t.correct} / ${t.images})`);
+  for (const [tag, t] of Object.entries(s.tasks)) lines.push(`${tag.padEnd(16)} = ${pct(t.accuracy)} (${t.correct} / ${t.images})${t.ci95 ? `  95% CI [${pct(t.ci95.low)}, ${pct(t.ci95.high)}]` : ''}`);
   lines.push('', `Overall score (avg. over tasks): ${s.overall.toFixed(5)}`);
   if (s.overall_ci95) lines.push(`95% CI (bootstrap over prompts within tasks, ${s.overall_ci95.resamples} resamples, seed ${s.overall_ci95.seed}): [${s.overall_ci95.low.toFixed(5)}, ${s.overall_ci95.high.toFixed(5)}]`);
   if (s.missing_tasks.length > 0) lines.push(`note: no images for ${s.missing_tasks.join(', ')}: the overall is the mean over the tasks present, not comparable with published GenEval numbers`);
