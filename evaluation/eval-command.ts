@@ -1,11 +1,12 @@
 import { Command } from 'commander';
+import { detectCommand } from './geneval/detect-command.js';
 import { genevalCommand } from './geneval/geneval-command.js';
 
 /**
  * The benchmarks under `bitprep eval`, one factory each; a new metric (fid, clip-score…) adds its
  * factory here.
  */
-export const evalSubcommands: (() => Command)[] = [genevalCommand];
+export const evalSubcommands: (() => Command)[] = [detectCommand, genevalCommand];
 
 /** `bitprep eval <benchmark> …`: the parent of every evaluation command. */
 export function evalCommand(): Command {
