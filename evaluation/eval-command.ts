@@ -1,12 +1,14 @@
 import { Command } from 'commander';
 import { detectCommand } from './geneval/detect-command.js';
 import { genevalCommand } from './geneval/geneval-command.js';
+import { fidCommand, fidStatsCommand } from './metrics/fid-command.js';
+import { reconstructionCommand } from './metrics/reconstruction-command.js';
 
 /**
  * The benchmarks under `bitprep eval`, one factory each; a new metric (fid, clip-score…) adds its
  * factory here.
  */
-export const evalSubcommands: (() => Command)[] = [detectCommand, genevalCommand];
+export const evalSubcommands: (() => Command)[] = [detectCommand, genevalCommand, fidStatsCommand, fidCommand, reconstructionCommand];
 
 /** `bitprep eval <benchmark> …`: the parent of every evaluation command. */
 export function evalCommand(): Command {
