@@ -2,13 +2,15 @@ import { Command } from 'commander';
 import { detectCommand } from './geneval/detect-command.js';
 import { genevalCommand } from './geneval/geneval-command.js';
 import { fidCommand, fidStatsCommand } from './metrics/fid-command.js';
+import { imageRewardCommand } from './metrics/imagereward-command.js';
 import { reconstructionCommand } from './metrics/reconstruction-command.js';
+import { speedCommand } from './speed/speed-command.js';
 
 /**
  * The benchmarks under `bitprep eval`, one factory each; a new metric (fid, clip-score…) adds its
  * factory here.
  */
-export const evalSubcommands: (() => Command)[] = [detectCommand, genevalCommand, fidStatsCommand, fidCommand, reconstructionCommand];
+export const evalSubcommands: (() => Command)[] = [detectCommand, genevalCommand, fidStatsCommand, fidCommand, imageRewardCommand, reconstructionCommand, speedCommand];
 
 /** `bitprep eval <benchmark> …`: the parent of every evaluation command. */
 export function evalCommand(): Command {
