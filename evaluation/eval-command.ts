@@ -1,4 +1,5 @@
 import { Command } from 'commander';
+import { generateCommand } from './generate/generate-command.js';
 import { detectCommand } from './geneval/detect-command.js';
 import { genevalCommand } from './geneval/geneval-command.js';
 import { fidCommand, fidStatsCommand } from './metrics/fid-command.js';
@@ -10,7 +11,7 @@ import { speedCommand } from './speed/speed-command.js';
  * The benchmarks under `bitprep eval`, one factory each; a new metric (fid, clip-score…) adds its
  * factory here.
  */
-export const evalSubcommands: (() => Command)[] = [detectCommand, genevalCommand, fidStatsCommand, fidCommand, imageRewardCommand, reconstructionCommand, speedCommand];
+export const evalSubcommands: (() => Command)[] = [generateCommand, detectCommand, genevalCommand, fidStatsCommand, fidCommand, imageRewardCommand, reconstructionCommand, speedCommand];
 
 /** `bitprep eval <benchmark> …`: the parent of every evaluation command. */
 export function evalCommand(): Command {
