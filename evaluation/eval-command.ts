@@ -2,16 +2,17 @@ import { Command } from 'commander';
 import { generateCommand } from './generate/generate-command.js';
 import { detectCommand } from './geneval/detect-command.js';
 import { genevalCommand } from './geneval/geneval-command.js';
+import { clipScoreCommand } from './metrics/clip-score-command.js';
 import { fidCommand, fidStatsCommand } from './metrics/fid-command.js';
 import { imageRewardCommand } from './metrics/imagereward-command.js';
 import { reconstructionCommand } from './metrics/reconstruction-command.js';
 import { speedCommand } from './speed/speed-command.js';
 
 /**
- * The benchmarks under `bitprep eval`, one factory each; a new metric (fid, clip-score…) adds its
- * factory here.
+ * The commands under `bitprep eval`, one factory each, in the order a user runs them: generate,
+ * then the benchmarks and metrics; a new metric adds its factory here.
  */
-export const evalSubcommands: (() => Command)[] = [generateCommand, detectCommand, genevalCommand, fidStatsCommand, fidCommand, imageRewardCommand, reconstructionCommand, speedCommand];
+export const evalSubcommands: (() => Command)[] = [generateCommand, detectCommand, genevalCommand, clipScoreCommand, fidStatsCommand, fidCommand, imageRewardCommand, reconstructionCommand, speedCommand];
 
 /** `bitprep eval <benchmark> …`: the parent of every evaluation command. */
 export function evalCommand(): Command {

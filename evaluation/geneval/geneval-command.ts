@@ -1,6 +1,10 @@
 import { Command, InvalidArgumentError } from 'commander';
 import { join } from 'node:path';
 import { consoleLogger } from '../../src/log.js';
+import { loadClipTokenizer } from '../models/clip-text.js';
+import { ClipImageTower, ClipTextTower } from '../models/clip-towers.js';
+import { ClipColorClassifier } from './clip-color.js';
+import type { ColorClassifier } from './color.js';
 import { OFFICIAL_PROTOCOL, type GenevalProtocol } from './protocol.js';
 import { readObjectNames, scoreGeneval } from './run.js';
 import { formatSummary } from './summary.js';
@@ -29,6 +33,36 @@ interface Options {
   positionThreshold: number;
   bootstrap: number;
   seed: number;
+  clipImage?: string;
+  clipText?: string;
+  clipTokenizer?: string;
+  clipName?: string;
+  cuda?: boolean;
+}
+
+/** The CLIP color classifier the --clip-* options ask for, or undefined (colors from the detections file). */
+async function openClipColors(o: Options): Promise<{ classifier: ColorClassifier; close(): Promise<void> } | undefined> {
+  const given = [o.clipImage, o.clipText, o.clipTokenizer].filter((x) => x !== undefined).length;
+  if (given === 0) {
+    if (o.clipName !== undefined) throw new InvalidArgumentError('--clip-name names the CLIP color classifier; give --clip-image, --clip-text and --clip-tokenizer too');
+    return undefined;
+  }
+  if (given < 3) throw new InvalidArgumentError('the CLIP color classifier needs all of --clip-image, --clip-text and --clip-tokenizer');
+  const tokenizer = await loadClipTokenizer(o.clipTokenizer!);
+  const image = await ClipImageTower.open(o.clipImage!, { cuda: o.cuda, batchSize: 16 });
+  let text: ClipTextTower;
+  try {
+    text = await ClipTextTower.open(o.clipText!, { cuda: o.cuda });
+  } catch (err) {
+    await image.close();
+    throw err;
+  }
+  return {
+    classifier: new ClipColorClassifier({ image, text, tokenizer, name: o.clipName }),
+    close: async () => {
+      await Promise.all([image.close(), text.close()]);
+    },
+  };
 }
 
 /** `bitprep eval geneval <images-dir> --detections FILE`: GenEval's correctness rules and summary from precomputed detections. */
@@ -49,6 +83,11 @@ export function genevalCommand(): Command {
     .option('--position-threshold <t>', 'margin of the position rule, as a fraction of the summed box sizes', unit('--position-threshold'), p.position_threshold)
     .option('--bootstrap <n>', 'resamples for the 95% interval of the overall score (0 = none)', int('--bootstrap'), 1000)
     .option('--seed <n>', 'seed of the bootstrap', int('--seed'), 0)
+    .option('--clip-image <model>', "classify colors with CLIP as GenEval does (ViT-L-14 openai) instead of the detections' color labels: the image tower, model.onnx or http://host:8000/v2/models/NAME; pixel_values FP32 [N,3,224,224] → image_embeds FP32 [N,D]")
+    .option('--clip-text <model>', 'the CLIP text tower, the same forms; input_ids INT64 [N,77] → text_embeds FP32 [N,D]')
+    .option('--clip-tokenizer <file>', "the CLIP model's tokenizer.json (e.g. from huggingface.co/openai/clip-vit-large-patch14)")
+    .option('--clip-name <text>', 'what the CLIP towers are, recorded as color_source (default: "clip ViT-L-14 openai (image: …, text: …)")')
+    .option('--cuda', 'run .onnx CLIP towers on CUDA when available (falls back to CPU with a warning)')
     .action(async (imagesDir: string, o: Options) => {
       const protocol: GenevalProtocol = {
         threshold: o.threshold,
@@ -59,6 +98,7 @@ export function genevalCommand(): Command {
       };
       const changed = (Object.keys(p) as (keyof GenevalProtocol)[]).filter((k) => protocol[k] !== p[k]);
       if (changed.length > 0) consoleLogger.warn(`non-default ${changed.join(', ')}: scores are not comparable with published GenEval numbers`);
+      const clip = await openClipColors(o);
       const { summary, resultsPath, summaryPath } = await scoreGeneval({
         imagesDir,
         detections: o.detections,
@@ -68,7 +108,8 @@ export function genevalCommand(): Command {
         objectNames: o.objectNames ? await readObjectNames(o.objectNames) : undefined,
         bootstrap: { resamples: o.bootstrap, seed: o.seed },
         log: consoleLogger,
-      });
+        colors: clip?.classifier,
+      }).finally(() => clip?.close());
       if (o.json) process.stdout.write(JSON.stringify(summary, null, 2) + '\n');
       else process.stdout.write(`${formatSummary(summary)}\n\nresults: ${resultsPath}\nsummary: ${summaryPath}\n`);
     });
