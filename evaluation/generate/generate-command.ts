@@ -1,6 +1,7 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { COMMAND_PLACEHOLDERS, generateImages, type Backend, type GenerateSummary } from './generate.js';
 import { PROMPT_SETS, type PromptSetName } from './plan.js';
+import { collectParams } from '../cli-params.js';
 
 const int = (name: string, min = 0) => (v: string) => {
   const n = Number(v);
@@ -13,22 +14,6 @@ const size = (v: string) => {
   if (!m || Number(m[1]) <= 0 || Number(m[2]) <= 0) throw new InvalidArgumentError('--size must be WIDTHxHEIGHT, e.g. 1024x1024');
   return { width: Number(m[1]), height: Number(m[2]) };
 };
-
-/** `key=value`, the value parsed as JSON when it parses (numbers, booleans, arrays…), else kept as a string. */
-function param(v: string, prev: Record<string, unknown>): Record<string, unknown> {
-  const at = v.indexOf('=');
-  const key = at < 0 ? '' : v.slice(0, at);
-  if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(key)) throw new InvalidArgumentError(`--param must be key=value with key a name (letters, digits, _), got ${JSON.stringify(v)}`);
-  if (key in prev) throw new InvalidArgumentError(`--param ${key} given twice`);
-  const text = v.slice(at + 1);
-  let value: unknown = text;
-  try {
-    value = JSON.parse(text);
-  } catch {
-    // not JSON: a plain string such as a sampler name
-  }
-  return { ...prev, [key]: value };
-}
 
 interface Options {
   prompts: PromptSetName;
@@ -71,7 +56,7 @@ export function generateCommand(): Command {
     .option('--endpoint <url>', 'OpenAI-compatible server up to /v1 (POST /images/generations, b64_json)')
     .option('--model <name>', 'the served model name (with --endpoint)')
     .option('--command <template>', `run this per image instead of a server, without a shell; placeholders ${COMMAND_PLACEHOLDERS.map((p) => `{${p}}`).join(' ')} and {<key>} of every --param; it must write a PNG to {out}`)
-    .option('--param <key=value>', 'sampler setting, repeatable: a request field for --endpoint, a {key} placeholder for --command; the value is JSON when it parses, else a string', param, {})
+    .option('--param <key=value>', 'sampler setting, repeatable: a request field for --endpoint, a {key} placeholder for --command; the value is JSON when it parses, else a string', collectParams, {})
     .option('--size <WxH>', 'image size', size, { width: 1024, height: 1024 })
     .option('--seed <n>', 'seed base; image seed = uint32(sha256("<seed>:<prompt id>:<sample>")[0:4]) >> 1, so seeds never shift when prompts are added', int('--seed'), 0)
     .option('--images-per-prompt <n>', 'images per prompt (default: 4 for geneval, 1 otherwise; ImageReward\'s paper used 10)', int('--images-per-prompt', 1))

@@ -2,7 +2,8 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { consoleLogger } from '../../src/log.js';
-import { measureSpeed, parseParam, type BatchMode, type SpeedResult } from './speed.js';
+import { measureSpeed, type BatchMode, type SpeedResult } from './speed.js';
+import { collectParams } from '../cli-params.js';
 
 const int = (name: string, min = 0) => (v: string) => {
   const n = Number(v);
@@ -10,13 +11,6 @@ const int = (name: string, min = 0) => (v: string) => {
   return n;
 };
 
-const collectParam = (v: string, acc: [string, unknown][]) => {
-  try {
-    return [...acc, parseParam(v)];
-  } catch (err) {
-    throw new InvalidArgumentError((err as Error).message);
-  }
-};
 
 export interface SpeedRunOptions {
   /** Results directory: speed.json goes there. */
@@ -53,7 +47,7 @@ interface Options {
   model: string;
   steps: number;
   stepsField: string;
-  param: [string, unknown][];
+  param: Record<string, unknown>;
   batchSize: number;
   batchMode: BatchMode;
   size: string;
@@ -78,7 +72,7 @@ export function speedCommand(): Command {
     .requiredOption('--model <name>', 'model name the server serves')
     .requiredOption('--steps <n>', 'sampling steps: recorded in speed.json and sent as the --steps-field request field', int('--steps', 1))
     .option('--steps-field <name>', "request field carrying the steps ('none': send none, give it with --param)", 'steps')
-    .option('--param <key=value>', 'extra request field, repeatable; value parsed as JSON when it parses, else a string (e.g. --param guidance_scale=4.0 --param sampler=dpm); wins over --steps-field', collectParam, [])
+    .option('--param <key=value>', 'extra request field, repeatable; value parsed as JSON when it parses, else a string (e.g. --param guidance_scale=4.0 --param sampler=dpm); wins over --steps-field', collectParams, {})
     .option('--batch-size <n>', 'images per timed run', int('--batch-size', 1), 1)
     .addOption(new Option('--batch-mode <mode>', 'n: one request with n = batch size; concurrent: batch-size requests of n = 1 at once').choices(['n', 'concurrent']).default('n'))
     .option('--size <WxH>', 'image size asked for', '1024x1024')
@@ -90,7 +84,7 @@ export function speedCommand(): Command {
     .option('--out <dir>', 'results directory for speed.json', '.')
     .option('--json', 'print speed.json instead of a summary line')
     .action(async (o: Options) => {
-      const params = Object.fromEntries(o.param);
+      const params = o.param;
       const stepsField = o.stepsField === 'none' ? null : o.stepsField;
       if (stepsField && stepsField in params && params[stepsField] !== o.steps) {
         consoleLogger.warn(`--param ${stepsField}=${JSON.stringify(params[stepsField])} is sent, but speed.json records --steps ${o.steps}`);

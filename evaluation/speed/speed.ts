@@ -40,23 +40,6 @@ export const DEFAULT_SPEED_PROMPTS = [
   'a small boat on the sea under a cloudy sky',
 ];
 
-/**
- * Parses one `--param key=value`: the value as JSON when it parses (`4.5`, `true`, `"x"`, `[1,2]`,
- * `null`), else as the plain string (`sampler=dpm`).
- */
-export function parseParam(arg: string): [string, unknown] {
-  const eq = arg.indexOf('=');
-  if (eq <= 0) throw new Error(`--param ${arg}: expected key=value`);
-  const text = arg.slice(eq + 1);
-  let value: unknown = text;
-  try {
-    value = JSON.parse(text);
-  } catch {
-    // Not JSON: the plain string is meant.
-  }
-  return [arg.slice(0, eq), value];
-}
-
 export interface SpeedOptions {
   /** Base URL up to and including `/v1`. */
   endpoint: string;
