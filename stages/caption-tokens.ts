@@ -1,10 +1,8 @@
-import { createHash } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
-import { Tokenizer } from '@huggingface/tokenizers';
 import { z } from 'zod';
 import type { ColumnType } from '../src/formats/parquet-write.js';
 import { sampleStage, type Stage } from '../src/stage.js';
 import { addUnits } from '../src/stats.js';
+import { loadTokenizerJson } from '../src/models/tokenizer-json.js';
 
 /**
  * `text_tokens` of pre-encode: caption token ids stored beside the latent so the trainer skips
@@ -68,68 +66,23 @@ export interface CaptionTokenizer {
   encodeCaption(text: string): CaptionIds;
 }
 
-/** What bitprep uses of Tokenizers.js; its bundled .d.ts has extensionless imports that NodeNext cannot resolve. */
-interface HfTokenizer {
-  encode(text: string, opts?: { add_special_tokens?: boolean }): { ids: (number | undefined)[]; tokens: string[] };
-}
-const HfTokenizerClass = Tokenizer as unknown as new (json: object, config: object) => HfTokenizer;
-
 const PAD_TOKEN_NAMES = ['<|padding|>', '<pad>', '<|pad|>', '[PAD]'];
-
-interface TokenizerJson {
-  model?: unknown;
-  added_tokens?: { id: number; content: string }[];
-  padding?: { pad_id?: number } | null;
-}
 
 /** Loads a tokenizer.json; every problem names the file and what to do, before any shard is read. */
 export async function loadCaptionTokenizer(path: string, opts: Partial<Omit<TextTokensConfig, 'tokenizer' | 'fields'>> = {}): Promise<CaptionTokenizer> {
   const cfg = textTokensConfig.omit({ tokenizer: true, fields: true }).parse(opts);
   const where = `text_tokens.tokenizer ${path}`;
-  let bytes: Buffer;
-  try {
-    bytes = await readFile(path);
-  } catch (err) {
-    const e = err as NodeJS.ErrnoException;
-    const why = e.code === 'ENOENT' ? 'no such file' : e.code === 'EISDIR' ? 'is a folder, not the tokenizer.json in it' : e.message;
-    throw new Error(`${where}: ${why} (download tokenizer.json of the text model, e.g. huggingface.co/amd/AMD-OLMo-1B, and give its path)`);
-  }
-  let json: TokenizerJson;
-  try {
-    json = JSON.parse(bytes.toString('utf8'));
-  } catch (err) {
-    throw new Error(`${where}: not JSON, so not a Hugging Face tokenizer.json (${(err as Error).message})`);
-  }
-  if (!json || typeof json !== 'object' || typeof json.model !== 'object' || json.model === null || !Array.isArray(json.added_tokens)) {
-    throw new Error(`${where}: not a Hugging Face tokenizer.json (it needs "model" and "added_tokens"; tokenizer_config.json and vocab.json are other files)`);
-  }
-  // Tokenizers.js requires these keys even when a file's components are absent (null).
-  const full = { normalizer: null, pre_tokenizer: null, post_processor: null, decoder: null, ...json };
-  let tok: HfTokenizer;
-  try {
-    tok = new HfTokenizerClass(full, {});
-  } catch (err) {
-    throw new Error(`${where}: Tokenizers.js cannot build it: ${(err as Error).message}`);
-  }
-  const encodePlain = (text: string): number[] => {
-    const r = tok.encode(text, { add_special_tokens: false });
-    const i = r.ids.findIndex((id) => id === undefined);
-    // A token with no id means a vocab without that piece and no unk token: the file is broken.
-    if (i >= 0) throw new Error(`${where}: token ${JSON.stringify(r.tokens[i])} has no id in the vocab and the model has no unk_token`);
-    return r.ids as number[];
-  };
-
+  const t = await loadTokenizerJson(path, where, 'download tokenizer.json of the text model, e.g. huggingface.co/amd/AMD-OLMo-1B, and give its path');
+  const json = t.json;
+  const encodePlain = t.encodePlain;
   let prefix: number[] = [];
   let suffix: number[] = [];
   if (cfg.add_special_tokens) {
-    // The single-sequence template does not depend on the text, so one probe gives what goes around any caption.
-    const probe = 'a';
-    const plain = encodePlain(probe);
-    const withSpecial = tok.encode(probe).ids as number[];
-    const at = Array.from({ length: withSpecial.length - plain.length + 1 }, (_, k) => k).find((k) => plain.every((id, j) => withSpecial[k + j] === id));
-    if (at === undefined) throw new Error(`${where}: its post_processor changes the text's own tokens; only post-processors that add special tokens around the text are supported (set add_special_tokens: false)`);
-    prefix = withSpecial.slice(0, at);
-    suffix = withSpecial.slice(at + plain.length);
+    try {
+      ({ prefix, suffix } = t.specialAround());
+    } catch (err) {
+      throw new Error(`${(err as Error).message} (set add_special_tokens: false)`);
+    }
   }
   const room = cfg.max_length - prefix.length - suffix.length;
   if (room < 1) throw new Error(`text_tokens.max_length ${cfg.max_length} leaves no room for text next to ${prefix.length + suffix.length} special token(s)`);
@@ -137,7 +90,7 @@ export async function loadCaptionTokenizer(path: string, opts: Partial<Omit<Text
   const padId = cfg.pad_id ?? json.padding?.pad_id ?? PAD_TOKEN_NAMES.map((n) => json.added_tokens!.find((t) => t.content === n)?.id).find((id) => id !== undefined);
   if (padId === undefined) throw new Error(`${where}: the tokenizer has no pad token (no padding.pad_id, no ${PAD_TOKEN_NAMES.join(' / ')} added token); set text_tokens.pad_id (its EOS id is the usual choice)`);
 
-  const sha256 = createHash('sha256').update(bytes).digest('hex');
+  const sha256 = t.sha256;
   const { max_length: maxLength, padding } = cfg;
   return {
     path,

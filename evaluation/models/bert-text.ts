@@ -13,9 +13,8 @@
  * with lower-casing, BertPreTokenizer, WordPiece, a `[CLS] $A [SEP]` post-processor), run by
  * @huggingface/tokenizers; nothing is fetched.
  */
-import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
-import { Tokenizer } from '@huggingface/tokenizers';
+import { parseTokenizerJson } from '../../src/models/tokenizer-json.js';
 
 /** ImageReward's `max_length` (ImageReward.py: `max_length=35`). */
 export const IMAGEREWARD_MAX_LENGTH = 35;
@@ -52,18 +51,6 @@ export interface BertTextOptions {
   padId?: number;
 }
 
-/** What bitprep uses of Tokenizers.js; its bundled .d.ts has extensionless imports that NodeNext cannot resolve. */
-interface HfTokenizer {
-  encode(text: string, opts?: { add_special_tokens?: boolean }): { ids: (number | undefined)[]; tokens: string[] };
-}
-const HfTokenizerClass = Tokenizer as unknown as new (json: object, config: object) => HfTokenizer;
-
-interface TokenizerJson {
-  model?: { vocab?: Record<string, number> } | null;
-  added_tokens?: { id: number; content: string }[];
-  padding?: { pad_id?: number } | null;
-}
-
 /** Reads a local tokenizer.json; errors name the file and say which file is meant. */
 export async function loadBertTokenizer(path: string, opts: BertTextOptions = {}): Promise<BertTextTokenizer> {
   let text: string;
@@ -80,37 +67,10 @@ export async function loadBertTokenizer(path: string, opts: BertTextOptions = {}
 /** Builds the tokenizer from tokenizer.json text; `source` names it in errors and results. */
 export function bertTokenizerFromJson(text: string, source: string, opts: BertTextOptions = {}): BertTextTokenizer {
   const where = `tokenizer ${source}`;
-  let json: TokenizerJson;
-  try {
-    json = JSON.parse(text);
-  } catch (err) {
-    throw new Error(`${where}: not JSON, so not a Hugging Face tokenizer.json (${(err as Error).message})`);
-  }
-  if (!json || typeof json !== 'object' || typeof json.model !== 'object' || json.model === null || !Array.isArray(json.added_tokens)) {
-    throw new Error(`${where}: not a Hugging Face tokenizer.json (it needs "model" and "added_tokens"; vocab.txt and tokenizer_config.json are other files)`);
-  }
-  // Tokenizers.js requires these keys even when a file's components are absent (null).
-  const full = { normalizer: null, pre_tokenizer: null, post_processor: null, decoder: null, ...json };
-  let tok: HfTokenizer;
-  try {
-    tok = new HfTokenizerClass(full, {});
-  } catch (err) {
-    throw new Error(`${where}: Tokenizers.js cannot build it: ${(err as Error).message}`);
-  }
-  const plain = (t: string): number[] => {
-    const r = tok.encode(t, { add_special_tokens: false });
-    const i = r.ids.findIndex((id) => id === undefined);
-    if (i >= 0) throw new Error(`${where}: token ${JSON.stringify(r.tokens[i])} has no id in the vocab and the model has no unk_token`);
-    return r.ids as number[];
-  };
-
-  // The single-sequence template does not depend on the text, so one probe gives what surrounds any prompt.
-  const probe = plain('a');
-  const withSpecial = tok.encode('a').ids as number[];
-  const at = Array.from({ length: withSpecial.length - probe.length + 1 }, (_, k) => k).find((k) => probe.every((id, j) => withSpecial[k + j] === id));
-  if (at === undefined) throw new Error(`${where}: its post_processor changes the text's own tokens; a BERT tokenizer only adds [CLS] and [SEP] around them`);
-  const prefix = withSpecial.slice(0, at);
-  const suffix = withSpecial.slice(at + probe.length);
+  const t = parseTokenizerJson(text, where);
+  const json = t.json;
+  const plain = t.encodePlain;
+  const { prefix, suffix } = t.specialAround();
   if (prefix.length === 0 || suffix.length === 0) {
     throw new Error(`${where}: its post_processor adds no [CLS]/[SEP] around the text (got ${prefix.length} before, ${suffix.length} after); ImageReward's BERT input needs both (bert-base-uncased's tokenizer.json has them)`);
   }
@@ -118,7 +78,7 @@ export function bertTokenizerFromJson(text: string, source: string, opts: BertTe
   const maxLength = opts.maxLength ?? IMAGEREWARD_MAX_LENGTH;
   const room = maxLength - prefix.length - suffix.length;
   if (!Number.isInteger(maxLength) || room < 1) throw new Error(`${where}: max length ${maxLength} leaves no room for text next to ${prefix.length + suffix.length} special tokens`);
-  const padId = opts.padId ?? json.padding?.pad_id ?? json.added_tokens.find((t) => t.content === '[PAD]')?.id ?? json.model.vocab?.['[PAD]'] ?? 0;
+  const padId = opts.padId ?? json.padding?.pad_id ?? t.idOf('[PAD]') ?? 0;
 
   const encode = (t: string): BertEncoding => {
     const content = plain(t);
@@ -135,7 +95,7 @@ export function bertTokenizerFromJson(text: string, source: string, opts: BertTe
 
   return {
     source,
-    sha256: createHash('sha256').update(text).digest('hex'),
+    sha256: t.sha256,
     maxLength,
     padId,
     prefix,

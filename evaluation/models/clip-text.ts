@@ -14,21 +14,13 @@
  * tokenize differently. MS-COCO captions are plain ASCII/UTF-8 sentences without entities, for
  * which both give the same ids.
  */
-import { createHash } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
-import { Tokenizer } from '@huggingface/tokenizers';
+import { loadTokenizerJson } from '../../src/models/tokenizer-json.js';
 
 /** CLIP's text context: every tokenized text is this many ids. */
 export const CLIP_CONTEXT_LENGTH = 77;
 /** `<|startoftext|>` and `<|endoftext|>` in the openai/open_clip vocabularies, used when a vocab lacks them. */
 export const CLIP_SOT = 49406;
 export const CLIP_EOT = 49407;
-
-/** What bitprep uses of Tokenizers.js; its bundled .d.ts has extensionless imports that NodeNext cannot resolve. */
-interface HfTokenizer {
-  encode(text: string, opts?: { add_special_tokens?: boolean }): { ids: (number | undefined)[]; tokens: string[] };
-}
-const HfTokenizerClass = Tokenizer as unknown as new (json: object, config: object) => HfTokenizer;
 
 export interface ClipTokenizer {
   path: string;
@@ -81,43 +73,13 @@ export function gigaganPrefixIds(tok: ClipTokenizer): number[] {
 /** Loads a CLIP tokenizer.json; errors name the file and what to give instead. */
 export async function loadClipTokenizer(path: string): Promise<ClipTokenizer> {
   const where = `CLIP tokenizer ${path}`;
-  let bytes: Buffer;
-  try {
-    bytes = await readFile(path);
-  } catch (err) {
-    const e = err as NodeJS.ErrnoException;
-    const why = e.code === 'ENOENT' ? 'no such file' : e.code === 'EISDIR' ? 'is a folder, not the tokenizer.json in it' : e.message;
-    throw new Error(`${where}: ${why} (download tokenizer.json of the CLIP model, e.g. from huggingface.co/laion/CLIP-ViT-g-14-laion2B-s12B-b42K, and give its path)`);
-  }
-  let json: { model?: { vocab?: Record<string, number> } | null; added_tokens?: { id: number; content: string }[] };
-  try {
-    json = JSON.parse(bytes.toString('utf8'));
-  } catch (err) {
-    throw new Error(`${where}: not JSON, so not a Hugging Face tokenizer.json (${(err as Error).message})`);
-  }
-  if (!json || typeof json !== 'object' || typeof json.model !== 'object' || json.model === null || !Array.isArray(json.added_tokens)) {
-    throw new Error(`${where}: not a Hugging Face tokenizer.json (it needs "model" and "added_tokens"; vocab.json and merges.txt alone are not enough)`);
-  }
-  const idOf = (content: string): number | undefined => json.model?.vocab?.[content] ?? json.added_tokens?.find((t) => t.content === content)?.id;
-  const sot = idOf('<|startoftext|>') ?? CLIP_SOT;
-  const eot = idOf('<|endoftext|>') ?? CLIP_EOT;
-  // Tokenizers.js requires these keys even when a file's components are absent (null).
-  const full = { normalizer: null, pre_tokenizer: null, post_processor: null, decoder: null, ...json };
-  let tok: HfTokenizer;
-  try {
-    tok = new HfTokenizerClass(full, {});
-  } catch (err) {
-    throw new Error(`${where}: Tokenizers.js cannot build it: ${(err as Error).message}`);
-  }
-  const encode = (text: string): number[] => {
-    const r = tok.encode(text, { add_special_tokens: false });
-    const i = r.ids.findIndex((id) => id === undefined);
-    if (i >= 0) throw new Error(`${where}: token ${JSON.stringify(r.tokens[i])} of ${JSON.stringify(text)} has no id in the vocab and the model has no unk_token`);
-    return r.ids as number[];
-  };
+  const t = await loadTokenizerJson(path, where, 'download tokenizer.json of the CLIP model, e.g. from huggingface.co/laion/CLIP-ViT-g-14-laion2B-s12B-b42K, and give its path');
+  const sot = t.idOf('<|startoftext|>') ?? CLIP_SOT;
+  const eot = t.idOf('<|endoftext|>') ?? CLIP_EOT;
+  const encode = t.encodePlain;
   return {
     path,
-    sha256: createHash('sha256').update(bytes).digest('hex'),
+    sha256: t.sha256,
     sot,
     eot,
     encode,

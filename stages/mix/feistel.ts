@@ -13,7 +13,6 @@ import { deriveSeed, fmix32 } from './hash.js';
  * permutation; cycle-walking costs under four encryptions per value on average, as the domain is < 4n.
  */
 export class FeistelPermutation {
-  private readonly halfBits: number;
   private readonly half: number;
   private readonly mask: number;
   private readonly keys: Uint32Array;
@@ -23,7 +22,6 @@ export class FeistelPermutation {
     if (n > 2 ** 52) throw new RangeError(`FeistelPermutation: n must be at most 2^52, got ${n}`);
     let bits = 1;
     while (2 ** (2 * bits) < n) bits++;
-    this.halfBits = bits;
     this.half = 2 ** bits;
     this.mask = bits >= 32 ? 0xffffffff : 2 ** bits - 1;
     this.keys = new Uint32Array(rounds);

@@ -1,9 +1,8 @@
 import { encodeLatentShard, latentShardName } from '../../src/formats/latent-shards.js';
-import { writeParquet, type ColumnType } from '../../src/formats/parquet-write.js';
+import { writeParquet } from '../../src/formats/parquet-write.js';
 import { toRecord } from '../../src/records.js';
 import type { Sample } from '../../src/sample.js';
-import { countInFunnel, emptyFunnel, type StatsCollector } from '../../src/stats.js';
-import type { Store } from '../../src/stores/store.js';
+import { countInFunnel, emptyFunnel } from '../../src/stats.js';
 import { UnitOutputs } from '../../src/units/unit-outputs.js';
 import type { ImageShardSinkOptions } from './image-shards.js';
 import { finishedUnitStats, type UnitStats } from '../../src/units/unit.js';
