@@ -1,13 +1,8 @@
-import { Command, InvalidArgumentError } from 'commander';
+import { Command } from 'commander';
+import { integerOption } from '../src/cli/option-parsers.js';
 import { openStore } from '../src/stores/open-store.js';
 import { feedRank, PipeSink } from '../stages/mix/feed.js';
 import { readMixIndex } from '../stages/mix/mix-index.js';
-
-const int = (name: string, min = 0) => (v: string) => {
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < min) throw new InvalidArgumentError(`${name} must be an integer ≥ ${min}`);
-  return n;
-};
 
 /**
  * `bitprep feed <mix-output> --rank r --world-size w`: one rank's samples of a training-mix output,
@@ -19,10 +14,10 @@ export function feedCommand(): Command {
   return new Command('feed')
     .description("stream one rank's samples of a training-mix output as Arrow IPC record batches on stdout")
     .argument('<mix-output>', 'training-mix output directory or s3://bucket/prefix (with mix.json)')
-    .requiredOption('--rank <r>', 'this trainer rank (0-based)', int('--rank'))
-    .requiredOption('--world-size <w>', 'number of ranks; must be the mix\'s world_size', int('--world-size', 1))
-    .option('--resume-from <n>', "skip this rank's first n samples (e.g. steps done × per-rank batch)", int('--resume-from'), 0)
-    .option('--batch-rows <b>', "rows per record batch (default: the mix's per-rank batch, global_batch / world_size)", int('--batch-rows', 1))
+    .requiredOption('--rank <r>', 'this trainer rank (0-based)', integerOption('--rank'))
+    .requiredOption('--world-size <w>', 'number of ranks; must be the mix\'s world_size', integerOption('--world-size', { min: 1 }))
+    .option('--resume-from <n>', "skip this rank's first n samples (e.g. steps done × per-rank batch)", integerOption('--resume-from'), 0)
+    .option('--batch-rows <b>', "rows per record batch (default: the mix's per-rank batch, global_batch / world_size)", integerOption('--batch-rows', { min: 1 }))
     .action(async (output: string, o: { rank: number; worldSize: number; resumeFrom: number; batchRows?: number }) => {
       const store = openStore(output);
       const mix = await readMixIndex(store);

@@ -1,5 +1,6 @@
 import { writeFile } from 'node:fs/promises';
-import { Command, InvalidArgumentError } from 'commander';
+import { Command } from 'commander';
+import { integerOption, numberOption } from '../src/cli/option-parsers.js';
 import { LATENT_BYTES } from '../src/formats/latent-bits.js';
 import { readLatentManifest, readLatents, type LatentManifest } from '../src/formats/latent-shards.js';
 import { consoleLogger } from '../src/log.js';
@@ -8,12 +9,6 @@ import type { Store } from '../src/stores/store.js';
 import { duplicatesToDrop, findNearDuplicates } from '../stages/latent-dedup.js';
 import { latentToPng } from '../stages/latent-picture.js';
 import { formatLatentStats, LatentStats } from '../stages/latent-stats.js';
-
-const num = (name: string, min: number, max = Infinity, integer = true) => (v: string) => {
-  const n = Number(v);
-  if (!(integer ? Number.isInteger(n) : Number.isFinite(n)) || n < min || n > max) throw new InvalidArgumentError(`${name} must be ${integer ? 'an integer' : 'a number'} in ${min}..${max}`);
-  return n;
-};
 
 async function open(dataset: string): Promise<{ store: Store; manifest: LatentManifest }> {
   const store = openStore(dataset);
@@ -28,7 +23,7 @@ export function latentsCommand(): Command {
     .command('stats')
     .description('per bit and per token: fraction of ones, entropy, constant and dead bits; ones per image; a code-collapse verdict')
     .argument('<dataset>', 'latent dataset: folder or s3:// prefix holding index.json')
-    .option('--epsilon <e>', 'a bit is dead when its fraction of ones is below e or above 1 − e', num('--epsilon', 0, 0.4999, false))
+    .option('--epsilon <e>', 'a bit is dead when its fraction of ones is below e or above 1 − e', numberOption('--epsilon', { min: 0, max: 0.4999 }))
     .option('--json', 'print the full result as JSON')
     .action(async (dataset: string, o: { epsilon?: number; json?: boolean }) => {
       const { store, manifest } = await open(dataset);
@@ -42,7 +37,7 @@ export function latentsCommand(): Command {
     .command('dedup')
     .description('find near duplicates by Hamming distance (multi-index hashing, exact) and report their clusters')
     .argument('<dataset>', 'latent dataset: folder or s3:// prefix holding index.json')
-    .option('-t, --threshold <bits>', 'largest Hamming distance (of 8192 bits) that makes two latents near duplicates', num('--threshold', 0, 255), 16)
+    .option('-t, --threshold <bits>', 'largest Hamming distance (of 8192 bits) that makes two latents near duplicates', integerOption('--threshold', { min: 0, max: 255 }), 16)
     .option('--out <file>', 'write the clusters and the keys a drop policy removes (all but the first of each cluster) as JSON')
     .action(async (dataset: string, o: { threshold: number; out?: string }) => {
       const { store, manifest } = await open(dataset);
@@ -74,7 +69,7 @@ export function latentsCommand(): Command {
     .argument('<dataset>', 'latent dataset: folder or s3:// prefix holding index.json')
     .argument('<key>', 'the sample key')
     .option('--out <file>', 'PNG to write', 'latent.png')
-    .option('--scale <n>', 'pixels per bit', num('--scale', 1, 64), 4)
+    .option('--scale <n>', 'pixels per bit', integerOption('--scale', { min: 1, max: 64 }), 4)
     .action(async (dataset: string, key: string, o: { out: string; scale: number }) => {
       const { store, manifest } = await open(dataset);
       for await (const x of readLatents(store, manifest)) {

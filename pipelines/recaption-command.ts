@@ -1,4 +1,5 @@
-import { Command, InvalidArgumentError, Option } from 'commander';
+import { Command, Option } from 'commander';
+import { collectValues, integerOption } from '../src/cli/option-parsers.js';
 import { reportRun } from '../src/cli/program.js';
 import { loadConfig, parseOverride } from '../src/config/load-config.js';
 import { executeLocal } from '../src/executors/local.js';
@@ -9,13 +10,6 @@ import { summarizeOutput } from '../src/run-summary.js';
 import { openStore } from '../src/stores/open-store.js';
 import { doneName } from '../src/units/unit.js';
 import { exportRecaptionBatch, importRecaptionBatch, RECAPTION_ANSWER_FAILURES, type RecaptionConfig } from './recaption.js';
-
-const int = (name: string) => (v: string) => {
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError(`${name} must be a non-negative integer`);
-  return n;
-};
-const collect = (v: string, prev: string[]) => [...prev, v];
 
 async function recaptionConfigFrom(jobs: Record<string, AnyJob>, path: string, set: string[], extra: [string, unknown][] = []): Promise<{ job: AnyJob; config: RecaptionConfig }> {
   const { job, config } = await loadConfig(path, jobs, [...set.map(parseOverride), ...extra]);
@@ -32,10 +26,10 @@ export function recaptionCommand(jobs: Record<string, AnyJob>): Command {
     .description('write the run-batch JSONL requests for every image of the config\'s shards whose captions are not cached')
     .argument('<config>', 'recaption config (.yaml or .json)')
     .requiredOption('--out <file>', 'JSONL file to write (local path or s3:// URL)')
-    .option('--attempt <n>', 'attempt number: picks the seed (sampling.seed + n); use 1, 2… for images a previous import refused', int('--attempt'), 0)
-    .option('--shard-index <n>', 'export only units i with i mod shard-count = n', int('--shard-index'))
-    .option('--shard-count <n>', 'number of export files the work is split into', int('--shard-count'))
-    .option('--set <key=value>', 'override a config value (repeatable)', collect, [])
+    .option('--attempt <n>', 'attempt number: picks the seed (sampling.seed + n); use 1, 2… for images a previous import refused', integerOption('--attempt'), 0)
+    .option('--shard-index <n>', 'export only units i with i mod shard-count = n', integerOption('--shard-index'))
+    .option('--shard-count <n>', 'number of export files the work is split into', integerOption('--shard-count'))
+    .option('--set <key=value>', 'override a config value (repeatable)', collectValues, [])
     .action(async (path: string, o: { out: string; attempt: number; shardIndex?: number; shardCount?: number; set: string[] }) => {
       const { config } = await recaptionConfigFrom(jobs, path, o.set);
       const r = await exportRecaptionBatch(config, o.out, { attempt: o.attempt, shardIndex: o.shardIndex, shardCount: o.shardCount }, consoleLogger);
@@ -48,7 +42,7 @@ export function recaptionCommand(jobs: Record<string, AnyJob>): Command {
     .description('validate a run-batch output file, cache its accepted captions, and write the output shards from the cache')
     .argument('<config>', 'the recaption config the requests were exported with')
     .argument('<results>', 'run-batch output JSONL (local path or s3:// URL)')
-    .option('--set <key=value>', 'override a config value (repeatable)', collect, [])
+    .option('--set <key=value>', 'override a config value (repeatable)', collectValues, [])
     .addOption(new Option('--progress <mode>', 'progress display').choices(['auto', 'bar', 'plain', 'off']).default('auto'))
     .action(async (path: string, results: string, o: { set: string[]; progress: 'auto' | 'bar' | 'plain' | 'off' }) => {
       const { job, config } = await recaptionConfigFrom(jobs, path, o.set, [['captions_from', 'cache']]);

@@ -1,19 +1,8 @@
-import { Command, InvalidArgumentError, Option } from 'commander';
+import { Command, Option } from 'commander';
+import { integerOption, sizeOption } from '../../src/cli/option-parsers.js';
 import { COMMAND_PLACEHOLDERS, generateImages, type Backend, type GenerateSummary } from './generate.js';
 import { PROMPT_SETS, type PromptSetName } from './plan.js';
 import { collectParams } from '../cli-params.js';
-
-const int = (name: string, min = 0) => (v: string) => {
-  const n = Number(v);
-  if (v.trim() === '' || !Number.isInteger(n) || n < min) throw new InvalidArgumentError(`${name} must be an integer ≥ ${min}`);
-  return n;
-};
-
-const size = (v: string) => {
-  const m = /^(\d+)x(\d+)$/.exec(v);
-  if (!m || Number(m[1]) <= 0 || Number(m[2]) <= 0) throw new InvalidArgumentError('--size must be WIDTHxHEIGHT, e.g. 1024x1024');
-  return { width: Number(m[1]), height: Number(m[2]) };
-};
 
 interface Options {
   prompts: PromptSetName;
@@ -57,15 +46,15 @@ export function generateCommand(): Command {
     .option('--model <name>', 'the served model name (with --endpoint)')
     .option('--command <template>', `run this per image instead of a server, without a shell; placeholders ${COMMAND_PLACEHOLDERS.map((p) => `{${p}}`).join(' ')} and {<key>} of every --param; it must write a PNG to {out}`)
     .option('--param <key=value>', 'sampler setting, repeatable: a request field for --endpoint, a {key} placeholder for --command; the value is JSON when it parses, else a string', collectParams, {})
-    .option('--size <WxH>', 'image size', size, { width: 1024, height: 1024 })
-    .option('--seed <n>', 'seed base; image seed = uint32(sha256("<seed>:<prompt id>:<sample>")[0:4]) >> 1, so seeds never shift when prompts are added', int('--seed'), 0)
-    .option('--images-per-prompt <n>', 'images per prompt (default: 4 for geneval, 1 otherwise; ImageReward\'s paper used 10)', int('--images-per-prompt', 1))
-    .option('--limit <n>', 'only the first N prompts (smoke runs)', int('--limit', 1))
-    .option('--sample <n>', 'coco only: a seeded sample of N captions (e.g. 30000 of captions_val2014.json; default: all)', int('--sample', 1))
-    .option('--sample-seed <n>', 'coco only: the seed of that sample', int('--sample-seed'), 0)
-    .option('--concurrency <n>', 'images in flight (default: 4 for --endpoint, 1 for --command)', int('--concurrency', 1))
-    .option('--retries <n>', '--endpoint: retries per image on 429, 5xx and timeouts', int('--retries'), 5)
-    .option('--timeout <seconds>', 'per request (--endpoint, default 300) or per command run (--command, default none)', int('--timeout', 1))
+    .option('--size <WxH>', 'image size', sizeOption('--size'), { width: 1024, height: 1024 })
+    .option('--seed <n>', 'seed base; image seed = uint32(sha256("<seed>:<prompt id>:<sample>")[0:4]) >> 1, so seeds never shift when prompts are added', integerOption('--seed'), 0)
+    .option('--images-per-prompt <n>', 'images per prompt (default: 4 for geneval, 1 otherwise; ImageReward\'s paper used 10)', integerOption('--images-per-prompt', { min: 1 }))
+    .option('--limit <n>', 'only the first N prompts (smoke runs)', integerOption('--limit', { min: 1 }))
+    .option('--sample <n>', 'coco only: a seeded sample of N captions (e.g. 30000 of captions_val2014.json; default: all)', integerOption('--sample', { min: 1 }))
+    .option('--sample-seed <n>', 'coco only: the seed of that sample', integerOption('--sample-seed'), 0)
+    .option('--concurrency <n>', 'images in flight (default: 4 for --endpoint, 1 for --command)', integerOption('--concurrency', { min: 1 }))
+    .option('--retries <n>', '--endpoint: retries per image on 429, 5xx and timeouts', integerOption('--retries'), 5)
+    .option('--timeout <seconds>', 'per request (--endpoint, default 300) or per command run (--command, default none)', integerOption('--timeout', { min: 1 }))
     .option('--api-key-env <name>', '--endpoint: environment variable holding the API key, when set', 'OPENAI_API_KEY')
     .addOption(new Option('--progress <mode>', 'progress on stderr').choices(['auto', 'plain', 'off']).default('auto'))
     .option('--json', 'print the summary as JSON')

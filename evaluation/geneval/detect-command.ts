@@ -1,21 +1,11 @@
 import { Command, InvalidArgumentError } from 'commander';
+import { fractionOption, integerOption } from '../../src/cli/option-parsers.js';
 import { consoleLogger } from '../../src/log.js';
 import { loadTensorModels, parseModelSpec } from '../../src/models/model-source.js';
 import { detectFolder, type DetectSummary } from './detect.js';
 import { DEFAULT_MIN_SCORE, DEFAULT_TENSOR_NAMES, GENEVAL_OBJECT_NAMES, TensorDetector, type Detector, type DetectorTensorNames } from './detector.js';
 import { EndpointDetector } from './detector-endpoint.js';
 import { readObjectNames } from './run.js';
-
-const int = (name: string, min: number) => (v: string) => {
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < min) throw new InvalidArgumentError(`${name} must be an integer ≥ ${min}`);
-  return n;
-};
-const unit = (name: string) => (v: string) => {
-  const n = Number(v);
-  if (v.trim() === '' || !Number.isFinite(n) || n < 0 || n > 1) throw new InvalidArgumentError(`${name} must be a number in [0, 1]`);
-  return n;
-};
 
 /** Parses `image=pixels,boxes=dets` into renames of the detector contract's tensors. */
 export function parseTensorNames(v: string): Partial<DetectorTensorNames> {
@@ -54,12 +44,12 @@ export function detectCommand(): Command {
     .option('--detector <model>', 'tensor model: a .onnx file, or KServe v2 URLs http://host:8000/v2/models/NAME (comma-separated replicas); input image UINT8 [1,H,W,3], outputs boxes FP32 [K,4], scores FP32 [K], labels INT64 [K], optional masks [K,H,W]')
     .option('--detector-url <url>', 'HTTP endpoint: POST {"image": base64, "filename": rel} → {"detections": {"<class>": [[x1, y1, x2, y2, score], …]}}')
     .requiredOption('--out <file>', 'the detections file (JSON Lines); an existing one is resumed')
-    .option('--min-score <t>', 'keep detections with score above this (GenEval never keeps any at or below 0.3)', unit('--min-score'), DEFAULT_MIN_SCORE)
-    .option('--concurrency <n>', 'images in flight at once (the tensor contract is one image per call)', int('--concurrency', 1), 4)
+    .option('--min-score <t>', 'keep detections with score above this (GenEval never keeps any at or below 0.3)', fractionOption('--min-score'), DEFAULT_MIN_SCORE)
+    .option('--concurrency <n>', 'images in flight at once (the tensor contract is one image per call)', integerOption('--concurrency', { min: 1 }), 4)
     .option('--object-names <file>', "class names in label order (default: GenEval's object_names.txt, COCO's 80 classes)")
     .option('--tensor-names <map>', 'rename contract tensors, e.g. image=pixel_values,boxes=det_boxes (keys: image, boxes, scores, labels, masks)', parseTensorNames)
     .option('--cuda', 'run an .onnx detector with the CUDA execution provider (falls back to CPU with a warning)')
-    .option('--timeout <s>', 'per HTTP attempt of --detector-url, in seconds', int('--timeout', 1), 120)
+    .option('--timeout <s>', 'per HTTP attempt of --detector-url, in seconds', integerOption('--timeout', { min: 1 }), 120)
     .option('--json', 'print the summary as JSON')
     .action(async (imagesDir: string, o: Options) => {
       if ((o.detector === undefined) === (o.detectorUrl === undefined)) throw new InvalidArgumentError('give exactly one of --detector MODEL and --detector-url URL');

@@ -1,4 +1,5 @@
 import { Command, InvalidArgumentError } from 'commander';
+import { fractionOption, integerOption } from '../../src/cli/option-parsers.js';
 import { join } from 'node:path';
 import { consoleLogger } from '../../src/log.js';
 import { loadClipTokenizer } from '../models/clip-text.js';
@@ -8,17 +9,6 @@ import type { ColorClassifier } from './color.js';
 import { OFFICIAL_PROTOCOL, type GenevalProtocol } from './protocol.js';
 import { readObjectNames, scoreGeneval } from './run.js';
 import { formatSummary } from './summary.js';
-
-const int = (name: string, min = 0) => (v: string) => {
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < min) throw new InvalidArgumentError(`${name} must be an integer ≥ ${min}`);
-  return n;
-};
-const unit = (name: string) => (v: string) => {
-  const n = Number(v);
-  if (v.trim() === '' || !Number.isFinite(n) || n < 0 || n > 1) throw new InvalidArgumentError(`${name} must be a number in [0, 1]`);
-  return n;
-};
 
 interface Options {
   detections: string;
@@ -76,13 +66,13 @@ export function genevalCommand(): Command {
     .option('--json', 'print the summary as JSON')
     .option('--skip-missing', 'score without the images that have no detections line (default: that is an error)')
     .option('--object-names <file>', "GenEval's object_names.txt: check every class name against it and order `details` by it")
-    .option('--threshold <t>', 'keep detections with score above this', unit('--threshold'), p.threshold)
-    .option('--counting-threshold <t>', 'the same for the counting tag', unit('--counting-threshold'), p.counting_threshold)
-    .option('--max-objects <n>', 'detections kept per class', int('--max-objects', 1), p.max_objects)
-    .option('--max-overlap <t>', 'same-class NMS: drop boxes whose IoU with a kept one is ≥ this (1 = off, as officially)', unit('--max-overlap'), p.max_overlap)
-    .option('--position-threshold <t>', 'margin of the position rule, as a fraction of the summed box sizes', unit('--position-threshold'), p.position_threshold)
-    .option('--bootstrap <n>', 'resamples for the 95% interval of the overall score (0 = none)', int('--bootstrap'), 1000)
-    .option('--seed <n>', 'seed of the bootstrap', int('--seed'), 0)
+    .option('--threshold <t>', 'keep detections with score above this', fractionOption('--threshold'), p.threshold)
+    .option('--counting-threshold <t>', 'the same for the counting tag', fractionOption('--counting-threshold'), p.counting_threshold)
+    .option('--max-objects <n>', 'detections kept per class', integerOption('--max-objects', { min: 1 }), p.max_objects)
+    .option('--max-overlap <t>', 'same-class NMS: drop boxes whose IoU with a kept one is ≥ this (1 = off, as officially)', fractionOption('--max-overlap'), p.max_overlap)
+    .option('--position-threshold <t>', 'margin of the position rule, as a fraction of the summed box sizes', fractionOption('--position-threshold'), p.position_threshold)
+    .option('--bootstrap <n>', 'resamples for the 95% interval of the overall score (0 = none)', integerOption('--bootstrap'), 1000)
+    .option('--seed <n>', 'seed of the bootstrap', integerOption('--seed'), 0)
     .option('--clip-image <model>', "classify colors with CLIP as GenEval does (ViT-L-14 openai) instead of the detections' color labels: the image tower, model.onnx or http://host:8000/v2/models/NAME; pixel_values FP32 [N,3,224,224] → image_embeds FP32 [N,D]")
     .option('--clip-text <model>', 'the CLIP text tower, the same forms; input_ids INT64 [N,77] → text_embeds FP32 [N,D]')
     .option('--clip-tokenizer <file>', "the CLIP model's tokenizer.json (e.g. from huggingface.co/openai/clip-vit-large-patch14)")

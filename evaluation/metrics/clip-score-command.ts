@@ -1,4 +1,5 @@
-import { Command, InvalidArgumentError } from 'commander';
+import { Command } from 'commander';
+import { integerOption } from '../../src/cli/option-parsers.js';
 import { mkdir, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { consoleLogger, type Logger } from '../../src/log.js';
@@ -62,12 +63,6 @@ export async function runClipScore(o: ClipScoreRunOptions): Promise<{ summary: C
   }
 }
 
-const int = (name: string, min: number) => (v: string) => {
-  const n = Number(v);
-  if (v.trim() === '' || !Number.isInteger(n) || n < min) throw new InvalidArgumentError(`${name} must be an integer ≥ ${min}`);
-  return n;
-};
-
 interface Options {
   imageModel: string;
   textModel: string;
@@ -95,16 +90,16 @@ export function clipScoreCommand(): Command {
     .requiredOption('--text-model <model>', 'CLIP text tower, the same forms; input_ids INT64 [N,77] → text_embeds FP32 [N,D]')
     .requiredOption('--tokenizer <file>', "the CLIP model's tokenizer.json (e.g. from huggingface.co/laion/CLIP-ViT-g-14-laion2B-s12B-b42K)")
     .option('--out <dir>', 'results folder for clip-score.json and clip-score.jsonl (default: <images-dir>/clip-score-results)')
-    .option('--batch-size <n>', 'rows per model call', int('--batch-size', 1), 32)
-    .option('--limit <n>', "score only the first n images in folder order (GigaGAN's how_many, 30000 for COCO-30K); default all", int('--limit', 1))
+    .option('--batch-size <n>', 'rows per model call', integerOption('--batch-size', { min: 1 }), 32)
+    .option('--limit <n>', "score only the first n images in folder order (GigaGAN's how_many, 30000 for COCO-30K); default all", integerOption('--limit', { min: 1 }))
     .option('--model-name <text>', 'what the towers are, written to clip-score.json (default: their paths/URLs)')
     .option('--image-input <name>', 'image tower input tensor name (default pixel_values)')
     .option('--image-output <name>', 'image tower output tensor name (default image_embeds)')
     .option('--text-input <name>', 'text tower input tensor name (default input_ids)')
     .option('--text-output <name>', 'text tower output tensor name (default text_embeds)')
     .option('--cuda', 'run .onnx towers on CUDA when available (falls back to CPU with a warning)')
-    .option('--bootstrap <n>', 'resamples for the 95% interval (0 = none)', int('--bootstrap', 0), 1000)
-    .option('--seed <n>', 'seed of the bootstrap', int('--seed', 0), 0)
+    .option('--bootstrap <n>', 'resamples for the 95% interval (0 = none)', integerOption('--bootstrap'), 1000)
+    .option('--seed <n>', 'seed of the bootstrap', integerOption('--seed'), 0)
     .option('--json', 'print clip-score.json')
     .action(async (imagesDir: string, o: Options) => {
       const { summary, jsonPath, jsonlPath } = await runClipScore({

@@ -3,7 +3,8 @@
  * (FID of generated images against reference statistics or a reference folder), both with
  * clean-fid's "clean" preprocessing after GigaGAN's centre crop + LANCZOS 256 (inception-features.ts).
  */
-import { Command, InvalidArgumentError } from 'commander';
+import { Command } from 'commander';
+import { integerOption } from '../../src/cli/option-parsers.js';
 import { mkdir, stat, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { readNpz, writeNpz } from '../../src/formats/npz.js';
@@ -163,14 +164,8 @@ export async function runFid(imagesDir: string, o: FidOptions): Promise<FidResul
   return result;
 }
 
-const int = (name: string, min: number) => (v: string) => {
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < min) throw new InvalidArgumentError(`${name} must be an integer ≥ ${min}`);
-  return n;
-};
-
 /** `--resize`: a side in pixels, or 0 / none for plain clean-fid (no crop, no LANCZOS step). */
-export const parseResize = (v: string): number => (v.trim().toLowerCase() === 'none' ? 0 : int('--resize', 0)(v));
+export const parseResize = (v: string): number => (v.trim().toLowerCase() === 'none' ? 0 : integerOption('--resize')(v));
 
 interface CliOptions {
   inception: string;
@@ -192,8 +187,8 @@ function inceptionOptions(cmd: Command): Command {
     .option('--inception-output <name>', 'output tensor name', 'features')
     .option('--model-label <text>', 'how the result names the model (default: the .onnx path or KServe model name); say STAND-IN for a stand-in')
     .option('--resize <n>', 'centre crop + PIL LANCZOS to n×n before clean-fid (GigaGAN: 256); 0 or none skips it', parseResize, CLEAN_FID_RESIZE)
-    .option('--batch-size <n>', 'images per Inception call', int('--batch-size', 1), 32)
-    .option('--limit <n>', 'use only the first n images (natural file order)', int('--limit', 2))
+    .option('--batch-size <n>', 'images per Inception call', integerOption('--batch-size', { min: 1 }), 32)
+    .option('--limit <n>', 'use only the first n images (natural file order)', integerOption('--limit', { min: 2 }))
     .option('--cuda', 'run an .onnx model on CUDA (falls back to CPU with a warning)')
     .option('--json', 'print the result as JSON');
 }

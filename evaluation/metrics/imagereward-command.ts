@@ -1,4 +1,5 @@
-import { Command, InvalidArgumentError } from 'commander';
+import { Command } from 'commander';
+import { integerOption } from '../../src/cli/option-parsers.js';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { consoleLogger } from '../../src/log.js';
@@ -80,12 +81,6 @@ export async function runImageReward(o: ImageRewardRunOptions): Promise<{ result
   return { result, jsonPath, jsonlPath };
 }
 
-const int = (name: string, min = 0) => (v: string) => {
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < min) throw new InvalidArgumentError(`${name} must be an integer ≥ ${min}`);
-  return n;
-};
-
 interface Options {
   model: string;
   tokenizer: string;
@@ -109,15 +104,15 @@ export function imageRewardCommand(): Command {
     .requiredOption('--model <model>', 'reward model: an .onnx file or KServe URLs http://host:8000/v2/models/NAME (comma-separated replicas); inputs pixel_values FP32 [N,3,224,224], input_ids and attention_mask INT64 [N,35]; output the RAW reward FP32 [N] or [N,1]')
     .requiredOption('--tokenizer <file>', "bert-base-uncased's tokenizer.json (ImageReward's BLIP text side), local")
     .option('--out <dir>', 'results directory for imagereward.json and imagereward.jsonl (default: <images-dir>/imagereward-results)')
-    .option('--batch-size <n>', 'images per model call', int('--batch-size', 1), 16)
+    .option('--batch-size <n>', 'images per model call', integerOption('--batch-size', { min: 1 }), 16)
     .option('--cuda', 'run an .onnx model on the GPU when the CUDA execution provider is installed (falls back to CPU)')
     .option('--json', 'print imagereward.json instead of a summary line')
     .option('--pixel-input <name>', 'name of the model input taking the pixels', DEFAULT_REWARD_NAMES.pixelValues)
     .option('--ids-input <name>', 'name of the model input taking the token ids', DEFAULT_REWARD_NAMES.inputIds)
     .option('--mask-input <name>', 'name of the model input taking the attention mask', DEFAULT_REWARD_NAMES.attentionMask)
     .option('--reward-output <name>', 'name of the model output holding the raw reward', DEFAULT_REWARD_NAMES.reward)
-    .option('--bootstrap <n>', 'resamples for the 95% interval (0 = none)', int('--bootstrap'), 1000)
-    .option('--seed <n>', 'seed of the bootstrap', int('--seed'), 0)
+    .option('--bootstrap <n>', 'resamples for the 95% interval (0 = none)', integerOption('--bootstrap'), 1000)
+    .option('--seed <n>', 'seed of the bootstrap', integerOption('--seed'), 0)
     .action(async (imagesDir: string, o: Options) => {
       const { result, jsonPath, jsonlPath } = await runImageReward({
         imagesDir,

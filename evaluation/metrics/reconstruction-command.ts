@@ -10,7 +10,8 @@
  * bootstrap 95% interval over images. rFID: clean-fid's preprocessing without GigaGAN's LANCZOS
  * 256 step (the images are already at the tokenizer's resolution), originals vs reconstructions.
  */
-import { Command, InvalidArgumentError, Option } from 'commander';
+import { Command, Option } from 'commander';
+import { integerOption } from '../../src/cli/option-parsers.js';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { batch, mapConcurrent } from '../../src/concurrency.js';
@@ -226,12 +227,6 @@ export async function mergeReconstructionJson(out: string, dataset: Reconstructi
   return path;
 }
 
-const int = (name: string, min: number) => (v: string) => {
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < min) throw new InvalidArgumentError(`${name} must be an integer ≥ ${min}`);
-  return n;
-};
-
 interface CliOptions {
   dataset: ReconstructionDataset;
   inception?: string;
@@ -257,16 +252,16 @@ export function reconstructionCommand(): Command {
     .argument('<originals-dir>', 'original images')
     .argument('<reconstructions-dir>', 'reconstructions, paired with the originals by file name without extension')
     .addOption(new Option('--dataset <name>', 'the Table 2 benchmark these are: its entry in reconstruction.json').choices(['imagenet', 'coco']).makeOptionMandatory())
-    .option('--resolution <n>', 'side originals are centre-cropped and BICUBIC-resized to when their size differs from the reconstruction (default: 256 imagenet, 512 coco)', int('--resolution', 7))
+    .option('--resolution <n>', 'side originals are centre-cropped and BICUBIC-resized to when their size differs from the reconstruction (default: 256 imagenet, 512 coco)', integerOption('--resolution', { min: 7 }))
     .addOption(new Option('--ssim-convention <c>', 'SSIM convention(s); with both, `ssim` is the skimage one').choices(['skimage', 'wang', 'both']).default('both'))
     .option('--inception <model>', 'Inception for rFID: .onnx file or KServe URLs (input FP32 [N,3,299,299] in [0,255], output FP32 [N,2048])')
     .option('--inception-input <name>', 'Inception input tensor name', 'images')
     .option('--inception-output <name>', 'Inception output tensor name', 'features')
     .option('--model-label <text>', 'how the result names the Inception model (default: the .onnx path or KServe model name); say STAND-IN for a stand-in')
-    .option('--batch-size <n>', 'image pairs per Inception batch', int('--batch-size', 1), 32)
+    .option('--batch-size <n>', 'image pairs per Inception batch', integerOption('--batch-size', { min: 1 }), 32)
     .option('--out <dir>', 'results folder; reconstruction.json there keeps the other dataset (default: <reconstructions-dir>/reconstruction-results)')
-    .option('--bootstrap <n>', 'bootstrap resamples for the 95% intervals (0 = none)', int('--bootstrap', 0), DEFAULT_BOOTSTRAP.resamples)
-    .option('--seed <n>', 'bootstrap seed', int('--seed', 0), DEFAULT_BOOTSTRAP.seed)
+    .option('--bootstrap <n>', 'bootstrap resamples for the 95% intervals (0 = none)', integerOption('--bootstrap'), DEFAULT_BOOTSTRAP.resamples)
+    .option('--seed <n>', 'bootstrap seed', integerOption('--seed'), DEFAULT_BOOTSTRAP.seed)
     .option('--cuda', 'run an .onnx Inception on CUDA (falls back to CPU with a warning)')
     .option('--json', 'print the entry as JSON')
     .action(async (originalsDir: string, reconstructionsDir: string, o: CliOptions) => {

@@ -1,16 +1,10 @@
-import { Command, InvalidArgumentError, Option } from 'commander';
+import { Command, Option } from 'commander';
+import { integerOption } from '../../src/cli/option-parsers.js';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { consoleLogger } from '../../src/log.js';
 import { measureSpeed, type BatchMode, type SpeedResult } from './speed.js';
 import { collectParams } from '../cli-params.js';
-
-const int = (name: string, min = 0) => (v: string) => {
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < min) throw new InvalidArgumentError(`${name} must be an integer ≥ ${min}`);
-  return n;
-};
-
 
 export interface SpeedRunOptions {
   /** Results directory: speed.json goes there. */
@@ -70,17 +64,17 @@ export function speedCommand(): Command {
     .description('seconds per image of an OpenAI-compatible image endpoint at a stated batch size and number of steps (median over timed runs)')
     .requiredOption('--endpoint <url>', 'base URL up to and including /v1, e.g. http://host:8000/v1')
     .requiredOption('--model <name>', 'model name the server serves')
-    .requiredOption('--steps <n>', 'sampling steps: recorded in speed.json and sent as the --steps-field request field', int('--steps', 1))
+    .requiredOption('--steps <n>', 'sampling steps: recorded in speed.json and sent as the --steps-field request field', integerOption('--steps', { min: 1 }))
     .option('--steps-field <name>', "request field carrying the steps ('none': send none, give it with --param)", 'steps')
     .option('--param <key=value>', 'extra request field, repeatable; value parsed as JSON when it parses, else a string (e.g. --param guidance_scale=4.0 --param sampler=dpm); wins over --steps-field', collectParams, {})
-    .option('--batch-size <n>', 'images per timed run', int('--batch-size', 1), 1)
+    .option('--batch-size <n>', 'images per timed run', integerOption('--batch-size', { min: 1 }), 1)
     .addOption(new Option('--batch-mode <mode>', 'n: one request with n = batch size; concurrent: batch-size requests of n = 1 at once').choices(['n', 'concurrent']).default('n'))
     .option('--size <WxH>', 'image size asked for', '1024x1024')
-    .option('--warmup <n>', 'untimed runs first', int('--warmup', 0), 2)
-    .option('--runs <n>', 'timed runs', int('--runs', 1), 10)
+    .option('--warmup <n>', 'untimed runs first', integerOption('--warmup'), 2)
+    .option('--runs <n>', 'timed runs', integerOption('--runs', { min: 1 }), 10)
     .option('--prompt-file <file>', 'prompts, one a line, used in turn (default: a few built-in neutral prompts)')
-    .option('--seed <n>', 'seed of the first image; later images count up from it', int('--seed', 0), 0)
-    .option('--timeout <s>', 'per-request timeout in seconds', int('--timeout', 1), 600)
+    .option('--seed <n>', 'seed of the first image; later images count up from it', integerOption('--seed'), 0)
+    .option('--timeout <s>', 'per-request timeout in seconds', integerOption('--timeout', { min: 1 }), 600)
     .option('--out <dir>', 'results directory for speed.json', '.')
     .option('--json', 'print speed.json instead of a summary line')
     .action(async (o: Options) => {

@@ -31,8 +31,8 @@ const clipScore = z.object({ clip_score: z.number().finite(), ci95: ci95.optiona
 const imageReward = z.object({ image_reward: z.number().finite(), ci95: ci95.optional() });
 const reconSet = z.object({ rfid: z.number().min(0).optional(), psnr: z.number().finite().optional(), ssim: z.number().max(1).optional(), ssim_convention: z.string().optional() });
 const reconstruction = z.object({ imagenet: reconSet.optional(), coco: reconSet.optional() });
-const fid = z.object({ fid_30k: z.number().min(0) });
-const speed = z.object({ steps: z.number().int().positive(), sec_per_img: z.number().positive() });
+const fid = z.object({ fid_30k: z.number().min(0), n: z.number().int().positive().optional(), model: z.string().optional() });
+const speed = z.object({ steps: z.number().int().positive(), sec_per_img: z.number().positive(), batch_size: z.number().int().positive().optional() });
 
 export interface UserRow {
   /** Cells by column key; absent keys print as "—". */
@@ -125,5 +125,8 @@ export async function readResults(dir: string, o: ResultsOptions = {}): Promise<
   }
 
   const t3: UserRow = { cells: { model: name, size: o.size ?? null, steps: sp?.steps ?? null, fid_30k: f?.fid_30k ?? null, sec_per_img: sp?.sec_per_img ?? null }, notes: [] };
+  // FID is biased by the sample size, so a FID over another count is not a FID-30K.
+  if (f?.n !== undefined && f.n !== 30_000) t3.notes.push(`${name}: FID over ${f.n} generated images, not 30,000: not comparable with FID-30K`);
+  if (sp?.batch_size !== undefined) t3.notes.push(`${name}: seconds per image at batch size ${sp.batch_size}`);
   return { name, dir, tables: { '1': t1, '2': t2, '3': t3 } };
 }

@@ -1,6 +1,7 @@
-import { Command, InvalidArgumentError, Option } from 'commander';
+import { Command, Option } from 'commander';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
+import { integerOption } from '../../src/cli/option-parsers.js';
 import { assembleTable, FORMATS, renderTable, type TableFormat } from './format.js';
 import { TABLES, type TableId } from './published.js';
 import { readResults, RESULT_FILES } from './results.js';
@@ -15,12 +16,6 @@ interface Options {
   out?: string;
 }
 
-const positiveInt = (v: string) => {
-  const n = Number(v);
-  if (!Number.isInteger(n) || n <= 0) throw new InvalidArgumentError('must be a positive integer');
-  return n;
-};
-
 /** `bitprep tables <results-dir...>`: the paper's Tables 1–3 with the user's rows and deltas against a published row. */
 export function tablesCommand(): Command {
   return new Command('tables')
@@ -31,7 +26,7 @@ export function tablesCommand(): Command {
     .option('--compare <name>', 'published row the delta rows compare with (default: the paper\'s own model: "Instella Diff", "BIT", "Diffusion BIT")')
     .option('--name <label>', 'row label, once per results dir in order (default: the directory name)', (v: string, prev: string[]) => [...prev, v], [] as string[])
     .option('--size <size>', 'model size for Tables 1 and 3, e.g. 1.2B')
-    .option('--resolution <px>', 'image resolution for Table 1', positiveInt)
+    .option('--resolution <px>', 'image resolution for Table 1', integerOption('--resolution', { min: 1 }))
     .option('--out <file>', 'write here instead of stdout')
     .action(async (dirs: string[], o: Options) => {
       if (o.name.length > 0 && o.name.length !== dirs.length) throw new Error(`--name given ${o.name.length} times for ${dirs.length} results directories`);

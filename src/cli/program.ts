@@ -1,4 +1,5 @@
-import { Command, InvalidArgumentError, Option } from 'commander';
+import { Command, Option } from 'commander';
+import { collectValues, integerOption } from './option-parsers.js';
 import { ConfigError, loadConfig, parseOverride, validateConfig } from '../config/load-config.js';
 import { CONFIG_NAME, executeLocal, readPlan } from '../executors/local.js';
 import { refilterOutput } from '../refilter.js';
@@ -20,13 +21,6 @@ export interface CliWiring {
   commands?: Command[];
 }
 
-const int = (name: string) => (v: string) => {
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError(`${name} must be a non-negative integer`);
-  return n;
-};
-const collect = (v: string, prev: string[]) => [...prev, v];
-
 export function buildProgram(w: CliWiring): Command {
   const program = new Command('bitprep')
     .description('Dataflow toolkit for 1D binary-latent text-to-image training data')
@@ -38,10 +32,10 @@ export function buildProgram(w: CliWiring): Command {
     .description('run a job from a config file; done units are skipped, so rerunning resumes')
     .argument('<config>', 'job config (.yaml or .json)')
     .option('-o, --output <url>', 'output directory or s3://bucket/prefix (overrides output)')
-    .option('--set <key=value>', 'override a config value, e.g. --set image.size=256 (repeatable)', collect, [])
-    .option('--shard-index <n>', 'run only units i with i mod shard-count = n (array jobs)', int('--shard-index'))
-    .option('--shard-count <n>', 'number of array tasks', int('--shard-count'))
-    .option('--parallel-units <n>', 'units run at once on this machine (overrides parallel_units)', int('--parallel-units'))
+    .option('--set <key=value>', 'override a config value, e.g. --set image.size=256 (repeatable)', collectValues, [])
+    .option('--shard-index <n>', 'run only units i with i mod shard-count = n (array jobs)', integerOption('--shard-index'))
+    .option('--shard-count <n>', 'number of array tasks', integerOption('--shard-count'))
+    .option('--parallel-units <n>', 'units run at once on this machine (overrides parallel_units)', integerOption('--parallel-units'))
     .addOption(new Option('--progress <mode>', 'progress display').choices(['auto', 'bar', 'plain', 'off']).default('auto'))
     .action(async (configPath: string, o: { output?: string; set: string[]; shardIndex?: number; shardCount?: number; parallelUnits?: number; progress: 'auto' | 'bar' | 'plain' | 'off' }) => {
       const overrides = o.set.map(parseOverride);
@@ -59,7 +53,7 @@ export function buildProgram(w: CliWiring): Command {
     .command('plan')
     .description('validate a config and print the units it plans, without running them')
     .argument('<config>', 'job config (.yaml or .json)')
-    .option('--set <key=value>', 'override a config value (repeatable)', collect, [])
+    .option('--set <key=value>', 'override a config value (repeatable)', collectValues, [])
     .option('--json', 'print the units as JSON')
     .action(async (configPath: string, o: { set: string[]; json?: boolean }) => {
       const { job, config } = await loadConfig(configPath, w.jobs, o.set.map(parseOverride));
@@ -111,7 +105,7 @@ export function buildProgram(w: CliWiring): Command {
     .description('re-decide the annotation filters (aesthetic, text density and height) of an output under new thresholds, from its records alone')
     .argument('<output>', 'output directory or s3://bucket/prefix of a finished or partial run')
     .option('-c, --config <file>', 'config with the new thresholds (default: the one the output was made with)')
-    .option('--set <key=value>', 'override a value, e.g. --set aesthetic.min_score=5.5 (repeatable)', collect, [])
+    .option('--set <key=value>', 'override a value, e.g. --set aesthetic.min_score=5.5 (repeatable)', collectValues, [])
     .option('--name <name>', 'results go to <output>/refilter/<name>/', 'latest')
     .option('--json', 'print the summary as JSON')
     .action(async (output: string, o: { config?: string; set: string[]; name: string; json?: boolean }) => {
@@ -146,7 +140,7 @@ export function buildProgram(w: CliWiring): Command {
     .command('demo')
     .description('generate sample data and run the whole dataflow on it, offline')
     .option('--out <dir>', 'where the sample data and outputs go', '.')
-    .option('--images <n>', 'images to generate', int('--images'), 300)
+    .option('--images <n>', 'images to generate', integerOption('--images'), 300)
     .addOption(new Option('--progress <mode>', 'progress display').choices(['auto', 'bar', 'plain', 'off']).default('auto'))
     .action(async (o: { out: string; images: number; progress: string }) => {
       process.exitCode = await w.demo(o);

@@ -1,12 +1,7 @@
 import { Command, InvalidArgumentError } from 'commander';
+import { integerOption } from './option-parsers.js';
 import { startKServeServer } from '../models/kserve-server.js';
 import type { TensorModel } from '../models/tensor.js';
-
-const int = (name: string, min: number) => (v: string) => {
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < min) throw new InvalidArgumentError(`${name} must be an integer ≥ ${min}`);
-  return n;
-};
 
 const modelArg = (v: string, prev: [string, string][] = []): [string, string][] => {
   const i = v.indexOf('=');
@@ -22,11 +17,11 @@ export function serveCommand(loadModel: (path: string, name: string) => Promise<
   return new Command('serve')
     .description('serve models over the KServe v2 HTTP protocol (JSON and binary tensor data)')
     .requiredOption('--model <name=path>', 'a model to serve, e.g. --model clip=clip.onnx (repeatable)', modelArg)
-    .option('--port <n>', 'port (0 = any free one)', int('--port', 0), 8000)
+    .option('--port <n>', 'port (0 = any free one)', integerOption('--port'), 8000)
     .option('--host <host>', 'address to listen on', '127.0.0.1')
-    .option('--max-batch <n>', 'rows per gathered model call; 1 turns dynamic batching off', int('--max-batch', 1), 1)
-    .option('--max-delay-ms <ms>', 'how long a request waits for others to batch with', int('--max-delay-ms', 0), 5)
-    .option('--max-request-mb <n>', 'largest request body in MiB (larger → 413)', int('--max-request-mb', 1), 64)
+    .option('--max-batch <n>', 'rows per gathered model call; 1 turns dynamic batching off', integerOption('--max-batch', { min: 1 }), 1)
+    .option('--max-delay-ms <ms>', 'how long a request waits for others to batch with', integerOption('--max-delay-ms'), 5)
+    .option('--max-request-mb <n>', 'largest request body in MiB (larger → 413)', integerOption('--max-request-mb', { min: 1 }), 64)
     .action(async (o: { model: [string, string][]; port: number; host: string; maxBatch: number; maxDelayMs: number; maxRequestMb: number }) => {
       const models: Record<string, TensorModel> = {};
       try {
