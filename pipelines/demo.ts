@@ -12,6 +12,7 @@ import { buildBitEncoderStandin } from '../stages/bit-encoder-standin.js';
 import { formatLatentStats, LatentStats } from '../stages/latent-stats.js';
 import { readLatentManifest, readLatents } from '../src/formats/latent-shards.js';
 import { generateDemoData } from './demo-data.js';
+import { runDemoEval } from './demo-eval.js';
 import { startDemoModelServer } from './demo-model-server.js';
 import { startDemoImageServer } from './demo-server.js';
 import { generateDalleTars, generateDiffusionDbParquet } from './demo-synthetic-data.js';
@@ -133,6 +134,7 @@ export async function runDemo(opts: { out: string; images: number; progress: str
   const laionStore = openStore(latentSets[0].dir);
   for await (const { latent } of readLatents(laionStore, await readLatentManifest(laionStore))) stats.add(latent);
   latentReport = formatLatentStats(stats.result());
+  const evaluation = await runDemoEval(root, join(dataDir, 'images'), log);
   const rel = (p: string) => relative(process.cwd(), p) || '.';
   const out = [
     '',
@@ -165,6 +167,9 @@ export async function runDemo(opts: { out: string; images: number; progress: str
     `NOTE: captions in ${rel(join(root, 'demo-recaption'))}/ and images in ${rel(join(root, 'demo-synth'))}/ come from a STAND-IN server (pipelines/demo-model-server.ts):`,
     `      colour statistics and seeded drawings, not Qwen2.5-VL, FLUX.1-schnell or PixArt-Σ. Requests, validation, retries, the caption cache and`,
     `      the shards are real; point server.base_url / models[].endpoints at vLLM and image servers for real ones (README: Recaption, Synthetic data).`,
+    '',
+    '',
+    evaluation.report,
     '',
   ];
   process.stdout.write(out.join('\n'));

@@ -51,6 +51,41 @@ describe('bitprep CLI', () => {
     expect(mixIndex.rows).toBeGreaterThan(0);
     expect(mixIndex.rows % 8).toBe(0);
     expect(r.stdout).toMatch(/latents: \d+\s+distinct/);
+    // And last, the evaluation suite with stand-in models, its result files and the paper's tables.
+    const results = join(dir, 'demo-eval', 'results');
+    const read = async (f: string) => JSON.parse(await readFile(join(results, f), 'utf8'));
+    const geneval = await read('geneval/summary.json');
+    expect(geneval.total_images).toBe(24);
+    expect(Object.keys(geneval.tasks)).toEqual(['single_object', 'two_object', 'counting', 'colors', 'position', 'color_attr']);
+    expect(geneval.color_source).toContain('STAND-IN');
+    const clip = await read('clip-score.json');
+    expect(clip).toMatchObject({ n: 12, protocol: 'gigagan' });
+    expect(clip.ci95.low).toBeLessThanOrEqual(clip.clip_score);
+    expect(clip.ci95.high).toBeGreaterThanOrEqual(clip.clip_score);
+    const ir = await read('imagereward.json');
+    expect(ir).toMatchObject({ n_images: 12, n_prompts: 6 });
+    const rec = await read('reconstruction.json');
+    expect(rec.imagenet.n).toBe(16);
+    expect(rec.imagenet.psnr).toBeGreaterThan(20);
+    expect(rec.imagenet.rfid).toBeGreaterThanOrEqual(0);
+    expect((await read('fid.json')).n).toBe(12);
+    expect((await read('speed.json')).steps).toBe(20);
+    expect(r.stdout).toMatch(/^\| demo \(STAND-IN\) \| — \| 256 \|/m);
+    expect(r.stdout).toContain('| Δ demo (STAND-IN) vs Instella Diff |');
+    expect(r.stdout).toContain('| Δ demo (STAND-IN) vs BIT |');
+    expect(r.stdout).toContain('FID over 12 generated images, not 30,000');
+    expect(r.stdout).toContain('come from STAND-IN models');
+    // The tables command reads the same directory.
+    const t = await runCli(['tables', results, '--table', '3', '--format', 'csv', '--name', 'mine']);
+    expect(t.code, t.stderr).toBe(0);
+    expect(t.stdout).toMatch(/^Diffusion BIT,1B,20,16\.33,0\.38,/m);
+    expect(t.stdout).toMatch(/^mine,,20,\d/m);
+  });
+
+  it('lists every evaluation command under bitprep eval', async () => {
+    const r = await runCli(['eval', '--help']);
+    expect(r.code, r.stderr).toBe(0);
+    for (const c of ['generate', 'detect', 'geneval', 'clip-score', 'fid-stats', 'fid', 'imagereward', 'reconstruction', 'speed']) expect(r.stdout).toMatch(new RegExp(`^\\s+${c}\\b`, 'm'));
   });
 
   it('records annotations for dropped rows too, and refilter re-decides them without the image tars', async () => {

@@ -92,7 +92,7 @@ describe('bitprep tables', () => {
     expect(rows).toContainEqual(['SDXL', '2.6B', '1024', '0.98', '0.74', '0.39', '0.85', '0.23', '0.15', '0.55', '0.335', '0.600']);
     expect(rows).toContainEqual(['SD3-Medium', '8.0B', '1024', '0.97', '0.89', '0.69', '0.82', '0.47', '0.34', '0.69', '0.334', '0.871']);
     expect(rows.length).toBe(1 + 10 + 2);
-    expect(rows[11]).toEqual(['Ours', '\u2014', '\u2014', ...METRICS.map((k) => user[k].toFixed(dec(k)))]);
+    expect(rows[11]).toEqual(['Ours', '', '', ...METRICS.map((k) => user[k].toFixed(dec(k)))]);
     expect(rows[12]).toEqual(['\u0394 Ours vs SDXL', '', '', ...METRICS.map((k) => signed(user[k] - SDXL[k], k))]);
   });
 

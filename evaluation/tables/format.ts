@@ -75,7 +75,8 @@ function markdown(t: AssembledTable): string {
   return out.join('\n');
 }
 
-const csvField = (s: string) => (/[",\n\r]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s);
+// A missing value is an empty field in CSV, which spreadsheet and dataframe readers take as missing.
+const csvField = (s: string) => (s === MISSING ? '' : /[",\n\r]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s);
 
 // Bare rows with a header line, so that spreadsheets and pandas read it; the title and notes do not fit CSV.
 function csv(t: AssembledTable): string {
