@@ -66,7 +66,7 @@ export function speedCommand(): Command {
     .requiredOption('--model <name>', 'model name the server serves')
     .requiredOption('--steps <n>', 'sampling steps: recorded in speed.json and sent as the --steps-field request field', integerOption('--steps', { min: 1 }))
     .option('--steps-field <name>', "request field carrying the steps ('none': send none, give it with --param)", 'steps')
-    .option('--param <key=value>', 'extra request field, repeatable; value parsed as JSON when it parses, else a string (e.g. --param guidance_scale=4.0 --param sampler=dpm); wins over --steps-field', collectParams, {})
+    .addOption(new Option('--param <key=value>', 'extra request field, repeatable; value parsed as JSON when it parses, else a string (e.g. --param guidance_scale=4.0 --param sampler=dpm); wins over --steps-field').argParser(collectParams).default({}, 'none'))
     .option('--batch-size <n>', 'images per timed run', integerOption('--batch-size', { min: 1 }), 1)
     .addOption(new Option('--batch-mode <mode>', 'n: one request with n = batch size; concurrent: batch-size requests of n = 1 at once').choices(['n', 'concurrent']).default('n'))
     .option('--size <WxH>', 'image size asked for', '1024x1024')
