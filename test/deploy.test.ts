@@ -1,0 +1,245 @@
+import { spawn } from 'node:child_process';
+import { chmod, mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { join, posix } from 'node:path';
+import { parseAllDocuments } from 'yaml';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { loadConfig, parseOverride } from '../src/config/load-config.js';
+import { jobs } from '../pipelines/index.js';
+import { generateDemoData } from '../pipelines/demo-data.js';
+import { buildBitEncoderStandin } from '../stages/bit-encoder-standin.js';
+import { repoRoot, writeConfig } from './helpers/run-cli.js';
+import { tempDir } from './helpers/temp-dir.js';
+
+/** Where the documented image holds the bitprep checkout (deploy/README.md). */
+const APP = '/app';
+
+interface EnvVar { name: string; value?: string; valueFrom?: { secretKeyRef?: { name: string; key: string } } }
+interface Container { name: string; image: string; command?: string[]; workingDir?: string; env?: EnvVar[]; restartPolicy?: string; resources?: { requests?: Record<string, unknown>; limits?: Record<string, unknown> } }
+interface JobManifest {
+  kind: string;
+  spec: { completionMode?: string; completions?: number; parallelism?: number; backoffLimitPerIndex?: number; template: { spec: { restartPolicy: string; containers: Container[]; initContainers?: Container[] } } };
+}
+
+async function manifest(name: string): Promise<{ job: JobManifest; docs: Record<string, unknown>[] }> {
+  const docs = parseAllDocuments(await readFile(join(repoRoot, 'deploy', 'k8s', name), 'utf8'));
+  for (const d of docs) expect(d.errors, name).toEqual([]);
+  const all = docs.map((d) => d.toJS() as Record<string, unknown>);
+  const jobsIn = all.filter((d) => d.kind === 'Job') as unknown as JobManifest[];
+  expect(jobsIn, name).toHaveLength(1);
+  return { job: jobsIn[0], docs: all };
+}
+
+/** The bitprep container's `bitprep run <config> …`, with its config loaded and validated as bitprep would. */
+async function bitprepCommand(job: JobManifest) {
+  const c = job.spec.template.spec.containers.find((x) => x.name === 'bitprep');
+  expect(c, 'a container named bitprep').toBeDefined();
+  const cmd = c!.command!;
+  expect(cmd.slice(0, 2)).toEqual(['bitprep', 'run']);
+  // The config is one the repo ships, at the path the image layout puts it.
+  const inImage = posix.resolve(c!.workingDir ?? '/', cmd[2]);
+  expect(inImage.startsWith(`${APP}/configs/`), inImage).toBe(true);
+  const local = join(repoRoot, posix.relative(APP, inImage));
+  expect(existsSync(local), local).toBe(true);
+  const overrides: [string, unknown][] = [];
+  for (let i = 3; i < cmd.length; i++) {
+    if (cmd[i] === '--set') overrides.push(parseOverride(cmd[++i]));
+    else if (cmd[i] === '--output') overrides.push(['output', cmd[++i]]);
+    else if (cmd[i] === '--progress') i++;
+    else throw new Error(`unexpected argument ${cmd[i]}`);
+  }
+  const { config } = await loadConfig(local, jobs, overrides);
+  return { container: c!, config: config as Record<string, any> };
+}
+
+function checkIndexedJob(job: JobManifest, container: Container): void {
+  expect(job.spec.completionMode).toBe('Indexed');
+  expect(job.spec.completions).toBeGreaterThan(0);
+  expect(job.spec.parallelism).toBe(job.spec.completions);
+  expect(job.spec.backoffLimitPerIndex).toBeGreaterThanOrEqual(1);
+  expect(job.spec.template.spec.restartPolicy).toBe('Never');
+  const env = new Map((container.env ?? []).map((e) => [e.name, e]));
+  // Kubernetes gives the index, not the count: the count must be the Job's completions.
+  expect(env.get('BITPREP_SHARD_COUNT')?.value).toBe(String(job.spec.completions));
+  expect(env.get('AWS_REGION')?.value).toBeTruthy();
+  expect(env.has('AWS_ENDPOINT_URL')).toBe(true);
+  for (const key of ['AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY']) expect(env.get(key)?.valueFrom?.secretKeyRef?.key, key).toBe(key);
+  expect(container.resources?.requests?.cpu).toBeDefined();
+  expect(container.resources?.requests?.memory).toBeDefined();
+  // Nothing secret inline, in any container.
+  const all = [...job.spec.template.spec.containers, ...(job.spec.template.spec.initContainers ?? [])];
+  for (const e of all.flatMap((c) => c.env ?? [])) {
+    if (/SECRET|PASSWORD|TOKEN|ACCESS_KEY|API_KEY/i.test(e.name)) {
+      expect(e.value, `${e.name} is inline`).toBeUndefined();
+      expect(e.valueFrom?.secretKeyRef, e.name).toBeDefined();
+    }
+  }
+}
+
+describe('Kubernetes Indexed Jobs', () => {
+  it('laion-filter: Indexed, CPU only, S3 from a Secret, the shipped config with valid overrides', async () => {
+    const { job } = await manifest('laion-filter.job.yaml');
+    const { container, config } = await bitprepCommand(job);
+    checkIndexedJob(job, container);
+    expect(config.job).toBe('laion-filter');
+    expect(config.output).toMatch(/^s3:\/\//);
+    expect(config.input.paths[0]).toMatch(/^s3:\/\//);
+    expect(config.aesthetic.clip.model.kserve).toHaveLength(1);
+    const limits = JSON.stringify(job.spec.template.spec);
+    expect(limits).not.toMatch(/nvidia\.com\/gpu|amd\.com\/gpu/);
+  });
+
+  it('pre-encode: Indexed, a GPU Triton sidecar serving the encoder bitprep is pointed at', async () => {
+    const { job, docs } = await manifest('pre-encode.job.yaml');
+    const { container, config } = await bitprepCommand(job);
+    checkIndexedJob(job, container);
+    expect(config.job).toBe('pre-encode');
+    expect(config.output).toMatch(/^s3:\/\//);
+    const triton = job.spec.template.spec.initContainers?.find((c) => c.name === 'triton');
+    expect(triton?.restartPolicy).toBe('Always');
+    expect(Number(triton?.resources?.limits?.['nvidia.com/gpu'])).toBeGreaterThanOrEqual(1);
+    const port = /--http-port=(\d+)/.exec(triton!.command!.join(' '))?.[1];
+    expect(config.encoder.model).toEqual({ kserve: [`http://127.0.0.1:${port}`], model: 'bit_encoder' });
+    // Triton's model config: the name bitprep asks for, one instance per GPU, the encoder's contract.
+    const cm = docs.find((d) => d.kind === 'ConfigMap') as { data: Record<string, string> };
+    const pbtxt = cm.data['config.pbtxt'];
+    expect(pbtxt).toContain('name: "bit_encoder"');
+    expect(pbtxt).toMatch(/instance_group \[\{ count: 1 kind: KIND_GPU \}\]/);
+    expect(pbtxt).toContain(`dims: [3, ${config.encoder.size}, ${config.encoder.size}]`);
+    expect(pbtxt).toContain('dims: [128, 64]');
+  });
+});
+
+const sbatchPath = (name: string) => join(repoRoot, 'deploy', 'slurm', name);
+
+/** Runs a script with bash as Slurm would run an array task's body, without Slurm. */
+function bash(args: string[], env: Record<string, string>): Promise<{ code: number | null; out: string }> {
+  return new Promise((resolve) => {
+    const child = spawn('bash', args, { cwd: repoRoot, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout.on('data', (d) => (out += d));
+    child.stderr.on('data', (d) => (out += d));
+    child.on('close', (code) => resolve({ code, out }));
+  });
+}
+
+/** A port free now with the next one free as well (the script's servers take base, base+1). */
+async function freePortPair(): Promise<number> {
+  const listen = (port: number) =>
+    new Promise<number | undefined>((resolve) => {
+      const s = createServer();
+      s.once('error', () => resolve(undefined));
+      s.listen(port, '127.0.0.1', () => {
+        const p = (s.address() as { port: number }).port;
+        s.close(() => resolve(p));
+      });
+    });
+  for (;;) {
+    const p = await listen(0);
+    if (p !== undefined && p < 65000 && (await listen(p + 1)) !== undefined) return p;
+  }
+}
+
+describe('Slurm array scripts', () => {
+  let dir: string;
+  let env: Record<string, string>;
+  const doneIds = async (out: string) => (await readdir(out)).filter((n) => n.endsWith('.done.json')).map((n) => n.slice(0, -10)).sort();
+
+  beforeAll(async () => {
+    dir = await tempDir('deploy');
+    // `bitprep` on PATH as the checkout's CLI (from source), the way the scripts call it.
+    await mkdir(join(dir, 'bin'));
+    await writeFile(join(dir, 'bin', 'bitprep'), `#!/bin/sh\nexec "${process.execPath}" --import tsx "${join(repoRoot, 'pipelines', 'main.ts')}" "$@"\n`);
+    await chmod(join(dir, 'bin', 'bitprep'), 0o755);
+    env = {
+      PATH: `${join(dir, 'bin')}:${process.env.PATH}`,
+      BITPREP_HOME: repoRoot,
+      JOB_COMPLETION_INDEX: '',
+      AWS_BATCH_JOB_ARRAY_INDEX: '',
+      BITPREP_SHARD_COUNT: '',
+      SLURM_GPUS_ON_NODE: '',
+    };
+  });
+
+  it('both scripts parse, ask for an array, and pre-encode for a whole 8-GPU node', async () => {
+    for (const name of ['laion-filter.sbatch', 'pre-encode.sbatch']) {
+      const syntax = await bash(['-n', sbatchPath(name)], {});
+      expect(syntax.code, syntax.out).toBe(0);
+      const text = await readFile(sbatchPath(name), 'utf8');
+      expect(text, name).toMatch(/^#SBATCH --array=\d+-\d+(%\d+)?$/m);
+      expect(text).not.toMatch(/AWS_SECRET_ACCESS_KEY=/);
+    }
+    const pe = await readFile(sbatchPath('pre-encode.sbatch'), 'utf8');
+    expect(pe).toMatch(/^#SBATCH --gres=gpu:8$/m);
+    expect(pe).toMatch(/^#SBATCH --exclusive$/m);
+  });
+
+  it('laion-filter.sbatch: array task 4 of 3..5 runs exactly shard 1/3 of the config it is given', async () => {
+    await generateDemoData(join(dir, 'data'), 14);
+    const cfg = await writeConfig(dir, 'shards.json', {
+      job: 'image-shards',
+      output: join(dir, 'unused'),
+      input: { kind: 'parquet', paths: ['overridden-by-BITPREP_INPUT'], unit_rows: 2 },
+      image: { size: 64, min_edge: 32, max_pixels: 50_000_000 },
+    });
+    const out = join(dir, 'shards');
+    const r = await bash([sbatchPath('laion-filter.sbatch')], {
+      ...env,
+      BITPREP_CONFIG: cfg,
+      BITPREP_OUTPUT: out,
+      BITPREP_INPUT: join(dir, 'data', 'laion'),
+      SLURM_ARRAY_TASK_ID: '4',
+      SLURM_ARRAY_TASK_MIN: '3',
+      SLURM_ARRAY_TASK_COUNT: '3',
+    });
+    expect(r.code, r.out).toBe(0);
+    const plan = JSON.parse(await readFile(join(out, '_plan.json'), 'utf8')) as { unit_ids: string[] };
+    expect(plan.unit_ids.length).toBeGreaterThanOrEqual(6);
+    expect(r.out).toContain(`shard 1/3 (from SLURM_ARRAY_TASK_ID)`);
+    expect(await doneIds(out)).toEqual(plan.unit_ids.filter((_, i) => i % 3 === 1));
+  });
+
+  it('pre-encode.sbatch: starts one encoder server per GPU, encodes through them, stops them', async () => {
+    const shardsOut = join(dir, 'shards');
+    const tars = (await readdir(shardsOut)).filter((n) => /^\d+\.tar$/.test(n)).map((n) => join(shardsOut, n));
+    expect(tars.length).toBeGreaterThanOrEqual(2);
+    const model = join(dir, 'bit_encoder.onnx');
+    await writeFile(model, buildBitEncoderStandin(7, 64).onnx);
+    const cfg = await writeConfig(dir, 'pre-encode.json', {
+      job: 'pre-encode',
+      output: join(dir, 'unused'),
+      input: { paths: ['overridden-by-BITPREP_INPUT'] },
+      source: 'overridden',
+      encoder: { model: { kserve: ['http://127.0.0.1:1'], model: 'overridden' }, size: 64, batch_size: 4 },
+    });
+    const base = await freePortPair();
+    const out = join(dir, 'latents');
+    const r = await bash([sbatchPath('pre-encode.sbatch')], {
+      ...env,
+      BITPREP_CONFIG: cfg,
+      BITPREP_OUTPUT: out,
+      BITPREP_INPUT: tars.join(','),
+      BITPREP_SOURCE: 'laion',
+      GPUS: '2',
+      ENCODER_SERVER: 'bitprep',
+      ENCODER_BASE_PORT: String(base),
+      BIT_ENCODER_ONNX: model,
+      ENCODER_WAIT_S: '120',
+      SLURM_ARRAY_TASK_ID: '0',
+      SLURM_ARRAY_TASK_MIN: '0',
+      SLURM_ARRAY_TASK_COUNT: '1',
+    });
+    expect(r.code, r.out).toBe(0);
+    expect(r.out).toContain('2 encoder(s)');
+    expect(r.out).toContain('shard 0/1 (from SLURM_ARRAY_TASK_ID)');
+    // Both servers took batches: the stats name each replica.
+    const stats = await Promise.all((await readdir(out)).filter((n) => n.endsWith('.stats.json')).map(async (n) => readFile(join(out, n), 'utf8')));
+    for (const port of [base, base + 1]) expect(stats.join('\n')).toContain(`127.0.0.1:${port}`);
+    const index = JSON.parse(await readFile(join(out, 'index.json'), 'utf8'));
+    expect(index.shards).toHaveLength(tars.length);
+    expect(index.rows).toBeGreaterThan(0);
+    // The servers went with the task.
+    for (const port of [base, base + 1]) await expect(fetch(`http://127.0.0.1:${port}/v2/health/ready`)).rejects.toThrow();
+  });
+});
