@@ -45,6 +45,16 @@ export const imageOptions = z.object({
 }).strict();
 
 /**
+ * Thumbnails of dropped images for `bitprep report` (`<unit>.thumbs`). Bounded per unit so
+ * the sidecar stays small at LAION scale: 60k units × 12 × ~5 KB ≈ 3.6 GB at 600M rows, about
+ * 0.1% of the dataset.
+ */
+export const thumbnailOptions = z.object({
+  /** Dropped samples kept as thumbnails per unit, spread round-robin over drop reasons; 0 writes no sidecar. */
+  dropped_per_unit: z.number().int().min(0).default(12),
+}).strict();
+
+/**
  * Images decoded and encoded at once. sharp runs on libuv's thread pool, and the main thread
  * needs slack for tar and records: two per core (at least 4) measured level with bare sharp at
  * its best (bench/decode-resize.bench.ts), where one per core cost 15–25% more.

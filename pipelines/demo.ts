@@ -13,6 +13,8 @@ import { formatLatentStats, LatentStats } from '../stages/latent-stats.js';
 import { readLatentManifest, readLatents } from '../src/formats/latent-shards.js';
 import { generateDemoData } from './demo-data.js';
 import { runDemoEval } from './demo-eval.js';
+import { collectReport } from './report/collect.js';
+import { renderReport } from './report/html.js';
 import { startDemoModelServer } from './demo-model-server.js';
 import { startDemoImageServer } from './demo-server.js';
 import { generateDalleTars, generateDiffusionDbParquet } from './demo-synthetic-data.js';
@@ -64,6 +66,8 @@ export async function runDemo(opts: { out: string; images: number; progress: str
   } finally {
     await server.close();
   }
+  // The run's HTML report (funnel, histograms with thresholds, kept and dropped thumbnails), as `bitprep report` writes it.
+  await openStore(outDir).put('report.html', await renderReport(await collectReport(openStore(outDir), { thumbnails: 24 })));
 
   // The rest of the dataflow on the shipped configs, against a stand-in model server (no model behind it).
   const stand = await startDemoModelServer(['Qwen/Qwen2.5-VL-7B-Instruct', 'black-forest-labs/FLUX.1-schnell', 'PixArt-alpha/PixArt-Sigma-XL-2-1024-MS']);
@@ -146,7 +150,9 @@ export async function runDemo(opts: { out: string; images: number; progress: str
     `  <unit>.tar          WebDataset image shards (<key>.jpg, <key>.json, <key>.txt)`,
     `  <unit>.parquet      every input row once, with status ok / dropped / failed and the reason`,
     `  <unit>.stats.json   per-stage counts and timings`,
+    `  <unit>.thumbs       a tar of small JPEGs of rows dropped after decoding, for the report`,
     `  <unit>.done.json    written last: counts, bytes and SHA-256 of each output`,
+    `  report.html         funnel, histograms with the thresholds, kept and dropped thumbnails (bitprep report; open it in a browser)`,
     `  run-summary.json    the funnel and throughput of the run`,
     `sample data in ${rel(dataDir)}/ (config: configs/demo.yaml; its URLs pointed at the demo's server, now closed)`,
     `NOTE: aesthetic scores here come from a tiny stand-in CLIP tower built in TypeScript and random head`,

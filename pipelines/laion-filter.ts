@@ -7,11 +7,12 @@ import { columnFilters, columnFilterSchema } from '../stages/column-filters.js';
 import { decodeResize } from '../stages/decode-resize.js';
 import { exactDedup, ExactSeenSet } from '../stages/dedup-exact.js';
 import { fetchStage, TRANSIENT_FETCH_CODES } from '../stages/fetch.js';
+import { DroppedThumbnails } from '../stages/sinks/dropped-thumbnails.js';
 import { writeImageShards } from '../stages/sinks/image-shards.js';
 import { parquetSource, planParquetUnits } from '../stages/sources/parquet-source.js';
 import { textVerdict } from '../stages/text-filter.js';
 import { aestheticOptions, Annotators, ocrOptions } from './annotations.js';
-import { decodeConcurrency, imageOptions, parquetInput } from './config-parts.js';
+import { decodeConcurrency, imageOptions, parquetInput, thumbnailOptions } from './config-parts.js';
 
 /** Download settings (stages/fetch.ts); unset keys take the stage's defaults. */
 const fetchOptions = z.object({
@@ -50,6 +51,8 @@ export const laionFilterConfig = baseJobConfig.extend({
   aesthetic: aestheticOptions.optional(),
   /** OCR text density and size (and their filters), after the aesthetic filter. */
   ocr: ocrOptions.optional(),
+  /** Thumbnails of dropped images for `bitprep report`. */
+  thumbnails: thumbnailOptions.default(thumbnailOptions.parse({})),
 }).strict();
 
 export type LaionFilterConfig = z.infer<typeof laionFilterConfig>;
@@ -68,8 +71,9 @@ export const laionFilterJob: Job<LaionFilterConfig> = {
     const started = new Date();
     const stats = new StatsCollector();
     const annotators = await annotatorsFor(cfg);
-    const stream = pipe(parquetSource(unit, cfg.input), stagesOf(cfg, new ExactSeenSet(), annotators), { unitId: unit.id, stats, log: ctx.log, signal: ctx.signal });
-    return writeImageShards(stream, { output: ctx.output, job: 'laion-filter', unitId: unit.id, stats, started, onRows: ctx.onRows });
+    const thumbnails = cfg.thumbnails.dropped_per_unit > 0 ? new DroppedThumbnails(cfg.thumbnails.dropped_per_unit) : undefined;
+    const stream = pipe(parquetSource(unit, cfg.input), stagesOf(cfg, new ExactSeenSet(), annotators, thumbnails), { unitId: unit.id, stats, log: ctx.log, signal: ctx.signal });
+    return writeImageShards(stream, { output: ctx.output, job: 'laion-filter', unitId: unit.id, stats, started, onRows: ctx.onRows, thumbnails });
   },
   transientFailures: TRANSIENT_FETCH_CODES.map((c) => `fetch:${c}`),
   async *rerun(unit, cfg, keys, ctx) {
@@ -118,13 +122,16 @@ function refilterVerdict(cfg: LaionFilterConfig, r: Record<string, unknown>): Re
   return { kind: 'ok' };
 }
 
-function stagesOf(cfg: LaionFilterConfig, seen: ExactSeenSet, annotators: Annotators) {
+function stagesOf(cfg: LaionFilterConfig, seen: ExactSeenSet, annotators: Annotators, thumbnails?: DroppedThumbnails) {
   // Dedup stays inside the unit: a set shared across units would make a unit's output depend
   // on which units this process happened to run before it, and a resumed run would differ.
+  // Thumbnails note the fetched image (for size and aspect drops) and then the resized one.
   return [
     columnFilters(cfg.filters),
     fetchStage(cfg.fetch),
+    ...(thumbnails ? [thumbnails.remember()] : []),
     decodeResize({ ...cfg.image, concurrency: cfg.decode_concurrency }),
+    ...(thumbnails ? [thumbnails.remember()] : []),
     ...(cfg.dedup ? [exactDedup({ seen })] : []),
     ...annotators.stages(),
   ];

@@ -9,6 +9,7 @@ import { feedCommand } from './feed-command.js';
 import { jobs } from './index.js';
 import { latentsCommand } from './latents-command.js';
 import { recaptionCommand } from './recaption-command.js';
+import { reportCommand } from './report-command.js';
 
 // The composition root: the CLI (src/) gets the jobs and the demo from here.
-await runCli({ jobs, demo: runDemo, version: packageVersion, commands: [recaptionCommand(jobs), latentsCommand(), feedCommand(), evalCommand(), tablesCommand(), fetchAssetsCommand()] }, process.argv);
+await runCli({ jobs, demo: runDemo, version: packageVersion, commands: [recaptionCommand(jobs), latentsCommand(), reportCommand(), feedCommand(), evalCommand(), tablesCommand(), fetchAssetsCommand()] }, process.argv);

@@ -9,7 +9,7 @@ import type { Sample } from './sample.js';
 import { countInFunnel, emptyFunnel, failureReason, StatsCollector, type StageStats } from './stats.js';
 import type { Store } from './stores/store.js';
 import { UnitOutputs } from './units/unit-outputs.js';
-import { doneName, statsName, type Unit, type UnitStats } from './units/unit.js';
+import { doneName, statsName, type DoneMarker, type Unit, type UnitStats } from './units/unit.js';
 
 export interface RetryFailedResult {
   units: number;
@@ -101,6 +101,10 @@ async function retryUnits(job: AnyJob, cfg: BaseJobConfig, units: Unit[], store:
         funnel,
         retries: [...(before.retries ?? []), { started_at: started.toISOString(), finished_at: finished.toISOString(), retried: retry.length, recovered: recovered.length, stages: stats.all() satisfies StageStats[] }],
       };
+      // Outputs this merge does not rewrite (the dropped-image thumbnails) stay listed in the new marker.
+      const previous = decodeJson(await store.get(doneName(unit.id))) as DoneMarker;
+      const rewritten = new Set(['.tar', '.parquet', '.stats.json'].map((x) => unit.id + x));
+      for (const o of previous.outputs) if (!rewritten.has(o.name)) outputs.keep(o);
       await outputs.commit(unitStats);
     } catch (err) {
       await outputs.abort();

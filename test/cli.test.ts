@@ -21,7 +21,7 @@ describe('bitprep CLI', () => {
     expect(r.stdout).toMatch(/failed at fetch:http_404\s+1 /);
     expect(r.stdout).toContain('(rows in = written + dropped + failed: yes)');
     const out = await readdir(join(dir, 'demo-out'));
-    for (const f of ['00000.tar', '00000.parquet', '00000.done.json', '00000.stats.json', 'run-summary.json', '_plan.json']) expect(out).toContain(f);
+    for (const f of ['00000.tar', '00000.parquet', '00000.thumbs', '00000.done.json', '00000.stats.json', 'run-summary.json', '_plan.json', 'report.html']) expect(out).toContain(f);
     const summary = JSON.parse(await readFile(join(dir, 'demo-out', 'run-summary.json'), 'utf8'));
     expect(summary.funnel.rows_in).toBe(46);
     expect(summary.funnel_balances).toBe(true);

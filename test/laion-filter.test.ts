@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { readdir, readFile, writeFile, mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import sharp from 'sharp';
@@ -201,6 +202,11 @@ describe('laion-filter against a faulty image host', () => {
     const stats = JSON.parse(await readFile(join(out, `${unit}.stats.json`), 'utf8'));
     expect(stats.retries).toHaveLength(1);
     expect(stats.retries[0]).toMatchObject({ retried: 2, recovered: 1 });
+    // The new done marker still lists the unit's untouched thumbnails sidecar, with its old hash.
+    const marker = JSON.parse(await readFile(join(out, `${unit}.done.json`), 'utf8'));
+    const thumbs = marker.outputs.find((o: { name: string }) => o.name === `${unit}.thumbs`);
+    expect(thumbs).toBeDefined();
+    expect(thumbs.sha256).toBe(createHash('sha256').update(await readFile(join(out, `${unit}.thumbs`))).digest('hex'));
 
     // Nothing left to retry but the still-truncated row; a second pass changes nothing else.
     const again = await runCli(['retry-failed', out, '--reasons', 'fetch:timeout']);

@@ -37,6 +37,15 @@ export class UnitOutputs {
     return obj;
   }
 
+  /**
+   * Lists an output written by an earlier commit of this unit that this commit leaves as it is
+   * (e.g. retry-failed rewriting a unit's shard and records but not its thumbnails).
+   */
+  keep(obj: WrittenObject): void {
+    if (!obj.name.startsWith(`${this.unitId}.`)) throw new Error(`unit ${this.unitId}: cannot keep ${obj.name}, which is not one of its outputs`);
+    this.written.push(obj);
+  }
+
   async commit(stats: UnitStats): Promise<DoneMarker> {
     if (this.open.size > 0) throw new Error(`unit ${this.unitId}: ${this.open.size} output(s) still open at commit`);
     await this.put('.stats.json', JSON.stringify(stats, null, 2) + '\n');

@@ -25,10 +25,6 @@ export interface WebDatasetSourceOptions {
 
 const IMAGE_EXTS = ['jpg', 'jpeg', 'png', 'webp'];
 
-// A folder of bitprep image shards also holds each unit's `<unit>.thumbs.tar` (the report's
-// thumbnails of dropped rows): not data, so listing a folder skips it (a tar named explicitly is read).
-const isDataTar = (name: string) => name.endsWith('.tar') && !name.endsWith('.thumbs.tar');
-
 export async function planWebDatasetUnits(opts: WebDatasetSourceOptions): Promise<Unit[]> {
   const tars: string[] = [];
   for (const p of opts.paths) {
@@ -36,10 +32,10 @@ export async function planWebDatasetUnits(opts: WebDatasetSourceOptions): Promis
       if (p.endsWith('.tar')) tars.push(p);
       else {
         const base = p.replace(/\/+$/, '');
-        tars.push(...(await openStore(base).list()).filter(isDataTar).map((n) => `${base}/${n}`));
+        tars.push(...(await openStore(base).list()).filter((n) => n.endsWith('.tar')).map((n) => `${base}/${n}`));
       }
     } else if ((await stat(p).catch(() => undefined))?.isDirectory()) {
-      tars.push(...(await readdir(p)).filter(isDataTar).sort().map((n) => join(p, n)));
+      tars.push(...(await readdir(p)).filter((n) => n.endsWith('.tar')).sort().map((n) => join(p, n)));
     } else tars.push(p);
   }
   return tars.map((uri, i) => ({ id: unitId(i, tars.length), inputs: [{ uri }] }));
