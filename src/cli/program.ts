@@ -10,6 +10,7 @@ import { consoleLogger } from '../log.js';
 import { formatFunnel, summarizeOutput, type RunSummary } from '../run-summary.js';
 import { openStore } from '../stores/open-store.js';
 import { OnnxTensorModel } from '../models/onnx-model.js';
+import { planOnQueue, statusCommand, workerCommand } from './queue-commands.js';
 import { serveCommand } from './serve-command.js';
 
 /** What the composition root (pipelines/main.ts) hands the CLI: src/ never imports pipelines. */
@@ -51,20 +52,31 @@ export function buildProgram(w: CliWiring): Command {
 
   program
     .command('plan')
-    .description('validate a config and print the units it plans, without running them')
+    .description('validate a config and print the units it plans; with --queue, enqueue them for `bitprep worker`s')
     .argument('<config>', 'job config (.yaml or .json)')
+    .option('-o, --output <url>', 'output directory or s3://bucket/prefix (overrides output)')
     .option('--set <key=value>', 'override a config value (repeatable)', collectValues, [])
     .option('--json', 'print the units as JSON')
-    .action(async (configPath: string, o: { set: string[]; json?: boolean }) => {
-      const { job, config } = await loadConfig(configPath, w.jobs, o.set.map(parseOverride));
+    .option('--queue <url>', 'enqueue the units not done yet on a BullMQ queue in this Redis, e.g. redis://:password@host:6379/0')
+    .option('--queue-name <name>', 'queue name (default: bitprep- and 12 hex digits of SHA-256 of the output URL)')
+    .option('--attempts <k>', 'runs of a unit before it goes to the dead-letter list', integerOption('--attempts', { min: 1 }), 3)
+    .option('--backoff-ms <ms>', 'delay before the first retry of a failed unit; doubles per retry', integerOption('--backoff-ms'), 10_000)
+    .action(async (configPath: string, o: { output?: string; set: string[]; json?: boolean; queue?: string; queueName?: string; attempts: number; backoffMs: number }) => {
+      const overrides = o.set.map(parseOverride);
+      if (o.output) overrides.push(['output', o.output]);
+      const { job, config } = await loadConfig(configPath, w.jobs, overrides);
       const units = await job.plan(config, consoleLogger);
-      if (o.json) process.stdout.write(JSON.stringify(units, null, 2) + '\n');
+      if (o.queue) await planOnQueue(job, config, units, { url: o.queue, name: o.queueName, attempts: o.attempts, backoffMs: o.backoffMs });
+      else if (o.json) process.stdout.write(JSON.stringify(units, null, 2) + '\n');
       else {
         process.stdout.write(`${job.name}: ${units.length} unit(s) → ${config.output}\n`);
         for (const u of units.slice(0, 20)) process.stdout.write(`  ${u.id}  ${u.inputs.map((i) => `${i.uri}${i.rowStart !== undefined ? ` rows ${i.rowStart}-${i.rowEnd}` : ''}${i.files ? ` (${i.files.length} files)` : ''}`).join(', ')}\n`);
         if (units.length > 20) process.stdout.write(`  … ${units.length - 20} more\n`);
       }
     });
+
+  program.addCommand(workerCommand(w.jobs));
+  program.addCommand(statusCommand());
 
   program
     .command('summary')

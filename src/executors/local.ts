@@ -6,6 +6,7 @@ import type { Store } from '../stores/store.js';
 import { doneName, type Unit } from '../units/unit.js';
 import { mapConcurrent } from '../concurrency.js';
 import { summarizeOutput, type RunSummary } from '../run-summary.js';
+import { runUnit } from './run-unit.js';
 import { selectUnits, type ShardSelection } from './shard-select.js';
 
 export interface ExecuteOptions {
@@ -34,6 +35,11 @@ export async function readPlan(store: Store): Promise<PlanFile> {
   return JSON.parse(new TextDecoder().decode(await store.get(PLAN_NAME))) as PlanFile;
 }
 
+/** A resolved config as `_config.json` holds it (JSON has no bigints: they become strings). */
+export function configJson(cfg: BaseJobConfig): string {
+  return JSON.stringify(cfg, (_k, v) => (typeof v === 'bigint' ? v.toString() : v), 2) + '\n';
+}
+
 /**
  * Runs a job's units on this machine, skipping units whose done marker exists. A unit that throws
  * is reported and left undone (a rerun retries it); the other units go on.
@@ -42,7 +48,7 @@ export async function executeLocal(job: AnyJob, cfg: BaseJobConfig, units: Unit[
   const started = new Date();
   await checkPlan(opts.output, job.name, units);
   // Kept so that commands on the output alone (retry-failed) know how it was made.
-  await opts.output.put(CONFIG_NAME, JSON.stringify(cfg, (_k, v) => (typeof v === 'bigint' ? v.toString() : v), 2) + '\n');
+  await opts.output.put(CONFIG_NAME, configJson(cfg));
   const selected = selectUnits(units, opts.selection);
   const doneFlags = await Promise.all(selected.map((u) => opts.output.exists(doneName(u.id))));
   const todo = selected.filter((_, i) => !doneFlags[i]);
@@ -53,25 +59,20 @@ export async function executeLocal(job: AnyJob, cfg: BaseJobConfig, units: Unit[
   const failures: { unit: string; error: string }[] = [];
   let rowsThisRun = 0;
   const runOne = async (unit: Unit): Promise<void> => {
-    try {
-      const stale = (await opts.output.removePartials?.(`${unit.id}.`)) ?? 0;
-      if (stale > 0) opts.log.info(`unit ${unit.id}: removed ${stale} partial file(s) left by an interrupted run`);
-      const stats = await job.run(unit, cfg, {
-        output: opts.output,
-        log: opts.log,
-        onRows: (n) => {
-          progress.rows(n);
-          opts.onRows?.(n);
-        },
-      });
-      rowsThisRun += stats.funnel.rows_in;
-    } catch (err) {
-      const error = err instanceof Error ? err.message : String(err);
-      failures.push({ unit: unit.id, error });
-      opts.log.error(`unit ${unit.id} failed, left undone for a rerun: ${error}`);
-    } finally {
-      progress.unitDone();
+    const r = await runUnit(job, cfg, unit, {
+      output: opts.output,
+      log: opts.log,
+      onRows: (n) => {
+        progress.rows(n);
+        opts.onRows?.(n);
+      },
+    });
+    if (r.ok) rowsThisRun += r.stats.funnel.rows_in;
+    else {
+      failures.push({ unit: unit.id, error: r.error });
+      opts.log.error(`unit ${unit.id} failed, left undone for a rerun: ${r.error}`);
     }
+    progress.unitDone();
   };
   try {
     for await (const _ of mapConcurrent(todo, runOne, { concurrency: cfg.parallel_units, ordered: false })) void _;
@@ -104,9 +105,9 @@ export async function executeLocal(job: AnyJob, cfg: BaseJobConfig, units: Unit[
 
 /**
  * Refuses to resume into an output planned differently: unit ids would name other rows and the
- * records would no longer hold each row exactly once.
+ * records would no longer hold each row exactly once. Writes `_plan.json` on first use.
  */
-async function checkPlan(store: Store, job: string, units: Unit[]): Promise<void> {
+export async function checkPlan(store: Store, job: string, units: Unit[]): Promise<void> {
   const fingerprint = createHash('sha256').update(JSON.stringify(units)).digest('hex');
   const plan: PlanFile = { job, units: units.length, fingerprint, unit_ids: units.map((u) => u.id) };
   if (await store.exists(PLAN_NAME)) {

@@ -1,0 +1,93 @@
+import { Command, Option } from 'commander';
+import { integerOption } from './option-parsers.js';
+import { enqueuePlan, queueStatus, runQueueWorker, type EnqueueOptions } from '../executors/queue.js';
+import type { AnyJob, BaseJobConfig } from '../job.js';
+import { consoleLogger } from '../log.js';
+import type { Unit } from '../units/unit.js';
+
+/** `plan --queue`: enqueues the planned units and prints what it did. */
+export async function planOnQueue(job: AnyJob, cfg: BaseJobConfig, units: Unit[], o: Omit<EnqueueOptions, 'log'>): Promise<void> {
+  const r = await enqueuePlan(job, cfg, units, { ...o, log: consoleLogger });
+  process.stdout.write(
+    `${job.name}: ${r.planned} unit(s) → ${cfg.output}\n` +
+      `queue ${r.queue}: ${r.enqueued} enqueued, ${r.alreadyDone} already done, ${r.alreadyQueued} already queued${r.dead ? `, ${r.dead} dead (see bitprep status)` : ''}\n`,
+  );
+}
+
+/**
+ * Signals as a stop promise: the first SIGINT/SIGTERM stops taking units and lets running ones
+ * finish; a second one stops at once (the running units go back to the queue when their locks expire).
+ */
+function stopOnSignals(): { stop: Promise<'graceful' | 'force'>; dispose(): void } {
+  let count = 0;
+  let resolveStop!: (how: 'graceful' | 'force') => void;
+  const stop = new Promise<'graceful' | 'force'>((r) => (resolveStop = r));
+  const onSignal = (s: NodeJS.Signals) => {
+    count++;
+    consoleLogger.info(`${s}: ${count === 1 ? 'finishing the running unit(s); send again to stop now' : 'stopping now'}`);
+    if (count === 1) resolveStop('graceful');
+    else process.exit(130);
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  return {
+    stop,
+    dispose() {
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
+    },
+  };
+}
+
+/** `bitprep worker`: runs units from a queue until stopped (or until it is empty, with --exit-when-empty). */
+export function workerCommand(jobs: Record<string, AnyJob>): Command {
+  return new Command('worker')
+    .description('take units from a queue (bitprep plan --queue) and run them; any number of workers on any machines')
+    .requiredOption('--queue <url>', 'Redis URL of the queue, e.g. redis://:password@host:6379/0')
+    .option('--queue-name <name>', 'queue to work on (default: the only queue planned in that Redis)')
+    .option('--concurrency <n>', "units run at once by this worker (default: the config's parallel_units)", integerOption('--concurrency', { min: 1 }))
+    .option('--exit-when-empty', 'exit once no unit is waiting, delayed or running (batch jobs)')
+    .option('--lock-ms <ms>', "heartbeat lock: a dead worker's unit goes back to the queue within about twice this", integerOption('--lock-ms', { min: 1000 }), 30_000)
+    .addOption(new Option('--progress <mode>', 'progress display').choices(['auto', 'bar', 'plain', 'off']).default('auto'))
+    .action(async (o: { queue: string; queueName?: string; concurrency?: number; exitWhenEmpty?: boolean; lockMs: number; progress: 'auto' | 'bar' | 'plain' | 'off' }) => {
+      const signals = stopOnSignals();
+      try {
+        const r = await runQueueWorker({
+          url: o.queue,
+          name: o.queueName,
+          jobs,
+          concurrency: o.concurrency,
+          exitWhenEmpty: o.exitWhenEmpty ?? false,
+          lockMs: o.lockMs,
+          progress: o.progress,
+          log: consoleLogger,
+          stop: signals.stop,
+        });
+        process.stdout.write(`queue ${r.queue}: this worker completed ${r.completed} unit(s), skipped ${r.skipped} already done, ${r.failedAttempts} failed attempt(s), ${r.dead} moved to the dead-letter list\n`);
+      } finally {
+        signals.dispose();
+      }
+    });
+}
+
+/** `bitprep status`: progress of a queue and its output. */
+export function statusCommand(): Command {
+  return new Command('status')
+    .description('show the progress of a queue: BullMQ counts, dead-letter units, done units of the output')
+    .requiredOption('--queue <url>', 'Redis URL of the queue')
+    .option('--queue-name <name>', 'queue to show (default: the only queue planned in that Redis)')
+    .option('--json', 'print the status as JSON')
+    .action(async (o: { queue: string; queueName?: string; json?: boolean }) => {
+      const s = await queueStatus({ url: o.queue, name: o.queueName });
+      if (o.json) {
+        process.stdout.write(JSON.stringify(s, null, 2) + '\n');
+        return;
+      }
+      const c = s.counts;
+      process.stdout.write(`queue ${s.queue} on ${s.redis}: job ${s.job ?? '?'} → ${s.output ?? '?'}\n`);
+      process.stdout.write(`jobs: ${c.waiting} waiting, ${c.active} active, ${c.delayed} delayed (retry backoff), ${c.prioritized} prioritized, ${c.completed} completed, ${c.failed} failed\n`);
+      if (s.units) process.stdout.write(`units: ${s.units.done}/${s.units.planned} done\n`);
+      process.stdout.write(`dead-letter: ${s.dead.length} unit(s)\n`);
+      for (const d of s.dead) process.stdout.write(`  ${d.unit} (${d.attempts} attempts, last ${d.failed_at} on ${d.worker}): ${d.error.split('\n')[0]}\n`);
+    });
+}
