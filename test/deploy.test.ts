@@ -141,6 +141,26 @@ async function freePortPair(): Promise<number> {
   }
 }
 
+describe('Kubernetes queue workers', () => {
+  it('laion-filter workers: a Deployment of bitprep worker on a Redis URL and S3 keys from Secrets, with time to drain', async () => {
+    const docs = parseAllDocuments(await readFile(join(repoRoot, 'deploy', 'k8s', 'laion-filter.queue-workers.yaml'), 'utf8'));
+    for (const d of docs) expect(d.errors).toEqual([]);
+    const dep = docs.map((d) => d.toJS()).find((d) => d.kind === 'Deployment') as { spec: { replicas: number; selector: { matchLabels: Record<string, string> }; template: { metadata: { labels: Record<string, string> }; spec: { terminationGracePeriodSeconds: number; containers: Container[] } } } };
+    expect(dep).toBeDefined();
+    expect(dep.spec.replicas).toBeGreaterThan(0);
+    for (const [k, v] of Object.entries(dep.spec.selector.matchLabels)) expect(dep.spec.template.metadata.labels[k], k).toBe(v);
+    // Workers finish their running units on SIGTERM: the pod must get that time.
+    expect(dep.spec.template.spec.terminationGracePeriodSeconds).toBeGreaterThanOrEqual(60);
+    const c = dep.spec.template.spec.containers.find((x) => x.name === 'bitprep')!;
+    expect(c.command?.join(' ')).toMatch(/exec bitprep worker --queue "\$REDIS_URL"/);
+    const env = new Map((c.env ?? []).map((e) => [e.name, e]));
+    for (const [name, secret] of [['REDIS_URL', 'bitprep-redis'], ['AWS_ACCESS_KEY_ID', 'bitprep-s3'], ['AWS_SECRET_ACCESS_KEY', 'bitprep-s3']]) {
+      expect(env.get(name)?.value, `${name} is inline`).toBeUndefined();
+      expect(env.get(name)?.valueFrom?.secretKeyRef?.name, name).toBe(secret);
+    }
+  });
+});
+
 describe('Slurm array scripts', () => {
   let dir: string;
   let env: Record<string, string>;
