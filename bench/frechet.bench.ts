@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { FeatureStatistics, frechetDistanceTerms, writeFrechetStatistics, type FrechetStatistics, type FrechetTerms } from '../evaluation/metrics/frechet.js';
+import { productSimdAvailable } from '../evaluation/metrics/product-simd.js';
 import { symmetricEigenvalues } from '../evaluation/metrics/symmetric-eigen.js';
 import { writeNpy } from '../src/formats/npy.js';
 import { seededRandom } from '../src/seeded-random.js';
@@ -143,6 +144,7 @@ export default async function bench(): Promise<BenchResult> {
         `FID from numpy's own statistics of the same features: ${py1.fid_own_stats.toPrecision(17)} as clean-fid takes μ (numpy.mean of float32 features is float32: ${endToEnd.toExponential(2)} from bitprep's float64 μ), ${py1.fid_own_stats_f64_mean.toPrecision(17)} with μ in float64 (${endToEnd64.toExponential(2)})`,
         `terms: ‖Δμ‖² ${terms.meanTerm.toPrecision(10)}, Tr Σ1 ${terms.traceSigma1.toPrecision(10)}, Tr Σ2 ${terms.traceSigma2.toPrecision(10)}, Tr √(Σ1Σ2) ${terms.traceSqrt.toPrecision(10)}; negative eigenvalues of Σ1Σ2 (round-off, counted as 0): ${terms.negativeEigenvalues.count}`,
         'the statistics are passed to Python as .npz files written by bitprep (writeFrechetStatistics) and read with numpy.load',
+        `blocked products (covariance, Cholesky, tridiagonalisation): ${productSimdAvailable() ? 'WebAssembly SIMD f64x2 kernel (product-simd.ts)' : 'plain TypeScript (no WebAssembly SIMD)'}`,
       ],
     };
   } finally {

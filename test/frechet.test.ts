@@ -7,7 +7,10 @@ import {
   FeatureStatistics, featureStatistics, frechetDistance, frechetDistanceTerms, readFrechetStatistics, writeFrechetStatistics,
   type FrechetStatistics,
 } from '../evaluation/metrics/frechet.js';
-import { pivotedCholesky, symmetricEigenvalues, symmetricProductEigenvalues } from '../evaluation/metrics/symmetric-eigen.js';
+import {
+  accumulateProductNTPlain, accumulateProductNTSimd, pivotedCholesky, symmetricEigenvalues, symmetricProductEigenvalues,
+} from '../evaluation/metrics/symmetric-eigen.js';
+import { productSimdAvailable, setProductSimd } from '../evaluation/metrics/product-simd.js';
 import { halfToFloat, floatToHalf } from '../src/models/kserve-codec.js';
 import { crc32, encodeNpz, parseNpz, readNpz, writeNpz } from '../src/formats/npz.js';
 import { tempDir } from './helpers/temp-dir.js';
@@ -311,6 +314,84 @@ print(json.dumps({
     'stats': [str(s['mu'].dtype), list(s['sigma'].shape), float(s['mu'].sum()), float(s['sigma'][3, 1])],
 }))
 `;
+
+describe('cross-product kernel: WebAssembly SIMD (f64x2) against the plain TypeScript loops', () => {
+  const random = (seed: number, len: number) => {
+    let s = seed;
+    return Float64Array.from({ length: len }, () => ((s = (1103515245 * s + 12345) % 2147483648) / 2147483648) - 0.5);
+  };
+  // |difference| relative to the largest |C| entry: only the summation order differs.
+  const relDiff = (x: Float64Array, y: Float64Array) => {
+    let d = 0, m = 0;
+    for (let i = 0; i < x.length; i++) {
+      d = Math.max(d, Math.abs(x[i] - y[i]));
+      m = Math.max(m, Math.abs(y[i]));
+    }
+    return d / m;
+  };
+
+  it('is available in this Node (WebAssembly SIMD), so the comparisons below test it', () => {
+    expect(productSimdAvailable()).toBe(true);
+  });
+
+  it('gives C ± A·Bᵀ within 1e-13 of the plain loops for odd sizes, offsets, strides and every option', () => {
+    // Sizes off the SIMD width (2), the 4×2 block, the 64-column panel and the 256 k chunk.
+    const cases: [number, number, number][] = [[1, 1, 1], [3, 5, 7], [4, 2, 1], [7, 9, 3], [13, 66, 255], [70, 70, 257], [131, 67, 513], [64, 64, 256], [66, 130, 2]];
+    let worst = 0;
+    let seed = 7;
+    for (const [m, nn, k] of cases) {
+      for (const [upperA, lowerOnly, sign] of [[false, false, 1], [false, true, 1], [true, false, -1], [true, true, -1]] as const) {
+        if (lowerOnly && m !== nn) continue;
+        const lda = k + 3, ldb = k + 1, ldc = nn + 5;
+        const a = random(seed++, 2 + m * lda);
+        const b = random(seed++, 1 + nn * ldb);
+        const c0 = random(seed++, 4 + m * ldc);
+        const cPlain = c0.slice(), cSimd = c0.slice();
+        const views = (c: Float64Array) => [{ data: c, stride: ldc, offset: 4 }, { data: a, stride: lda, offset: 2 }, { data: b, stride: ldb, offset: 1 }] as const;
+        const opts = { upperA, lowerOnly, sign };
+        accumulateProductNTPlain(...views(cPlain), m, nn, k, opts);
+        accumulateProductNTSimd(...views(cSimd), m, nn, k, opts);
+        if (lowerOnly) {
+          // Entries above the 4×2 blocks on the diagonal are never touched; inside them they are scratch.
+          for (let r = 0; r < m; r++) for (let j = (r & ~3) + 4; j < nn; j++) expect(cSimd[4 + r * ldc + j]).toBe(c0[4 + r * ldc + j]);
+        }
+        worst = Math.max(worst, relDiff(cSimd, cPlain));
+        // A = B (the same rows): the copying path shares them.
+        const sPlain = c0.slice(0, 4 + m * ldc), sSimd = sPlain.slice();
+        const av = { data: a, stride: lda, offset: 2 };
+        accumulateProductNTPlain({ data: sPlain, stride: ldc, offset: 4 }, av, av, m, Math.min(nn, m), k, opts);
+        accumulateProductNTSimd({ data: sSimd, stride: ldc, offset: 4 }, av, av, m, Math.min(nn, m), k, opts);
+        worst = Math.max(worst, relDiff(sSimd, sPlain));
+      }
+    }
+    expect(worst).toBeLessThan(1e-13);
+    expect(worst).toBeGreaterThan(0); // the orders do differ, so this compared two computations
+  });
+
+  it('gives the same FID statistics and distance as the plain path (end to end, odd batch and count)', () => {
+    const dim = 203, rows = 517;
+    const x = Float32Array.from(random(11, rows * dim), (v, i) => v + 0.3 * (i % 5));
+    const run = () => {
+      const acc = new FeatureStatistics(dim);
+      for (let r = 0; r < rows; r += 37) acc.add(x.subarray(r * dim, Math.min(rows, r + 37) * dim));
+      return acc.statistics();
+    };
+    const simd = run();
+    const other = { ...simd, mu: simd.mu.map((v, i) => v + 0.01 * (i % 3)), sigma: simd.sigma.map((v, i) => (i % (dim + 1) === 0 ? v * 1.5 : v)) };
+    const dSimd = frechetDistance(simd, other);
+    const was = setProductSimd(false);
+    let plain: FrechetStatistics, dPlain: number;
+    try {
+      plain = run();
+      dPlain = frechetDistance(plain, other);
+    } finally {
+      setProductSimd(was);
+    }
+    expect(simd.mu).toEqual(plain.mu);
+    expect(relDiff(simd.sigma, plain.sigma)).toBeLessThan(1e-13);
+    expect(Math.abs(dSimd - dPlain) / dPlain).toBeLessThan(1e-12);
+  });
+});
 
 describe('.npz archives (numpy.savez / savez_compressed)', () => {
   it('reads what numpy writes (stored, deflated, streamed with data descriptors; f8, f4, f2) and numpy reads what bitprep writes', async () => {

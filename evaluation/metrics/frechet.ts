@@ -24,6 +24,7 @@
  * them); μ comes out in float64 where clean-fid's numpy.mean of float32 features is float32.
  */
 import { readNpz, writeNpz } from '../../src/formats/npz.js';
+import { productKernel, productSimdAvailable } from './product-simd.js';
 import { accumulateProductNT, symmetricProductEigenvalues } from './symmetric-eigen.js';
 
 /** Gaussian statistics of a feature set, as FID stats files (.npz with `mu`, `sigma`) hold them. */
@@ -45,7 +46,8 @@ const TILE = 256;
  * the mean before their sums and cross-products are accumulated in float64, so Σ = (S − N·d·dᵀ) /
  * (N − 1) does not cancel even for features far from 0. Vectors are buffered 256 at a time,
  * transposed, and each full buffer adds its lower-triangle cross-product (dim²·128 multiply-adds)
- * in one blocked product: about 1.2 s per thousand 2048-d vectors on one core.
+ * in one blocked product (WebAssembly SIMD where available): about 0.5 s per thousand 2048-d
+ * vectors on one core (about 2 s on the plain TypeScript path).
  */
 export class FeatureStatistics {
   readonly dim: number;
@@ -63,8 +65,12 @@ export class FeatureStatistics {
     if (!Number.isInteger(dim) || dim < 1) throw new RangeError(`FeatureStatistics: dimension ${dim} is not a positive integer`);
     this.dim = dim;
     this.sum = new Float64Array(dim);
-    this.cross = new Float64Array(dim * dim);
-    this.tile = new Float64Array(dim * TILE);
+    // Cross-products and tile in the SIMD kernel's own memory, where it is available, so the
+    // blocked product runs on them in place (accumulateProductNT recognises the buffer).
+    const kernel = productSimdAvailable() ? productKernel((dim * dim + dim * TILE) * 8) : null;
+    const store = kernel ? kernel.memory.buffer : new ArrayBuffer((dim * dim + dim * TILE) * 8);
+    this.cross = new Float64Array(store, 0, dim * dim);
+    this.tile = new Float64Array(store, dim * dim * 8, dim * TILE);
   }
 
   /** Vectors added so far. */

@@ -1,7 +1,9 @@
 /**
  * Float64 eigenvalues of real symmetric matrices, and of products A·B of symmetric positive
  * semidefinite matrices, for the Fréchet distance (n = 2048 there). Written for V8: row-major
- * Float64Array, every inner loop over contiguous memory, no WebAssembly or native code.
+ * Float64Array, every inner loop over contiguous memory, no native code; the blocked products
+ * (accumulateProductNT) run on a hand-assembled WebAssembly SIMD kernel where there is one
+ * (product-simd.ts), with the plain TypeScript loops as fallback and reference.
  *
  * Matrices are row-major n×n; only the lower triangle (column ≤ row) is read, so a symmetric
  * matrix may be passed with anything in its upper triangle.
@@ -23,6 +25,8 @@
  * perturbation (Weyl), so the error is absolute, about n·ε·‖A‖·‖B‖, and not amplified by any
  * conditioning.
  */
+
+import { kernelFor, productSimdAvailable, scratchKernel, trimScratch, type ProductKernel } from './product-simd.js';
 
 const EPS = 2 ** -52;
 
@@ -366,6 +370,19 @@ export function accumulateProductNT(
   cv: MatrixView, av: MatrixView, bv: MatrixView, m: number, nn: number, k: number,
   opts: { sign?: 1 | -1; upperA?: boolean; lowerOnly?: boolean } = {},
 ): void {
+  // Small products stay in TypeScript: copying and calls would cost more than SIMD saves.
+  if (m >= 8 && nn >= 8 && k >= 8 && m * nn * k >= 1 << 18 && productSimdAvailable()) {
+    accumulateProductNTSimd(cv, av, bv, m, nn, k, opts);
+    return;
+  }
+  accumulateProductNTPlain(cv, av, bv, m, nn, k, opts);
+}
+
+/** accumulateProductNT in plain TypeScript, whatever the size: the reference for the SIMD path. */
+export function accumulateProductNTPlain(
+  cv: MatrixView, av: MatrixView, bv: MatrixView, m: number, nn: number, k: number,
+  opts: { sign?: 1 | -1; upperA?: boolean; lowerOnly?: boolean } = {},
+): void {
   const { data: a, stride: lda } = av;
   const { data: b, stride: ldb } = bv;
   const { data: c, stride: ldc } = cv;
@@ -638,4 +655,103 @@ export function symmetricProductEigenvalues(a: Float64Array, b: Float64Array, n:
   out.set(ev.subarray(0, neg), 0);
   out.set(ev.subarray(neg), neg + (n - rank));
   return out;
+}
+
+/**
+ * accumulateProductNT on the WebAssembly SIMD kernel (product-simd.ts), same blocking and same
+ * options. Matrices already in one kernel's memory (FeatureStatistics keeps its cross-products
+ * and tile there) are used in place; otherwise A, B and the part of C that is updated are copied
+ * into scratch memory and C's part back. Only the summation order of each dot product differs.
+ */
+export function accumulateProductNTSimd(
+  cv: MatrixView, av: MatrixView, bv: MatrixView, m: number, nn: number, k: number,
+  opts: { sign?: 1 | -1; upperA?: boolean; lowerOnly?: boolean } = {},
+): void {
+  const sign = opts.sign ?? 1;
+  const upperA = opts.upperA ?? false;
+  const lowerOnly = opts.lowerOnly ?? false;
+  // Columns of C row r that the blocked loops touch: all, or (lowerOnly) up to its 4-row block's end.
+  const rowEnd = (r: number) => (lowerOnly ? Math.min(nn, (r & ~3) + 4) : nn);
+  const cb = cv.data.buffer, ab = av.data.buffer, bb = bv.data.buffer;
+  const resident = kernelFor(cb);
+  if (resident && kernelFor(ab) === resident && kernelFor(bb) === resident) {
+    const f = new Float64Array(resident.memory.buffer);
+    const at = (v: MatrixView) => v.data.byteOffset / 8 + (v.offset ?? 0);
+    productInKernel(resident, f, at(cv), cv.stride, at(av), av.stride, at(bv), bv.stride, m, nn, k, sign, upperA, lowerOnly);
+    return;
+  }
+  // Copies: A (m×k), B (nn×k, shared with A when the same rows), C (m×nn, touched part).
+  const same = av.data === bv.data && (av.offset ?? 0) === (bv.offset ?? 0) && av.stride === bv.stride;
+  const aLen = m * k, bLen = same ? 0 : nn * k, cLen = m * nn;
+  const kernel = scratchKernel((aLen + bLen + cLen) * 8) as ProductKernel;
+  const f = new Float64Array(kernel.memory.buffer);
+  const copyRows = (src: MatrixView, rows: number, dst: number) => {
+    const o = src.offset ?? 0;
+    for (let r = 0; r < rows; r++) f.set(src.data.subarray(o + r * src.stride, o + r * src.stride + k), dst + r * k);
+  };
+  const ao = 0, bo = same ? 0 : aLen, co = aLen + bLen;
+  copyRows(av, m, ao);
+  if (!same) copyRows(bv, nn, bo);
+  const c = cv.data, cOff = cv.offset ?? 0, ldc = cv.stride;
+  for (let r = 0; r < m; r++) {
+    const s = cOff + r * ldc;
+    f.set(c.subarray(s, s + rowEnd(r)), co + r * nn);
+  }
+  productInKernel(kernel, f, co, nn, ao, k, bo, k, m, nn, k, sign, upperA, lowerOnly);
+  for (let r = 0; r < m; r++) c.set(f.subarray(co + r * nn, co + r * nn + rowEnd(r)), cOff + r * ldc);
+  trimScratch(64 << 20);
+}
+
+/** The blocked loops of accumulateProductNTPlain with the 4×2 blocks on the kernel; offsets and strides in f64s of `f` (the kernel's memory). */
+function productInKernel(
+  kernel: ProductKernel, f: Float64Array, co: number, ldc: number, ao: number, lda: number, bo: number, ldb: number,
+  m: number, nn: number, k: number, sign: number, upperA: boolean, lowerOnly: boolean,
+): void {
+  const nt4x2 = kernel.nt4x2;
+  const KC = 256;
+  const NC = 64;
+  for (let k0 = 0; k0 < k; k0 += KC) {
+    const k1 = Math.min(k, k0 + KC);
+    for (let j0 = 0; j0 < nn; j0 += NC) {
+      const j1 = Math.min(nn, j0 + NC);
+      for (let i = lowerOnly ? j0 & ~3 : 0; i < m; i += 4) {
+        const ks = upperA ? Math.max(k0, i) : k0;
+        if (ks >= k1) break;
+        const jEnd = lowerOnly ? Math.min(j1, i + 4) : j1;
+        if (i + 4 > m) {
+          for (let r = i; r < m; r++) {
+            const ar = ao + r * lda;
+            for (let j = j0; j < jEnd; j++) {
+              const br = bo + j * ldb;
+              let s = 0;
+              for (let kk = ks; kk < k1; kk++) s += f[ar + kk] * f[br + kk];
+              f[co + r * ldc + j] += sign * s;
+            }
+          }
+          break;
+        }
+        const pairs = (jEnd - j0) >> 1;
+        if (pairs > 0) {
+          nt4x2((ao + i * lda + ks) * 8, lda * 8, (bo + j0 * ldb + ks) * 8, ldb * 8, (co + i * ldc + j0) * 8, ldc * 8, pairs, k1 - ks, sign);
+        }
+        const j = j0 + 2 * pairs;
+        if (j < jEnd) {
+          const a0 = ao + i * lda, b0 = bo + j * ldb;
+          let c0 = 0, c1 = 0, c2 = 0, c3 = 0;
+          for (let kk = ks; kk < k1; kk++) {
+            const y = f[b0 + kk];
+            c0 += f[a0 + kk] * y;
+            c1 += f[a0 + lda + kk] * y;
+            c2 += f[a0 + 2 * lda + kk] * y;
+            c3 += f[a0 + 3 * lda + kk] * y;
+          }
+          const o = co + i * ldc + j;
+          f[o] += sign * c0;
+          f[o + ldc] += sign * c1;
+          f[o + 2 * ldc] += sign * c2;
+          f[o + 3 * ldc] += sign * c3;
+        }
+      }
+    }
+  }
 }
