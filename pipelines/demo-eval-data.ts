@@ -1,5 +1,6 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { GENEVAL_OBJECT_NAMES } from '../evaluation/geneval/detector.js';
 
 /**
  * Small prompt files in the real formats for the demo's evaluation run: GenEval's
@@ -31,18 +32,6 @@ const GENEVAL: Record<string, unknown>[] = [
   { tag: 'color_attr', include: [{ class: 'bus', count: 1, color: 'yellow' }, { class: 'clock', count: 1, color: 'white' }], prompt: 'a photo of a yellow bus and a white clock' },
 ];
 
-// GenEval's object_names.txt is COCO's 80 detector classes in order; the demo's stand-in
-// detector only has to agree with the file it is given.
-const OBJECT_NAMES = [
-  'person', 'bicycle', 'car', 'motorcycle', 'airplane', 'bus', 'train', 'truck', 'boat', 'traffic light',
-  'fire hydrant', 'stop sign', 'parking meter', 'bench', 'bird', 'cat', 'dog', 'horse', 'sheep', 'cow',
-  'elephant', 'bear', 'zebra', 'giraffe', 'backpack', 'umbrella', 'handbag', 'tie', 'suitcase', 'frisbee',
-  'skis', 'snowboard', 'sports ball', 'kite', 'baseball bat', 'baseball glove', 'skateboard', 'surfboard', 'tennis racket', 'bottle',
-  'wine glass', 'cup', 'fork', 'knife', 'spoon', 'bowl', 'banana', 'apple', 'sandwich', 'orange',
-  'broccoli', 'carrot', 'hot dog', 'pizza', 'donut', 'cake', 'chair', 'couch', 'potted plant', 'bed',
-  'dining table', 'toilet', 'tv', 'laptop', 'computer mouse', 'tv remote', 'computer keyboard', 'cell phone', 'microwave', 'oven',
-  'toaster', 'sink', 'refrigerator', 'book', 'clock', 'vase', 'scissors', 'teddy bear', 'hair drier', 'toothbrush',
-];
 
 const IMAGEREWARD = [
   'a lighthouse on a cliff at sunset, oil painting',
@@ -78,7 +67,7 @@ export async function writeDemoEvalPrompts(dir: string): Promise<DemoEvalPrompts
     coco: join(dir, 'coco-captions.txt'),
   };
   await writeFile(paths.geneval, GENEVAL.map((l) => JSON.stringify(l)).join('\n') + '\n');
-  await writeFile(paths.objectNames, OBJECT_NAMES.join('\n') + '\n');
+  await writeFile(paths.objectNames, GENEVAL_OBJECT_NAMES.join('\n') + '\n');
   await writeFile(paths.imagereward, JSON.stringify(IMAGEREWARD.map((prompt, i) => ({ id: String(i).padStart(6, '0'), prompt })), null, 2));
   await writeFile(paths.coco, COCO.join('\n') + '\n');
   return paths;

@@ -100,7 +100,6 @@ export async function runDemoEval(root: string, originals: string, log: Logger):
   } finally {
     await detector.close();
   }
-  await writeFile(prompts.objectNames, GENEVAL_OBJECT_NAMES.join('\n') + '\n');
   commands.push(`bitprep eval geneval ${rel(join(dir, 'geneval-images'))} --detections ${rel(detections)} --clip-image ${rel(clipImage)} --clip-text ${rel(clipText)} --clip-tokenizer ${rel(clipTokenizer)} --out ${rel(join(results, 'geneval'))}`);
   const image = await ClipImageTower.open(clipImage, {});
   const text = await ClipTextTower.open(clipText, {});

@@ -11,19 +11,7 @@
  * goes into lane 0. Only the summation order differs from the plain loops.
  */
 
-const uleb = (n: number): number[] => {
-  const out: number[] = [];
-  do {
-    let b = n & 0x7f;
-    n >>>= 7;
-    if (n) b |= 0x80;
-    out.push(b);
-  } while (n);
-  return out;
-};
-const vec = (items: number[][]): number[] => [...uleb(items.length), ...items.flat()];
-const section = (id: number, body: number[]): number[] => [id, ...uleb(body.length), ...body];
-const str = (t: string): number[] => vec([...t].map((c) => [c.charCodeAt(0)]));
+import { section, str, uleb, vec } from '../../src/wasm-encoding.js';
 
 function moduleBytes(): Uint8Array<ArrayBuffer> {
   const I32 = 0x7f, F64 = 0x7c, V128 = 0x7b;

@@ -1,4 +1,5 @@
 import type { TextBox } from './text-boxes.js';
+import { section, str, uleb, vec } from '../../src/wasm-encoding.js';
 
 /**
  * A fast text-candidate finder: thin high-contrast strokes (top-hat and black-hat of a grey
@@ -205,19 +206,6 @@ export function strokeResponses(gray: Uint8Array, w: number, h: number): { brigh
 // two functions, so no toolchain and no dependency. `strokeResponses` above is the reference.
 // ---------------------------------------------------------------------------------------------
 
-const uleb = (n: number): number[] => {
-  const out: number[] = [];
-  do {
-    let b = n & 0x7f;
-    n >>>= 7;
-    if (n) b |= 0x80;
-    out.push(b);
-  } while (n);
-  return out;
-};
-const vec = (items: number[][]): number[] => [...uleb(items.length), ...items.flat()];
-const section = (id: number, body: number[]): number[] => [id, ...uleb(body.length), ...body];
-const str = (t: string): number[] => vec([...t].map((c) => [c.charCodeAt(0)]));
 
 /**
  * `minmax5(a, b, mn, mx, i, end, s)`: for i, i+16, … < end, mn[i..i+15] = min of a at i−2s…i+2s and
