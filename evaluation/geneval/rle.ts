@@ -63,3 +63,45 @@ export function rleToMask(rle: CocoRle): Uint8Array {
   });
   return out;
 }
+
+/**
+ * Encodes a binary mask (row-major, height × width, nonzero = inside) as pycocotools'
+ * `mask.encode` does, with its compact counts string (maskApi.c rleToString), so rle.ts and
+ * pycocotools both read it back.
+ */
+export function encodeRle(mask: ArrayLike<number>, height: number, width: number): CocoRle {
+  const counts: number[] = [];
+  let run = 0;
+  let value = 0;
+  // COCO runs are over the mask in column-major order, starting with a run of 0s.
+  for (let x = 0; x < width; x++) {
+    for (let y = 0; y < height; y++) {
+      const v = mask[y * width + x] ? 1 : 0;
+      if (v !== value) {
+        counts.push(run);
+        run = 0;
+        value = v;
+      }
+      run++;
+    }
+  }
+  counts.push(run);
+  return { size: [height, width], counts: rleCountsToString(counts) };
+}
+
+/** pycocotools' compact counts string (maskApi.c rleToString): LEB128-like 5-bit groups, deltas from the third run on. */
+export function rleCountsToString(counts: readonly number[]): string {
+  let s = '';
+  counts.forEach((c, i) => {
+    let x = i > 2 ? c - counts[i - 2] : c;
+    let more = true;
+    while (more) {
+      const low = x - Math.floor(x / 32) * 32;
+      // Arithmetic shift done in floating point: counts can exceed 32 bits in C's long.
+      x = Math.floor(x / 32);
+      more = low & 0x10 ? x !== -1 : x !== 0;
+      s += String.fromCharCode((more ? low | 0x20 : low) + 48);
+    }
+  });
+  return s;
+}
