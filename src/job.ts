@@ -1,5 +1,6 @@
 import type { z } from 'zod';
 import type { Logger } from './log.js';
+import type { BreakerConfig } from './outage.js';
 import type { Sample } from './sample.js';
 import type { StatsCollector } from './stats.js';
 import type { Store } from './stores/store.js';
@@ -21,6 +22,8 @@ export interface BaseJobConfig {
   output: string;
   /** Units run at once on this machine. */
   parallel_units: number;
+  /** When repeated failures become an outage (src/outage.ts); every parsed job config has it. */
+  breaker?: BreakerConfig;
 }
 
 /**
@@ -33,6 +36,20 @@ export interface Job<C extends BaseJobConfig = BaseJobConfig> {
   schema: z.ZodType<C>;
   /** Deterministic: the same config and inputs give the same units with the same ids. */
   plan(cfg: C, log: Logger): Promise<Unit[]>;
+  /**
+   * Everything that can be checked before any work (inputs exist, named columns exist in every
+   * input's schema, expressions compile, address ranges parse, model files exist and honour their
+   * contracts). Returns every problem found, one line each naming the file, key or column; `bitprep
+   * plan` and the start of `bitprep run` list them all at once and exit 2.
+   */
+  check?(cfg: C, log: Logger): Promise<string[]>;
+  /**
+   * Config key paths that only change how a run goes, not what it writes (concurrency, timeouts,
+   * retries, endpoint URLs): they may differ on a rerun. Every other key is fixed once an output
+   * exists. `*` matches one path segment, a trailing `.**` every key below. `parallel_units`,
+   * `output`, `lease` and `breaker` are operational for every job.
+   */
+  operational?: readonly string[];
   run(unit: Unit, cfg: C, ctx: UnitContext): Promise<UnitStats>;
   /** Funnel reasons (`stage:code`) a later attempt may cure; `bitprep retry-failed` reruns those rows. */
   transientFailures?: string[];

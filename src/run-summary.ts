@@ -12,6 +12,8 @@ export interface RunSummary {
   funnel_balances: boolean;
   stages: StageStats[];
   outputs: { files: number; bytes: number };
+  /** Queue runs: units that failed every attempt (the dead-letter list), by id. */
+  dead?: { unit: string; error: string; attempts: number }[];
   this_run?: {
     started_at: string;
     finished_at: string;
@@ -20,6 +22,10 @@ export interface RunSummary {
     units_already_done: number;
     units_completed: number;
     units_failed: { unit: string; error: string }[];
+    /** Units this run did not start because it stopped first (outage or interrupt). */
+    units_not_started: string[];
+    /** What stopped the run before every unit was tried, if anything. */
+    stopped: { kind: 'outage' | 'interrupted'; target?: string; reason: string; message: string } | null;
     rows: number;
     rows_per_second: number;
   };

@@ -3,6 +3,7 @@ import { mapConcurrent } from './concurrency.js';
 import { fail, type Sample } from './sample.js';
 import type { StageStats, StatsCollector } from './stats.js';
 import type { Logger } from './log.js';
+import { rethrowOutage } from './outage.js';
 
 /** What a stage sees of the unit it runs in. */
 export interface StageContext {
@@ -17,7 +18,18 @@ export type Stage = (input: AsyncIterable<Sample>, ctx: StageContext) => AsyncIt
 
 /** Connects a source to stages, in order. */
 export function pipe(source: AsyncIterable<Sample>, stages: Stage[], ctx: StageContext): AsyncIterable<Sample> {
-  return stages.reduce<AsyncIterable<Sample>>((stream, stage) => stage(stream, ctx), source);
+  const signal = ctx.signal;
+  if (!signal) return stages.reduce<AsyncIterable<Sample>>((stream, stage) => stage(stream, ctx), source);
+  return untilAborted(stages.reduce<AsyncIterable<Sample>>((stream, stage) => stage(stream, ctx), untilAborted(source, signal)), signal);
+}
+
+/** Ends a unit's stream with the signal's reason once the run is cancelled, at both ends of the pipe. */
+async function* untilAborted(input: AsyncIterable<Sample>, signal: AbortSignal): AsyncGenerator<Sample> {
+  for await (const s of input) {
+    signal.throwIfAborted();
+    yield s;
+  }
+  signal.throwIfAborted();
 }
 
 export interface SampleStageOptions {
@@ -44,6 +56,9 @@ export function sampleStage(name: string, fn: (s: Sample, stats: StageStats, ctx
       try {
         await fn(s, stats, ctx);
       } catch (err) {
+        // An outage or a cancelled run says nothing about this sample: the unit stops instead.
+        rethrowOutage(err);
+        if (ctx.signal?.aborted) throw err;
         fail(s, name, err);
       }
       stats.busySeconds += (performance.now() - t0) / 1000;

@@ -1,6 +1,7 @@
 import http from 'node:http';
 import https from 'node:https';
 import { TransientError, parseRetryAfter, withRetry } from '../src/models/retry.js';
+import { Breaker, type BreakerOptions } from '../src/outage.js';
 import { checkAddress, ipLiteral, validateAllowList } from '../src/net/address-policy.js';
 import { DnsCache, guardedLookup } from '../src/net/dns-cache.js';
 import { robotsOptOut } from '../src/net/robots-tag.js';
@@ -37,6 +38,12 @@ export interface FetchOptions {
   respect_robots?: boolean;
   /** DNS answers shared between streams (default: a fresh 60 s cache per stream); its resolver can be replaced. */
   dns_cache?: DnsCache;
+  /**
+   * When this many downloads in a row, over at least `minHosts` hosts, fail at the network level
+   * (refused, unreachable, DNS, reset, connect timeout) and none gets any HTTP answer, the network
+   * is taken as down and the unit stops as an outage instead of failing its rows (default 50 over 5 hosts).
+   */
+  breaker?: BreakerOptions;
 }
 
 /**
@@ -47,6 +54,9 @@ export const TRANSIENT_FETCH_CODES: readonly string[] = [
   'timeout',
   'connect_timeout',
   'connection_reset',
+  'connection_refused',
+  'host_unreachable',
+  'network_unreachable',
   'dns_error',
   'truncated',
   'http_429',
@@ -91,7 +101,10 @@ function networkFailure(err: unknown, url: URL): Error {
   const msg = `${url.host}: ${e?.message ?? String(err)}`;
   if (code === 'EAI_AGAIN') return failure('dns_error', msg, { transient: true });
   if (['ENOTFOUND', 'EAI_NONAME', 'EAI_NODATA', 'EAI_FAIL'].includes(code)) return failure('dns_error', msg, { transient: false });
-  if (['ECONNRESET', 'ECONNREFUSED', 'EPIPE', 'ECONNABORTED', 'EHOSTUNREACH', 'ENETUNREACH'].includes(code)) return failure('connection_reset', msg);
+  if (code === 'ECONNREFUSED') return failure('connection_refused', msg);
+  if (code === 'EHOSTUNREACH') return failure('host_unreachable', msg);
+  if (code === 'ENETUNREACH' || code === 'ENETDOWN') return failure('network_unreachable', msg);
+  if (['ECONNRESET', 'EPIPE', 'ECONNABORTED'].includes(code)) return failure('connection_reset', msg);
   if (code === 'ETIMEDOUT') return failure('connect_timeout', msg);
   if (e?.name === 'AbortError') return failure('aborted', msg);
   if (code.startsWith('HPE_')) return failure('bad_response', msg);
@@ -139,6 +152,9 @@ class HostLimiter {
   }
 }
 
+/** Failures that say nothing reached the host: what the network breaker watches. */
+const NETWORK_LEVEL = new Set(['connection_refused', 'host_unreachable', 'network_unreachable', 'connection_reset', 'connect_timeout', 'dns_error']);
+
 type Resolved = Required<Omit<FetchOptions, 'dns_cache'>> & { dns_cache?: DnsCache };
 
 function resolveOptions(o: FetchOptions): Resolved {
@@ -155,6 +171,7 @@ function resolveOptions(o: FetchOptions): Resolved {
     user_agent: o.user_agent ?? `bitprep/${packageVersion} (+https://github.com/bitprep)`,
     allow_addresses: o.allow_addresses ?? [],
     respect_robots: o.respect_robots ?? true,
+    breaker: o.breaker ?? { failures: 50, minHosts: 5 },
     dns_cache: o.dns_cache,
   };
   for (const k of ['concurrency', 'per_host', 'connect_timeout_ms', 'read_timeout_ms', 'total_timeout_ms', 'max_bytes'] as const) {
@@ -205,8 +222,10 @@ class Session {
   private readonly httpsAgent: https.Agent;
   private readonly limiter: HostLimiter;
   private readonly headers: Record<string, string>;
+  private readonly breaker: Breaker;
 
   constructor(private readonly o: Resolved) {
+    this.breaker = new Breaker('the network (image downloads)', o.breaker);
     const lookup = guardedLookup({ allow: o.allow_addresses, cache: o.dns_cache ?? new DnsCache() });
     // The agent timeout closes idle pooled sockets; requests enforce their own timeouts.
     const agentOpts = { keepAlive: true, maxSockets: o.per_host, maxFreeSockets: o.per_host, scheduling: 'lifo' as const, timeout: 15_000, lookup };
@@ -248,13 +267,19 @@ class Session {
       s.fields.download_bytes = d.body.byteLength;
       // Time goes to the stats, not the record: records and shards stay identical across reruns.
       add('download_ms', Math.round(performance.now() - t0));
+      this.breaker.success();
     } catch (err) {
       if (err instanceof RobotsOptOut) {
+        this.breaker.success();
         drop(s, 'robots', err.directive);
         return;
       }
       const status = (err as { status?: number }).status;
       if (status !== undefined) s.fields.http_status = status;
+      const code = (err as { code?: string }).code ?? '';
+      // Any answer from any host proves the network works; only failures below HTTP count.
+      if (NETWORK_LEVEL.has(code) && !ctx.signal?.aborted) this.breaker.failure('network', `${code}: ${(err as Error).message}`, url.host);
+      else this.breaker.success();
       throw err;
     }
   }

@@ -2,7 +2,8 @@ import { createHash } from 'node:crypto';
 import { TransientError } from '../src/models/retry.js';
 import { ModelResponseError } from '../src/models/openai-endpoint.js';
 import type { ImageClient, ImageResult } from '../src/models/openai-images.js';
-import { NoReplicaError, type ReplicaPool } from '../src/models/replica-pool.js';
+import type { ReplicaPool } from '../src/models/replica-pool.js';
+import { findOutage } from '../src/outage.js';
 import { toJson } from '../src/json-safe.js';
 import { SampleError } from '../src/sample.js';
 import { sampleStage, type Stage } from '../src/stage.js';
@@ -98,7 +99,8 @@ const MOVE_ON = new Set(['timeout', 'network', 'malformed_response']);
  *
  * Failures (after the client's retries and the pool's moves): `synthesize:<client code>`
  * (timeout, network, http_status, malformed_response, not_an_image, wrong_size),
- * `synthesize:no_replica` when every endpoint stayed set aside, `synthesize:no_prompt`.
+ * `synthesize:no_prompt`. Every endpoint set aside, refusing connections, unauthorised or not
+ * serving the model is an outage (src/outage.ts): the unit stops and its rows stay untried.
  * Stats units: images, bytes, `endpoint:<name>`.
  */
 export function synthesize(opts: SynthesizeOptions): Stage {
@@ -145,9 +147,11 @@ export function synthesize(opts: SynthesizeOptions): Stage {
 }
 
 /** The client's failure code, found through the pool's wrapping. */
-function sampleErrorOf(err: unknown): SampleError {
+function sampleErrorOf(err: unknown): Error {
   const message = err instanceof Error ? err.message : String(err);
-  if (err instanceof NoReplicaError) return new SampleError('no_replica', message);
+  // Every endpoint down, refusing or not serving the model: the unit stops, the rows stay untried.
+  const outage = findOutage(err);
+  if (outage) return outage;
   for (let e: unknown = err, depth = 0; e && depth < 5; e = (e as { cause?: unknown }).cause, depth++) {
     if (e instanceof ModelResponseError) return new SampleError(e.code, message);
   }

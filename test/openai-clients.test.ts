@@ -1,4 +1,5 @@
 import sharp from 'sharp';
+import { OutageError } from '../src/outage.js';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ChatClient, ChatResponseError, imagePart } from '../src/models/openai-chat.js';
 import type { OpenAIClientOptions } from '../src/models/openai-endpoint.js';
@@ -120,15 +121,45 @@ describe('ChatClient', () => {
     expect(chat.stats).toMatchObject({ requests: 1, retries: 0, inFlight: 0 });
   });
 
-  it('reports a refused connection as network after retries', async () => {
+  it('reports a refused connection after retries as an outage of the endpoint, not a failed request', async () => {
     const { srv } = await setup();
     const baseUrl = srv.baseUrl;
     await srv.close();
     servers = [];
     const chat = new ChatClient({ baseUrl, model: 'm', retry: { retries: 1, minDelayMs: 1, maxDelayMs: 1 } });
-    const err = await failure<ChatResponseError>(ask(chat, 'n'));
-    expect(err.code).toBe('network');
+    const err = await failure<OutageError>(ask(chat, 'n'));
+    expect(err).toBeInstanceOf(OutageError);
+    expect(err.reason).toBe('connection_refused');
+    expect(err.target).toContain(baseUrl);
+    expect((err.cause as ChatResponseError).code).toBe('network');
     expect(chat.stats.requests).toBe(2);
+  });
+
+  it('takes 401, 403, 404 and 413 as outages of the endpoint, and a 400 as the request\'s failure', async () => {
+    for (const status of [401, 403, 404, 413]) {
+      const { chat } = await setup({ fault: () => ({ kind: 'status', status }) });
+      const err = await failure<OutageError>(ask(chat, 's'));
+      expect(err, `HTTP ${status}`).toBeInstanceOf(OutageError);
+      expect(err.reason).toMatch(new RegExp(`^http_${status}_`));
+    }
+    const { chat } = await setup({ fault: () => ({ kind: 'status', status: 400 }) });
+    const err = await failure<ChatResponseError>(ask(chat, 's'));
+    expect(err).not.toBeInstanceOf(OutageError);
+    expect(err.status).toBe(400);
+  });
+
+  it('opens its breaker after N calls in a row fail with one 5xx and none succeeds; a success resets it', async () => {
+    let healthy = false;
+    const { chat } = await setup({ fault: () => (healthy ? undefined : { kind: 'status', status: 503 }) }, { retry: { retries: 0, minDelayMs: 1, maxDelayMs: 1 }, breaker: { failures: 3 } });
+    for (let i = 0; i < 2; i++) expect(await failure<Error>(ask(chat, 'b'))).not.toBeInstanceOf(OutageError);
+    healthy = true;
+    await ask(chat, 'ok');
+    healthy = false;
+    for (let i = 0; i < 2; i++) expect(await failure<Error>(ask(chat, 'b'))).not.toBeInstanceOf(OutageError);
+    const tripped = await failure<OutageError>(ask(chat, 'b'));
+    expect(tripped).toBeInstanceOf(OutageError);
+    expect(tripped.reason).toBe('breaker:http_503');
+    expect(tripped.message).toMatch(/last 3 requests/);
   });
 
   it('never puts the API key in error messages, even when the server echoes it', async () => {

@@ -1,5 +1,5 @@
 import { createWriteStream } from 'node:fs';
-import { readFile, writeFile } from 'node:fs/promises';
+import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -160,16 +160,28 @@ describe('recaption against a vLLM-shaped server', () => {
     for (const [k, rec] of firstRecords) expect(recs.get(k)!.caption_long, k).toEqual(rec.caption_long);
   });
 
-  it('a request the server refuses (wrong model name) fails each image with the server\'s message', async () => {
+  it('a wrong model name is an outage: the run stops naming the endpoint, no unit is done, a rerun with the name fixed completes', async () => {
+    const out = join(dir, 'wrong');
     const cfg = await writeConfig(dir, 'wrong.json', { ...config('wrong', server), server: { base_url: server.baseUrl, model: 'qwen-typo' } });
-    const rejectedBefore = server.rejected.length;
     const r = await runCli(['run', cfg, '--progress', 'off']);
-    expect(r.code, r.stderr).toBe(0);
-    const recs = await readAllRecords(new FileStore(join(dir, 'wrong')));
-    const failed = recs.filter((x) => x.error_code === 'http_status');
-    expect(failed).toHaveLength(N);
-    expect(String(failed[0].error)).toContain('does not exist');
-    expect(server.rejected.length - rejectedBefore).toBe(N);
+    expect(r.code, r.stderr).toBe(1);
+    expect(r.stderr).toContain(server.baseUrl);
+    expect(r.stderr).toContain('does not exist');
+    expect(r.stderr).toMatch(/run stopped by an outage/);
+    const names = await readdir(out);
+    expect(names.filter((n) => n.endsWith('.done.json'))).toEqual([]);
+    expect(names.filter((n) => /^\d+\.(parquet|tar)$/.test(n))).toEqual([]);
+    const summary = JSON.parse(await readFile(join(out, 'run-summary.json'), 'utf8'));
+    expect(summary.this_run.stopped).toMatchObject({ kind: 'outage', reason: 'http_404_not_found' });
+    expect(summary.units.done).toBe(0);
+
+    const fixed = await writeConfig(dir, 'wrong-fixed.json', config('wrong', server));
+    const again = await runCli(['run', fixed, '--progress', 'off']);
+    expect(again.code, again.stderr).toBe(0);
+    const recs = await readAllRecords(new FileStore(out));
+    expect(recs).toHaveLength(N + 1);
+    expect(recs.filter((x) => x.error_code === 'http_status')).toEqual([]);
+    expect(recs.filter((x) => x.status === 'ok').length).toBeGreaterThan(0);
   });
 });
 

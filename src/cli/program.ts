@@ -1,4 +1,7 @@
-import { Command, Option } from 'commander';
+import { Command, CommanderError, Option } from 'commander';
+import { EXIT } from './exit-codes.js';
+import { findOutage } from '../outage.js';
+import { stopOnSignals } from './stop-signals.js';
 import { collectValues, integerOption } from './option-parsers.js';
 import { ConfigError, loadConfig, parseOverride, validateConfig } from '../config/load-config.js';
 import { CONFIG_NAME, executeLocal, readPlan } from '../executors/local.js';
@@ -38,7 +41,8 @@ export function buildProgram(w: CliWiring): Command {
     .option('--shard-count <n>', 'number of array tasks', integerOption('--shard-count'))
     .option('--parallel-units <n>', 'units run at once on this machine (overrides parallel_units)', integerOption('--parallel-units'))
     .addOption(new Option('--progress <mode>', 'progress display').choices(['auto', 'bar', 'plain', 'off']).default('auto'))
-    .action(async (configPath: string, o: { output?: string; set: string[]; shardIndex?: number; shardCount?: number; parallelUnits?: number; progress: 'auto' | 'bar' | 'plain' | 'off' }) => {
+    .option('--json', 'print the run summary as JSON on stdout')
+    .action(async (configPath: string, o: { output?: string; set: string[]; shardIndex?: number; shardCount?: number; parallelUnits?: number; progress: 'auto' | 'bar' | 'plain' | 'off'; json?: boolean }) => {
       const overrides = o.set.map(parseOverride);
       if (o.output) overrides.push(['output', o.output]);
       if (o.parallelUnits !== undefined) overrides.push(['parallel_units', o.parallelUnits]);
@@ -46,8 +50,13 @@ export function buildProgram(w: CliWiring): Command {
       const selection = resolveShardSelection({ shardIndex: o.shardIndex, shardCount: o.shardCount });
       const units = await job.plan(config, consoleLogger);
       consoleLogger.info(`${job.name}: ${units.length} unit(s) → ${config.output}`);
-      const summary = await executeLocal(job, config, units, { output: openStore(config.output), log: consoleLogger, selection, progress: o.progress });
-      reportRun(summary, config.output);
+      const signals = stopOnSignals('stopping the running unit(s), which stay undone');
+      try {
+        const summary = await executeLocal(job, config, units, { output: openStore(config.output), log: consoleLogger, selection, progress: o.progress, signal: signals.signal, command: process.argv.slice(2).join(' ') });
+        reportRun(summary, config.output, { json: o.json });
+      } finally {
+        signals.dispose();
+      }
     });
 
   program
@@ -66,7 +75,7 @@ export function buildProgram(w: CliWiring): Command {
       if (o.output) overrides.push(['output', o.output]);
       const { job, config } = await loadConfig(configPath, w.jobs, overrides);
       const units = await job.plan(config, consoleLogger);
-      if (o.queue) await planOnQueue(job, config, units, { url: o.queue, name: o.queueName, attempts: o.attempts, backoffMs: o.backoffMs });
+      if (o.queue) await planOnQueue(job, config, units, { url: o.queue, name: o.queueName, attempts: o.attempts, backoffMs: o.backoffMs, json: o.json });
       else if (o.json) process.stdout.write(JSON.stringify(units, null, 2) + '\n');
       else {
         process.stdout.write(`${job.name}: ${units.length} unit(s) → ${config.output}\n`);
@@ -161,9 +170,25 @@ export function buildProgram(w: CliWiring): Command {
   return program;
 }
 
-/** Prints a finished run: the funnel, stage amounts (tokens, captions…), units; exit code 1 if a unit failed. */
-export function reportRun(summary: RunSummary, output: string): void {
+/**
+ * Prints a finished run (the funnel, stage amounts, units, or the summary as JSON) and sets the
+ * exit code: 130 when interrupted, 1 when a unit failed or an outage stopped the run, else 0.
+ */
+export function reportRun(summary: RunSummary, output: string, opts: { json?: boolean } = {}): void {
   const t = summary.this_run!;
+  process.exitCode = t.stopped?.kind === 'interrupted' ? EXIT.INTERRUPTED : t.units_failed.length > 0 || t.stopped ? EXIT.UNITS_FAILED : EXIT.OK;
+  if (t.stopped) {
+    const left = t.units_failed.length + t.units_not_started.length;
+    process.stderr.write(
+      t.stopped.kind === 'outage'
+        ? `error: run stopped by an outage of ${t.stopped.target}: ${t.stopped.message}\n  ${left} unit(s) left undone; fix it and rerun the same command to finish (done units are kept)\n`
+        : `error: run interrupted; ${left} unit(s) left undone; rerun the same command to finish\n`,
+    );
+  }
+  if (opts.json) {
+    process.stdout.write(JSON.stringify(summary, null, 2) + '\n');
+    return;
+  }
   process.stdout.write(`${formatFunnel(summary.funnel)}\n`);
   for (const st of summary.stages) {
     const amounts = Object.entries(st.units).filter(([k]) => k !== 'bytes');
@@ -172,19 +197,34 @@ export function reportRun(summary: RunSummary, output: string): void {
     const rate = t.units_already_done === 0 && t.seconds > 0 ? (v: number) => ` (${(v / t.seconds).toFixed(1)}/s)` : () => '';
     process.stdout.write(`${st.name}: ${amounts.map(([k, v]) => `${k} ${v}${rate(v)}`).join(', ')}\n`);
   }
-  process.stdout.write(`units: ${summary.units.done}/${summary.units.planned} done; this run ${t.units_completed} completed, ${t.units_already_done} already done, ${t.units_failed.length} failed; ${t.rows} rows in ${t.seconds.toFixed(1)} s (${t.rows_per_second.toFixed(1)} rows/s)\n`);
+  const notStarted = t.units_not_started.length > 0 ? `, ${t.units_not_started.length} not started` : '';
+  process.stdout.write(`units: ${summary.units.done}/${summary.units.planned} done; this run ${t.units_completed} completed, ${t.units_already_done} already done, ${t.units_failed.length} failed${notStarted}; ${t.rows} rows in ${t.seconds.toFixed(1)} s (${t.rows_per_second.toFixed(1)} rows/s)\n`);
+  for (const f of t.units_failed) process.stdout.write(`  failed: unit ${f.unit}: ${f.error.split('\n')[0]}\n`);
   process.stdout.write(`summary: ${output.replace(/\/+$/, '')}/run-summary.json\n`);
-  if (t.units_failed.length > 0) process.exitCode = 1;
 }
 
 /** Runs the CLI; known user errors print without a stack trace. */
 export async function runCli(w: CliWiring, argv: string[]): Promise<void> {
+  const program = buildProgram(w);
+  // Commander exits by itself on usage errors (with 1); bitprep's usage errors exit 2 like config errors.
+  const override = (c: Command): void => {
+    c.exitOverride();
+    c.commands.forEach(override);
+  };
+  override(program);
   try {
-    await buildProgram(w).parseAsync(argv);
+    await program.parseAsync(argv);
   } catch (err) {
+    if (err instanceof CommanderError) {
+      // Help and --version print and end normally; commander has already printed its own message.
+      process.exitCode = err.exitCode === 0 ? EXIT.OK : EXIT.USAGE;
+      return;
+    }
     const msg = err instanceof Error ? err.message : String(err);
     process.stderr.write(`error: ${msg}\n`);
     if (!(err instanceof ConfigError) && process.env.BITPREP_DEBUG) process.stderr.write(`${(err as Error).stack}\n`);
-    process.exitCode = 2;
+    // Errors that escape a command stopped it before or outside unit work: refusals (2), unless the
+    // environment itself failed (an outage: the same class as a unit stopped by one, 1).
+    process.exitCode = findOutage(err) ? EXIT.UNITS_FAILED : EXIT.USAGE;
   }
 }

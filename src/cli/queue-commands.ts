@@ -1,42 +1,23 @@
 import { Command, Option } from 'commander';
+import { EXIT } from './exit-codes.js';
 import { integerOption } from './option-parsers.js';
+import { stopOnSignals } from './stop-signals.js';
 import { enqueuePlan, queueStatus, runQueueWorker, type EnqueueOptions } from '../executors/queue.js';
 import type { AnyJob, BaseJobConfig } from '../job.js';
 import { consoleLogger } from '../log.js';
 import type { Unit } from '../units/unit.js';
 
 /** `plan --queue`: enqueues the planned units and prints what it did. */
-export async function planOnQueue(job: AnyJob, cfg: BaseJobConfig, units: Unit[], o: Omit<EnqueueOptions, 'log'>): Promise<void> {
+export async function planOnQueue(job: AnyJob, cfg: BaseJobConfig, units: Unit[], o: Omit<EnqueueOptions, 'log'> & { json?: boolean }): Promise<void> {
   const r = await enqueuePlan(job, cfg, units, { ...o, log: consoleLogger });
+  if (o.json) {
+    process.stdout.write(JSON.stringify({ job: job.name, output: cfg.output, ...r }, null, 2) + '\n');
+    return;
+  }
   process.stdout.write(
     `${job.name}: ${r.planned} unit(s) → ${cfg.output}\n` +
       `queue ${r.queue}: ${r.enqueued} enqueued, ${r.alreadyDone} already done, ${r.alreadyQueued} already queued${r.dead ? `, ${r.dead} dead (see bitprep status)` : ''}\n`,
   );
-}
-
-/**
- * Signals as a stop promise: the first SIGINT/SIGTERM stops taking units and lets running ones
- * finish; a second one stops at once (the running units go back to the queue when their locks expire).
- */
-function stopOnSignals(): { stop: Promise<'graceful' | 'force'>; dispose(): void } {
-  let count = 0;
-  let resolveStop!: (how: 'graceful' | 'force') => void;
-  const stop = new Promise<'graceful' | 'force'>((r) => (resolveStop = r));
-  const onSignal = (s: NodeJS.Signals) => {
-    count++;
-    consoleLogger.info(`${s}: ${count === 1 ? 'finishing the running unit(s); send again to stop now' : 'stopping now'}`);
-    if (count === 1) resolveStop('graceful');
-    else process.exit(130);
-  };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
-  return {
-    stop,
-    dispose() {
-      process.off('SIGINT', onSignal);
-      process.off('SIGTERM', onSignal);
-    },
-  };
 }
 
 /** `bitprep worker`: runs units from a queue until stopped (or until it is empty, with --exit-when-empty). */
@@ -49,8 +30,9 @@ export function workerCommand(jobs: Record<string, AnyJob>): Command {
     .option('--exit-when-empty', 'exit once no unit is waiting, delayed or running (batch jobs)')
     .option('--lock-ms <ms>', "heartbeat lock: a dead worker's unit goes back to the queue within about twice this", integerOption('--lock-ms', { min: 1000 }), 30_000)
     .addOption(new Option('--progress <mode>', 'progress display').choices(['auto', 'bar', 'plain', 'off']).default('auto'))
-    .action(async (o: { queue: string; queueName?: string; concurrency?: number; exitWhenEmpty?: boolean; lockMs: number; progress: 'auto' | 'bar' | 'plain' | 'off' }) => {
-      const signals = stopOnSignals();
+    .option('--json', "print this worker's report as JSON")
+    .action(async (o: { queue: string; queueName?: string; concurrency?: number; exitWhenEmpty?: boolean; lockMs: number; progress: 'auto' | 'bar' | 'plain' | 'off'; json?: boolean }) => {
+      const signals = stopOnSignals('finishing the running unit(s)');
       try {
         const r = await runQueueWorker({
           url: o.queue,
@@ -63,7 +45,11 @@ export function workerCommand(jobs: Record<string, AnyJob>): Command {
           log: consoleLogger,
           stop: signals.stop,
         });
-        process.stdout.write(`queue ${r.queue}: this worker completed ${r.completed} unit(s), skipped ${r.skipped} already done, ${r.failedAttempts} failed attempt(s), ${r.dead} moved to the dead-letter list\n`);
+        if (o.json) process.stdout.write(JSON.stringify(r, null, 2) + '\n');
+        else process.stdout.write(`queue ${r.queue}: this worker completed ${r.completed} unit(s), skipped ${r.skipped} already done, ${r.failedAttempts} failed attempt(s), ${r.dead} moved to the dead-letter list\n`);
+        // A dead-lettered unit, or an outage that stopped the worker, is work left undone.
+        if (r.stopped) process.stderr.write(`error: worker stopped by an outage of ${r.stopped.target}: ${r.stopped.message}\n  its unit went back to the queue without using an attempt; fix it and start the workers again\n`);
+        process.exitCode = r.dead > 0 || r.stopped ? EXIT.UNITS_FAILED : EXIT.OK;
       } finally {
         signals.dispose();
       }

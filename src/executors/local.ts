@@ -1,4 +1,8 @@
 import { createHash } from 'node:crypto';
+import { hostname } from 'node:os';
+import { ConfigError } from '../config/load-config.js';
+import { changedSettings, formatChanges, operationalPatterns } from '../config/fixed-settings.js';
+import { findOutage, systemicWriteError } from '../outage.js';
 import type { AnyJob, BaseJobConfig } from '../job.js';
 import type { Logger } from '../log.js';
 import { createProgress, type Progress, type ProgressOptions } from '../progress.js';
@@ -17,10 +21,16 @@ export interface ExecuteOptions {
   progress?: ProgressOptions['mode'];
   /** Told of rows as units finish them (besides the progress display), for embedders and benchmarks. */
   onRows?: (n: number) => void;
+  /** Cancels the run (Ctrl-C): no unit starts after it, running ones stop and stay undone. */
+  signal?: AbortSignal;
+  /** How this run was started, for the run log (e.g. the command line). */
+  command?: string;
 }
 
 const PLAN_NAME = '_plan.json';
 export const CONFIG_NAME = '_config.json';
+/** One object per run with its effective settings (`_runs/<started>-<host>-<pid>.json`): an output's history. */
+export const RUN_LOG_PREFIX = '_runs/';
 
 /** `_plan.json`: the units an output was started with, so a resume with other inputs is refused. */
 export interface PlanFile {
@@ -41,44 +51,120 @@ export function configJson(cfg: BaseJobConfig): string {
 }
 
 /**
+ * An output's config is fixed: `_config.json` is written once, by the run that starts the output.
+ * A later run whose fixed settings differ (prompts, thresholds, sizes, models, seeds) is refused
+ * with the changed keys listed, since its rows would sit beside rows made another way; settings
+ * that only change how it runs (the job's operational keys) may differ. While no unit is done,
+ * any setting may change.
+ */
+export async function checkConfig(store: Store, job: AnyJob, cfg: BaseJobConfig, log?: Logger): Promise<void> {
+  const text = configJson(cfg);
+  if (!(await store.exists(CONFIG_NAME))) {
+    await store.put(CONFIG_NAME, text);
+    return;
+  }
+  const before = JSON.parse(new TextDecoder().decode(await store.get(CONFIG_NAME))) as unknown;
+  const changes = changedSettings(before, JSON.parse(text), operationalPatterns(job));
+  if (changes.length === 0) return;
+  // Until a unit is done nothing disagrees with new settings (e.g. a misnamed model fixed after
+  // the first run stopped): the output takes them.
+  if (!(await store.list()).some((n) => n.endsWith('.done.json') && !n.includes('/'))) {
+    log?.info(`${store.url}: no unit done yet; ${CONFIG_NAME} takes the new settings (${changes.map((c) => c.key).join(', ')})`);
+    await store.put(CONFIG_NAME, text);
+    return;
+  }
+  {
+    throw new ConfigError(
+      `output ${store.url} was made with other settings, which change what it holds (${changes.length}):\n${formatChanges(changes)}\n` +
+        `Rerun with the values in ${CONFIG_NAME}, or write to a new output. Settings that only change how a run goes may differ: ${operationalPatterns(job).join(', ')}.`,
+    );
+  }
+}
+
+/** Appends this run's effective settings to the output's run log (one object per run: S3 has no append). */
+export async function logRun(store: Store, cfg: BaseJobConfig, started: Date, extra: Record<string, unknown>): Promise<string> {
+  const name = `${RUN_LOG_PREFIX}${started.toISOString().replace(/[:.]/g, '-')}-${hostname()}-${process.pid}.json`;
+  const entry = { started_at: started.toISOString(), host: hostname(), pid: process.pid, ...extra, config: JSON.parse(configJson(cfg)) as unknown };
+  await store.put(name, JSON.stringify(entry, null, 2) + '\n');
+  return name;
+}
+
+/** What stopped a run before its units were all tried: an outage, a systemic write error, or a cancel. */
+export interface RunStop {
+  kind: 'outage' | 'interrupted';
+  target?: string;
+  reason: string;
+  message: string;
+}
+
+/**
  * Runs a job's units on this machine, skipping units whose done marker exists. A unit that throws
- * is reported and left undone (a rerun retries it); the other units go on.
+ * is reported and left undone (a rerun retries it); the other units go on, except after an
+ * outage (src/outage.ts: an unusable endpoint, the network gone, the disk full) or a cancel:
+ * then no further unit starts, running ones stop, and the summary names what stopped the run.
+ * `run-summary.json` is written however the run ends.
  */
 export async function executeLocal(job: AnyJob, cfg: BaseJobConfig, units: Unit[], opts: ExecuteOptions): Promise<RunSummary> {
   const started = new Date();
   await checkPlan(opts.output, job.name, units);
-  // Kept so that commands on the output alone (retry-failed) know how it was made.
-  await opts.output.put(CONFIG_NAME, configJson(cfg));
+  await checkConfig(opts.output, job, cfg, opts.log);
   const selected = selectUnits(units, opts.selection);
   const doneFlags = await Promise.all(selected.map((u) => opts.output.exists(doneName(u.id))));
   const todo = selected.filter((_, i) => !doneFlags[i]);
+  await logRun(opts.output, cfg, started, { command: opts.command ?? null, selection: opts.selection ?? null, units_to_run: todo.length });
   if (opts.selection) opts.log.info(`shard ${opts.selection.index}/${opts.selection.count} (from ${opts.selection.from}): ${selected.length} of ${units.length} units`);
   if (todo.length < selected.length) opts.log.info(`${selected.length - todo.length} unit(s) already done, ${todo.length} to run`);
 
+  // One controller for the whole run: the caller's cancel, or the first outage, stops every unit.
+  const stopper = new AbortController();
+  let stop: RunStop | undefined;
+  const onCancel = () => {
+    stop ??= { kind: 'interrupted', reason: 'interrupted', message: 'the run was interrupted' };
+    stopper.abort(opts.signal?.reason);
+  };
+  if (opts.signal?.aborted) onCancel();
+  opts.signal?.addEventListener('abort', onCancel, { once: true });
+
   const progress: Progress = createProgress({ label: job.name, units: todo.length, mode: opts.progress ?? 'auto' });
   const failures: { unit: string; error: string }[] = [];
+  const notStarted: string[] = [];
+  let completed = 0;
   let rowsThisRun = 0;
   const runOne = async (unit: Unit): Promise<void> => {
+    if (stopper.signal.aborted) {
+      notStarted.push(unit.id);
+      return;
+    }
     const r = await runUnit(job, cfg, unit, {
       output: opts.output,
       log: opts.log,
+      signal: stopper.signal,
       onRows: (n) => {
         progress.rows(n);
         opts.onRows?.(n);
       },
     });
-    if (r.ok) rowsThisRun += r.stats.funnel.rows_in;
-    else {
+    if (r.ok) {
+      completed++;
+      rowsThisRun += r.stats.funnel.rows_in;
+    } else {
       failures.push({ unit: unit.id, error: r.error });
-      opts.log.error(`unit ${unit.id} failed, left undone for a rerun: ${r.error}`);
+      const outage = findOutage(r.cause) ?? systemicWriteError(r.cause, opts.output.url);
+      if (outage && !stop) {
+        stop = { kind: 'outage', target: outage.target, reason: outage.reason, message: outage.message };
+        opts.log.error(`outage of ${outage.target} (${outage.reason}): stopping the run; no further unit starts`);
+        stopper.abort(outage);
+      } else if (!stopper.signal.aborted) opts.log.error(`unit ${unit.id} failed, left undone for a rerun: ${r.error}`);
     }
     progress.unitDone();
   };
   try {
     for await (const _ of mapConcurrent(todo, runOne, { concurrency: cfg.parallel_units, ordered: false })) void _;
   } finally {
+    opts.signal?.removeEventListener('abort', onCancel);
     progress.stop();
-    await job.close?.();
+    // Releasing resources must not hide the run's outcome (or an outage) behind a second error.
+    await job.close?.().catch((err: unknown) => opts.log.warn(`closing ${job.name}: ${err instanceof Error ? err.message : String(err)}`));
   }
 
   const finished = new Date();
@@ -92,13 +178,20 @@ export async function executeLocal(job: AnyJob, cfg: BaseJobConfig, units: Unit[
       seconds,
       units_selected: selected.length,
       units_already_done: selected.length - todo.length,
-      units_completed: todo.length - failures.length,
+      units_completed: completed,
       units_failed: failures,
+      units_not_started: notStarted,
+      stopped: stop ?? null,
       rows: rowsThisRun,
       rows_per_second: rowsThisRun / Math.max(seconds, 1e-6),
     },
   };
-  await opts.output.put('run-summary.json', JSON.stringify(run, null, 2) + '\n');
+  try {
+    await opts.output.put('run-summary.json', JSON.stringify(run, null, 2) + '\n');
+  } catch (err) {
+    // A full disk must not hide the run's own outcome behind a second error.
+    opts.log.error(`could not write ${opts.output.url}/run-summary.json: ${err instanceof Error ? err.message : String(err)}`);
+  }
   if (summary.units.done === summary.units.planned) await job.finalize?.(opts.output, units.map((u) => u.id), opts.log);
   return run;
 }

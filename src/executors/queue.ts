@@ -1,17 +1,18 @@
 import { createHash } from 'node:crypto';
 import { hostname } from 'node:os';
 import { resolve } from 'node:path';
-import { Queue, Worker, type Job as BullJob } from 'bullmq';
+import { DelayedError, Queue, Worker, type Job as BullJob } from 'bullmq';
 import { Redis, type RedisOptions } from 'ioredis';
 import { validateConfig } from '../config/load-config.js';
 import type { AnyJob, BaseJobConfig } from '../job.js';
 import type { Logger } from '../log.js';
+import { findOutage, systemicWriteError } from '../outage.js';
 import { createProgress, type Progress, type ProgressOptions } from '../progress.js';
 import { summarizeOutput } from '../run-summary.js';
 import { openStore } from '../stores/open-store.js';
 import type { Store } from '../stores/store.js';
 import { doneName, type Unit } from '../units/unit.js';
-import { CONFIG_NAME, checkPlan, configJson, readPlan } from './local.js';
+import { checkConfig, checkPlan, configJson, logRun, readPlan, type RunStop } from './local.js';
 import { runUnit } from './run-unit.js';
 
 /**
@@ -168,8 +169,9 @@ export async function enqueuePlan(job: AnyJob, cfg: BaseJobConfig, units: Unit[]
   const name = checkQueueName(opts.name ?? defaultQueueName(cfg.output));
   const store = openStore(cfg.output);
   await checkPlan(store, job.name, units);
+  await checkConfig(store, job, cfg, opts.log);
+  await logRun(store, cfg, new Date(), { command: 'plan --queue', queue: name });
   const cfgText = configJson(cfg);
-  await store.put(CONFIG_NAME, cfgText);
 
   const redis = await connect(opts.url);
   const queue = new Queue<UnitJobData>(name, { connection: redis, prefix: PREFIX });
@@ -242,6 +244,8 @@ export interface QueueWorkerReport {
   skipped: number;
   failedAttempts: number;
   dead: number;
+  /** The outage that stopped this worker (its unit went back to the queue without using an attempt). */
+  stopped?: RunStop;
 }
 
 /** A queue's config, validated and with its job, as a worker runs it. */
@@ -294,12 +298,15 @@ async function workQueue(redis: Redis, opts: QueueWorkerOptions): Promise<QueueW
   const report: QueueWorkerReport = { queue: name, completed: 0, skipped: 0, failedAttempts: 0, dead: 0 };
   let running = 0;
 
+  // Written whenever a unit ends and nothing else waits, however it ended (done or dead), so the
+  // last unit to end always leaves a summary naming the dead ones.
   const afterUnit = async (ctx: PlanContext): Promise<void> => {
     const counts = await queue.getJobCounts('waiting', 'delayed', 'prioritized');
     if ((counts.waiting ?? 0) + (counts.delayed ?? 0) + (counts.prioritized ?? 0) > 0) return;
     const plan = await readPlan(ctx.store);
     const units = plan.unit_ids.map((id) => ({ id, inputs: [] }));
-    const summary = await summarizeOutput(ctx.store, plan.job, units);
+    const dead = (await redis.lrange(keys.dead, 0, -1)).map((d) => JSON.parse(d) as DeadLetter).map((d) => ({ unit: d.unit, error: d.error, attempts: d.attempts }));
+    const summary = { ...(await summarizeOutput(ctx.store, plan.job, units)), dead };
     await ctx.store.put('run-summary.json', JSON.stringify(summary, null, 2) + '\n');
     if (summary.units.done === summary.units.planned) {
       opts.log.info(`all ${summary.units.planned} unit(s) of ${ctx.cfg.output} done`);
@@ -307,7 +314,8 @@ async function workQueue(redis: Redis, opts: QueueWorkerOptions): Promise<QueueW
     }
   };
 
-  const processUnit = async (bj: BullJob<UnitJobData>): Promise<{ rows: number } | { skipped: true }> => {
+  let stopping: 'graceful' | 'force' | undefined;
+  const processUnit = async (bj: BullJob<UnitJobData>, token?: string): Promise<{ rows: number } | { skipped: true }> => {
     running++;
     try {
       const ctx = await contextFor();
@@ -322,6 +330,16 @@ async function workQueue(redis: Redis, opts: QueueWorkerOptions): Promise<QueueW
       opts.log.info(`unit ${unit.id}: started (${attempt})`);
       const r = await runUnit(ctx.job, ctx.cfg, unit, { output: ctx.store, log: opts.log, onRows: (n) => progress.rows(n) });
       if (!r.ok) {
+        const outage = findOutage(r.cause) ?? systemicWriteError(r.cause, ctx.cfg.output);
+        if (outage) {
+          // Not the unit's fault: it goes back to the queue without using an attempt, and this
+          // worker stops rather than burn every unit's attempts against a dead endpoint.
+          report.stopped ??= { kind: 'outage', target: outage.target, reason: outage.reason, message: outage.message };
+          stopping ??= 'graceful';
+          opts.log.error(`unit ${unit.id}: outage, back to the queue: ${outage.message}`);
+          await bj.moveToDelayed(Date.now() + opts.lockMs, token);
+          throw new DelayedError();
+        }
         report.failedAttempts++;
         opts.log.error(`unit ${unit.id} failed (${attempt}): ${r.error}`);
         throw r.cause instanceof Error ? r.cause : new Error(r.error);
@@ -356,13 +374,15 @@ async function workQueue(redis: Redis, opts: QueueWorkerOptions): Promise<QueueW
     report.dead++;
     progress.unitDone();
     opts.log.error(`unit ${entry.unit}: failed ${entry.attempts} time(s), moved to the dead-letter list ${keys.dead}`);
-    const p = redis.rpush(keys.dead, JSON.stringify(entry)).catch((e) => opts.log.error(`dead-letter push of unit ${entry.unit}: ${mask(String(e))}`));
+    const p = redis
+      .rpush(keys.dead, JSON.stringify(entry))
+      .then(async () => afterUnit(await contextFor()))
+      .catch((e) => opts.log.error(`dead-letter push or summary after unit ${entry.unit}: ${mask(String(e))}`));
     deadPushes.add(p);
     void p.finally(() => deadPushes.delete(p));
   });
   worker.on('error', (err) => opts.log.warn(`worker ${workerName}: ${mask(err.message)}`));
 
-  let stopping: 'graceful' | 'force' | undefined;
   void opts.stop?.then((how) => (stopping = how));
   try {
     await worker.waitUntilReady();

@@ -9,6 +9,8 @@ export interface RunUnitContext {
   log: Logger;
   /** Told of rows as the unit finishes them. */
   onRows: (n: number) => void;
+  /** Cancels the unit (the run was interrupted or hit an outage): it stops and stays undone. */
+  signal?: AbortSignal;
 }
 
 /** A unit's outcome: its stats, or the error that stopped it (message for reports, cause to rethrow). */
@@ -25,7 +27,7 @@ export async function runUnit(job: AnyJob, cfg: BaseJobConfig, unit: Unit, ctx: 
   try {
     const stale = (await ctx.output.removePartials?.(`${unit.id}.`)) ?? 0;
     if (stale > 0) ctx.log.info(`unit ${unit.id}: removed ${stale} partial file(s) left by an interrupted run`);
-    const stats: UnitStats = await job.run(unit, cfg, { output: ctx.output, log: ctx.log, onRows: ctx.onRows });
+    const stats: UnitStats = await job.run(unit, cfg, { output: ctx.output, log: ctx.log, onRows: ctx.onRows, signal: ctx.signal });
     return { ok: true, stats };
   } catch (err) {
     return { ok: false, error: err instanceof Error ? err.message : String(err), cause: err };

@@ -1,4 +1,5 @@
 import { decodeInferResponse, encodeInferRequest, HEADER_LENGTH, isDType, DTYPES } from './kserve-codec.js';
+import { Breaker, OutageError, endpointStatusReason, unreachableReason, type BreakerOptions } from '../outage.js';
 import { DEFAULT_RETRY, parseRetryAfter, TransientError, withRetry, type RetryOptions } from './retry.js';
 import { checkInputs, TensorMismatchError, type NamedTensors, type TensorModel, type TensorSpec } from './tensor.js';
 
@@ -9,6 +10,8 @@ export interface KServeClientOptions {
   /** Binary tensor extension (default true); see KServeTensorModel for the JSON fallback. */
   binary?: boolean;
   headers?: Record<string, string>;
+  /** Calls in a row failing with one reason (5xx, timeouts), none succeeding, that make the endpoint down (default 10). */
+  breaker?: BreakerOptions;
 }
 
 export interface KServeClientStats {
@@ -46,8 +49,10 @@ export class KServeTensorModel implements TensorModel {
   private readonly timeoutMs: number;
   private readonly retry: RetryOptions;
   private readonly headers: Record<string, string>;
+  private readonly breaker: Breaker;
 
   private constructor(readonly url: string, readonly name: string, readonly inputs: TensorSpec[], readonly outputs: TensorSpec[], opts: KServeClientOptions) {
+    this.breaker = new Breaker(`${url} (model ${name})`, opts.breaker ?? { failures: 10 });
     this.binary = opts.binary ?? true;
     this.timeoutMs = opts.timeoutMs ?? 60_000;
     this.retry = opts.retry ?? DEFAULT_RETRY;
@@ -73,6 +78,10 @@ export class KServeTensorModel implements TensorModel {
       await get(`${modelPath}/ready`, 'model readiness');
       return new KServeTensorModel(base, model, specs(model, 'input', meta.inputs), specs(model, 'output', meta.outputs), opts);
     } catch (err) {
+      const target = `${base} (model ${model})`;
+      // Not serving the model, unauthorised, unreachable: nothing this run does can succeed.
+      const reason = err instanceof KServeHttpError ? endpointStatusReason(err.status) : unreachableReason(err);
+      if (reason) throw new OutageError(target, reason, err instanceof KServeHttpError ? err.message : `model ${model} at ${base}: could not connect: ${describe(err)}`, { cause: err });
       if (err instanceof KServeHttpError || err instanceof TensorMismatchError) throw err;
       throw new Error(`model ${model} at ${base}: could not connect: ${describe(err)}`, { cause: err });
     }
@@ -88,15 +97,15 @@ export class KServeTensorModel implements TensorModel {
       return await withRetry(
         async () => {
           attempts++;
-          if (!this.binary) return await this.post(inputs, outputs, false, opts.signal);
+          if (!this.binary) return this.succeeded(await this.post(inputs, outputs, false, opts.signal));
           try {
-            return await this.post(inputs, outputs, true, opts.signal);
+            return this.succeeded(await this.post(inputs, outputs, true, opts.signal));
           } catch (err) {
             if (!(err instanceof KServeHttpError && (err.status === 400 || err.status === 415) && BINARY_UNSUPPORTED.test(err.message))) throw err;
             const out = await this.post(inputs, outputs, false, opts.signal);
             this.binary = false;
             this.stats.jsonFallbacks++;
-            return out;
+            return this.succeeded(out);
           }
         },
         this.retry,
@@ -104,12 +113,26 @@ export class KServeTensorModel implements TensorModel {
         opts.signal,
       );
     } catch (err) {
-      if (err instanceof KServeHttpError || opts.signal?.aborted) throw err;
-      throw new Error(`model ${this.name} at ${this.url}: infer failed after ${attempts} attempt(s): ${describe(err, this.timeoutMs)}`, { cause: err });
+      if (opts.signal?.aborted) throw err;
+      const target = `${this.url} (model ${this.name})`;
+      // 413 stays a KServeHttpError: the caller may split the batch (stages/encode.ts).
+      const status = err instanceof KServeHttpError && err.status !== 413 ? endpointStatusReason(err.status) : undefined;
+      if (status) throw new OutageError(target, status, (err as Error).message, { cause: err });
+      if (err instanceof KServeHttpError) throw err;
+      const message = `model ${this.name} at ${this.url}: infer failed after ${attempts} attempt(s): ${describe(err, this.timeoutMs)}`;
+      const unreachable = unreachableReason(err);
+      if (unreachable) throw new OutageError(target, unreachable, `${unreachable.replace(/_/g, ' ')}: ${message}`, { cause: err });
+      this.breaker.failure(failureReason(err), message);
+      throw new Error(message, { cause: err });
     }
   }
 
   async close(): Promise<void> {}
+
+  private succeeded(out: NamedTensors): NamedTensors {
+    this.breaker.success();
+    return out;
+  }
 
   private async post(inputs: NamedTensors, outputs: string[], binary: boolean, signal?: AbortSignal): Promise<NamedTensors> {
     const enc = encodeInferRequest(inputs, { binary, outputs });
@@ -137,6 +160,14 @@ function specs(model: string, kind: string, raw: unknown): TensorSpec[] {
     if (!isDType(s.datatype)) throw new TensorMismatchError(`model ${model}: ${kind} "${s.name}" has datatype ${String(s.datatype)}, which bitprep does not support (supported: ${DTYPES.join(', ')})`);
     return { name: s.name, dtype: s.datatype, shape: s.shape.map(Number) };
   });
+}
+
+/** A retried failure's reason for the breaker: `http_503`, `timeout` or `network`. */
+function failureReason(err: unknown): string {
+  const e = err as { name?: string; message?: string };
+  if (e?.name === 'TimeoutError') return 'timeout';
+  const status = /^HTTP (\d+)/.exec(e?.message ?? '')?.[1];
+  return status ? `http_${status}` : 'network';
 }
 
 function errorMessage(text: string): string {

@@ -1,6 +1,8 @@
 import { z } from 'zod';
+import type { BreakerOptions } from '../outage.js';
 import { KServeTensorModel } from './kserve-client.js';
 import { OnnxTensorModel } from './onnx-model.js';
+import { DEFAULT_RETRY } from './retry.js';
 import type { TensorModel } from './tensor.js';
 
 /** A tensor model: an ONNX file run in process, or KServe v2 endpoints (one replica each, e.g. one per GPU). */
@@ -16,12 +18,18 @@ export const modelSource = z.union([
     kserve: z.array(z.string().url()).min(1),
     model: z.string(),
     timeout_ms: z.number().int().min(1).optional(),
+    /**
+     * Retries of a call after a transient failure (429, 5xx, resets, refused connections, timeouts),
+     * with exponential backoff from 250 ms; a server still unreachable after them is an outage that
+     * stops the run (default 5).
+     */
+    retries: z.number().int().min(0).optional(),
   }).strict(),
 ]);
 export type ModelSource = z.infer<typeof modelSource>;
 
 /** Opens a model source: ONNX sessions in this process, or one KServe client per endpoint, named for the pool. */
-export async function loadTensorModels(src: ModelSource, what: string): Promise<{ name: string; client: TensorModel }[]> {
+export async function loadTensorModels(src: ModelSource, what: string, opts: { breaker?: BreakerOptions } = {}): Promise<{ name: string; client: TensorModel }[]> {
   if ('onnx' in src) {
     return Promise.all(
       Array.from({ length: src.replicas }, async (_, i) => ({
@@ -30,7 +38,7 @@ export async function loadTensorModels(src: ModelSource, what: string): Promise<
       })),
     );
   }
-  return Promise.all(src.kserve.map(async (url) => ({ name: url, client: await KServeTensorModel.connect(url, src.model, { timeoutMs: src.timeout_ms }) })));
+  return Promise.all(src.kserve.map(async (url) => ({ name: url, client: await KServeTensorModel.connect(url, src.model, { timeoutMs: src.timeout_ms, retry: src.retries === undefined ? undefined : { ...DEFAULT_RETRY, retries: src.retries }, breaker: opts.breaker }) })));
 }
 
 /**

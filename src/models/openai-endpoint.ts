@@ -1,6 +1,7 @@
 import http from 'node:http';
 import https from 'node:https';
 import PQueue from 'p-queue';
+import { Breaker, OutageError, endpointStatusReason, unreachableReason, type BreakerOptions } from '../outage.js';
 import { DEFAULT_RETRY, TransientError, isTransient, parseRetryAfter, withRetry, type RetryOptions } from './retry.js';
 
 /** Options shared by the OpenAI-compatible clients (chat and images). */
@@ -20,6 +21,12 @@ export interface OpenAIClientOptions {
    * usually come from a proxy glitch, but a server that always answers garbage should fail fast.
    */
   malformedRetries?: number;
+  /**
+   * When this many calls in a row fail with one endpoint-level reason (a 5xx status, timeouts,
+   * resets) and none succeeds, the endpoint is taken as down: the call throws an OutageError
+   * instead of failing its row (default 10 calls, each after its own retries).
+   */
+  breaker?: BreakerOptions;
 }
 
 export type ModelErrorCode =
@@ -98,6 +105,7 @@ export class OpenAIEndpoint {
   private readonly headers: Record<string, string>;
   private readonly agent: http.Agent;
   private readonly transport: typeof http | typeof https;
+  private readonly breaker: Breaker;
 
   constructor(
     private readonly opts: OpenAIClientOptions,
@@ -110,6 +118,7 @@ export class OpenAIEndpoint {
     this.agent = new this.transport.Agent({ keepAlive: true, maxSockets: opts.maxInFlight ?? 16 });
     this.headers = { 'content-type': 'application/json', accept: 'application/json' };
     if (opts.apiKey) this.headers.authorization = `Bearer ${opts.apiKey}`;
+    this.breaker = new Breaker(`${this.base} (model ${opts.model})`, opts.breaker ?? { failures: 10 });
   }
 
   /** Builds an error whose message cannot leak the API key (servers and proxies may echo headers). */
@@ -141,13 +150,31 @@ export class OpenAIEndpoint {
         signal,
       );
       this.stats.succeeded++;
+      this.breaker.success();
       return out;
     } catch (err) {
+      if (err instanceof OutageError) throw err;
       const e = this.toModelError(err, path);
       this.count(this.stats.failures, e.code);
       if (attempts > 1 && e.message.indexOf('attempts)') < 0) e.message += ` (${attempts} attempts)`;
+      if (signal?.aborted) throw e;
+      const outage = this.outageOf(e, err);
+      if (outage) throw outage;
+      // A malformed or cut-off answer is about this request; a 5xx, a timeout or a reset may be
+      // the server's state: the breaker tells the two apart by whether anything still succeeds.
+      if (e.code === 'http_status' || e.code === 'timeout' || e.code === 'network') this.breaker.failure(e.status ? `http_${e.status}` : e.code, e.message);
       throw e;
     }
+  }
+
+  /** An OutageError when the failure says the endpoint itself is unusable, whatever the request. */
+  private outageOf(e: ModelResponseError, raw: unknown): OutageError | undefined {
+    const target = `${this.base} (model ${this.opts.model})`;
+    const unreachable = unreachableReason(raw) ?? unreachableReason(e);
+    if (unreachable) return new OutageError(target, unreachable, `${target}: ${unreachable.replace(/_/g, ' ')}: ${e.message}`, { cause: e });
+    const status = e.code === 'http_status' ? endpointStatusReason(e.status) : undefined;
+    if (status) return new OutageError(target, status, `${target}: ${e.message}`, { cause: e });
+    return undefined;
   }
 
   /** Closes idle keep-alive sockets; the endpoint stays usable. */

@@ -1,3 +1,4 @@
+import { OutageError, isOutage } from '../outage.js';
 import { isTransient } from './retry.js';
 
 export interface ReplicaPoolOptions {
@@ -34,7 +35,8 @@ export interface ReplicaStats {
 /** A failure worth trying elsewhere: resets, timeouts, TransientError, and HTTP 429 / 5xx answers. */
 export function isReplicaFailure(err: unknown): boolean {
   const status = (err as { status?: unknown } | null | undefined)?.status;
-  return isTransient(err) || (typeof status === 'number' && (status >= 500 || status === 429));
+  // A replica that is down (refused, unknown model, breaker open) may be the only one: try the others.
+  return isOutage(err) || isTransient(err) || (typeof status === 'number' && (status >= 500 || status === 429));
 }
 
 /** What run() throws when a call finally fails: names the replica; the original error is `cause`. */
@@ -45,10 +47,10 @@ export class ReplicaCallError extends Error {
   }
 }
 
-/** Every replica stayed ejected for longer than maxWaitMs. */
-export class NoReplicaError extends Error {
-  constructor(message: string) {
-    super(message);
+/** Every replica stayed ejected for longer than maxWaitMs: the model is down, not the row. */
+export class NoReplicaError extends OutageError {
+  constructor(target: string, message: string) {
+    super(target, 'no_replica', message);
     this.name = 'NoReplicaError';
   }
 }
@@ -149,6 +151,11 @@ export class ReplicaPool<R> {
       this.pump();
       const msg = message(outcome.err);
       if (!retryable) throw new ReplicaCallError(r.name, attempt, `replica ${r.name}: ${msg}`, outcome.err);
+      // Every replica out, the last for an outage: waiting out the cooldown would only delay the verdict.
+      const now = Date.now();
+      if (isOutage(outcome.err) && this.replicas.every((x) => x.ejectedUntil > now)) {
+        throw new ReplicaCallError(r.name, attempt, `replica ${r.name}: ${msg}${call.errors.length > 0 ? `; earlier: ${call.errors.join('; ')}` : ''}`, outcome.err);
+      }
       if (attempt >= this.maxAttempts) {
         const earlier = call.errors.length > 0 ? `; earlier: ${call.errors.join('; ')}` : '';
         throw new ReplicaCallError(r.name, attempt, `replica ${r.name}: ${msg} (gave up after ${attempt} attempts${earlier})`, outcome.err);
@@ -236,6 +243,8 @@ export class ReplicaPool<R> {
     if (!retryable) return;
     // The count survives a cooldown, so a returning replica that fails again goes straight back out.
     r.consecutiveFailures++;
+    // An unreachable replica, or one that is not serving the model, is taken out at once.
+    if (isOutage(err)) r.consecutiveFailures = Math.max(r.consecutiveFailures, this.failuresToEject);
     const now = Date.now();
     if (r.consecutiveFailures >= this.failuresToEject && r.ejectedUntil <= now) {
       r.ejectedUntil = now + this.cooldownMs;
@@ -246,7 +255,7 @@ export class ReplicaPool<R> {
   private noReplicaError(now: number, call: Call): NoReplicaError {
     const each = this.replicas.map((r) => `${r.name} (back in ${((r.ejectedUntil - now) / 1000).toFixed(1)} s; last error: ${r.stats.lastError ?? 'none'})`);
     const earlier = call.errors.length > 0 ? `; this call's errors: ${call.errors.join('; ')}` : '';
-    return new NoReplicaError(`no replica available within maxWaitMs=${this.maxWaitMs}: all ${this.replicas.length} are ejected: ${each.join(', ')}${earlier}`);
+    return new NoReplicaError(this.replicas.map((r) => r.name).join(', '), `no replica available within maxWaitMs=${this.maxWaitMs}: all ${this.replicas.length} are ejected: ${each.join(', ')}${earlier}`);
   }
 }
 

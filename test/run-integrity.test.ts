@@ -1,0 +1,312 @@
+import { createWriteStream } from 'node:fs';
+import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
+import { createServer, request, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
+import sharp from 'sharp';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { writeParquet, type ColumnSpec } from '../src/formats/parquet-write.js';
+import { TarWriter } from '../src/formats/tar-write.js';
+import { startKServeServer, type KServeServer } from '../src/models/kserve-server.js';
+import { OnnxTensorModel } from '../src/models/onnx-model.js';
+import { seededRandom } from '../src/seeded-random.js';
+import { buildBitEncoderStandin } from '../stages/bit-encoder-standin.js';
+import { runCli, writeConfig } from './helpers/run-cli.js';
+import { tempDir } from './helpers/temp-dir.js';
+
+/**
+ * The run contract (README: Runs and failures), driven through the CLI against real servers that
+ * go down and come back: an outage stops the run with exit 1 naming what is down, leaves its units
+ * undone with no rows recorded as failed, and a plain rerun after the fix ends byte-identical to a
+ * run that never broke.
+ */
+
+const listen = (server: Server, port = 0) => new Promise<number>((r) => server.listen(port, '127.0.0.1', () => r((server.address() as AddressInfo).port)));
+const closeServer = (server: Server) => new Promise<void>((r) => {
+  server.close(() => r());
+  server.closeAllConnections();
+});
+
+/** The bytes of every output file whose name matches, by name: what "byte-identical" compares. */
+async function outputBytes(dir: string, re: RegExp): Promise<Map<string, string>> {
+  const out = new Map<string, string>();
+  for (const n of (await readdir(dir)).filter((x) => re.test(x)).sort()) out.set(n, (await readFile(join(dir, n))).toString('base64'));
+  return out;
+}
+
+const doneUnits = async (dir: string) => (await readdir(dir)).filter((n) => n.endsWith('.done.json')).sort();
+const summaryOf = async (dir: string) => JSON.parse(await readFile(join(dir, 'run-summary.json'), 'utf8'));
+
+/**
+ * A KServe endpoint that can go down and come back on the same port: a plain HTTP proxy in front
+ * of a real KServe server. `downAfter` = n: the (n+1)-th infer request has its connection cut and
+ * the port closes (connections are then refused) until `up()`.
+ */
+class FlakyEndpoint {
+  infers = 0;
+  downAfter = Infinity;
+  private server: Server;
+  private constructor(private readonly target: string, readonly port: number, server: Server) {
+    this.server = server;
+  }
+
+  static async start(target: string): Promise<FlakyEndpoint> {
+    let self: FlakyEndpoint | undefined;
+    const server = createServer((req, res) => self!.handle(req, res));
+    const port = await listen(server);
+    self = new FlakyEndpoint(target, port, server);
+    return self;
+  }
+
+  get url(): string {
+    return `http://127.0.0.1:${this.port}`;
+  }
+
+  private handle(req: IncomingMessage, res: ServerResponse): void {
+    if (req.url?.endsWith('/infer') && ++this.infers > this.downAfter) {
+      req.socket.destroy();
+      void this.down();
+      return;
+    }
+    const up = request(this.target + req.url, { method: req.method, headers: req.headers }, (r) => {
+      res.writeHead(r.statusCode ?? 502, r.headers);
+      r.pipe(res);
+    });
+    up.on('error', () => res.destroy());
+    req.pipe(up);
+  }
+
+  async down(): Promise<void> {
+    await closeServer(this.server);
+  }
+
+  async up(): Promise<void> {
+    this.downAfter = Infinity;
+    this.server = createServer((req, res) => this.handle(req, res));
+    await listen(this.server, this.port);
+  }
+
+  close(): Promise<void> {
+    return this.server.listening ? closeServer(this.server) : Promise.resolve();
+  }
+}
+
+describe('pre-encode when the encoder server goes down mid-run and comes back', () => {
+  const SIZE = 64;
+  let dir: string;
+  let shards: string;
+  let kserve: KServeServer;
+  let endpoint: FlakyEndpoint;
+
+  beforeAll(async () => {
+    dir = await tempDir('integrity-encode');
+    shards = join(dir, 'shards');
+    await mkdir(shards);
+    const r = seededRandom(5);
+    for (let t = 0; t < 3; t++) {
+      const out = createWriteStream(join(shards, `0000${t}.tar`));
+      const w = new TarWriter({ write: (c) => new Promise<void>((ok, no) => out.write(c, (e) => (e ? no(e) : ok()))) });
+      for (let i = 0; i < 4; i++) {
+        const noise = Buffer.from(Uint8Array.from({ length: SIZE * SIZE * 3 }, () => Math.floor(r() * 256)));
+        const png = await sharp(noise, { raw: { width: SIZE, height: SIZE, channels: 3 } }).blur(1.5).png().toBuffer();
+        const key = `t${t}i${i}`;
+        await w.addSample(key, { png, json: JSON.stringify({ key, caption: `image ${t} ${i}` }), txt: `image ${t} ${i}` });
+      }
+      await w.finish();
+      await new Promise<void>((ok) => out.end(ok));
+    }
+    const standin = buildBitEncoderStandin(7, SIZE);
+    const modelPath = join(dir, 'bit_encoder.onnx');
+    await writeFile(modelPath, standin.onnx);
+    kserve = await startKServeServer({ bit_encoder: await OnnxTensorModel.load(modelPath) }, { port: 0 });
+    endpoint = await FlakyEndpoint.start(kserve.url);
+  });
+  afterAll(async () => {
+    await endpoint?.close();
+    await kserve?.close();
+  });
+
+  const config = (name: string, model = 'bit_encoder') => ({
+    job: 'pre-encode',
+    output: join(dir, name),
+    input: { paths: [shards] },
+    source: 'laion',
+    // Two batches of 2 per unit, one batch in flight: the third infer request is unit 1's first.
+    encoder: { model: { kserve: [endpoint.url], model, retries: 1 }, size: SIZE, batch_size: 2, max_batches_in_flight: 1 },
+  });
+
+  it('stops with exit 1 naming the endpoint, keeps no failed rows, and a rerun after it is back equals an unbroken run', async () => {
+    const unbroken = await runCli(['run', await writeConfig(dir, 'unbroken.json', config('unbroken')), '--progress', 'off']);
+    expect(unbroken.code, unbroken.stderr).toBe(0);
+
+    endpoint.infers = 0;
+    endpoint.downAfter = 2;
+    const out = join(dir, 'broken');
+    const cfg = await writeConfig(dir, 'broken.json', config('broken'));
+    const r = await runCli(['run', cfg, '--progress', 'off']);
+    expect(r.code, r.stderr).toBe(1);
+    expect(r.stderr).toContain(`run stopped by an outage of ${endpoint.url}`);
+    expect(r.stderr).toMatch(/connection refused/);
+    // Unit 0 finished before the server went down; the others stay undone, with no records at all.
+    expect(await doneUnits(out)).toEqual(['00000.done.json']);
+    expect((await readdir(out)).filter((n) => /^0000[12]\./.test(n))).toEqual([]);
+    const summary = await summaryOf(out);
+    expect(summary.this_run.stopped).toMatchObject({ kind: 'outage', reason: 'connection_refused' });
+    expect(summary.units).toMatchObject({ planned: 3, done: 1, pending: ['00001', '00002'] });
+    expect(summary.funnel.failed).toEqual({});
+    expect(await readdir(out)).not.toContain('index.json');
+
+    await endpoint.up();
+    const again = await runCli(['run', cfg, '--progress', 'off']);
+    expect(again.code, again.stderr).toBe(0);
+    expect(await doneUnits(out)).toEqual(['00000.done.json', '00001.done.json', '00002.done.json']);
+    const shardsAndRecords = /^\d+\.(latents\.parquet|parquet)$/;
+    const want = await outputBytes(join(dir, 'unbroken'), shardsAndRecords);
+    expect(want.size).toBe(6);
+    expect(await outputBytes(out, shardsAndRecords)).toEqual(want);
+    const index = JSON.parse(await readFile(join(out, 'index.json'), 'utf8'));
+    expect(index.rows).toBe(12);
+  });
+
+  it('a model name the server does not serve stops the run before any unit is done', async () => {
+    const out = join(dir, 'misnamed');
+    const r = await runCli(['run', await writeConfig(dir, 'misnamed.json', config('misnamed', 'bit_encodr')), '--progress', 'off']);
+    expect(r.code, r.stderr).toBe(1);
+    expect(r.stderr).toMatch(/run stopped by an outage/);
+    expect(r.stderr).toContain("bit_encodr");
+    expect(r.stderr).toContain('404');
+    expect(await doneUnits(out)).toEqual([]);
+    expect((await summaryOf(out)).this_run.stopped.reason).toBe('http_404_not_found');
+  });
+});
+
+const LAION: ColumnSpec[] = [
+  { name: 'URL', type: 'STRING' },
+  { name: 'TEXT', type: 'STRING' },
+  { name: 'pwatermark', type: 'DOUBLE' },
+];
+
+/** Image hosts on several ports that can all stop (connections refused) and start again on the same ports. */
+class ImageHosts {
+  private servers: Server[] = [];
+  private constructor(readonly ports: number[], private readonly images: Map<string, Buffer>) {}
+
+  static async start(n: number, images: Map<string, Buffer>): Promise<ImageHosts> {
+    const h = new ImageHosts([], images);
+    for (let i = 0; i < n; i++) h.ports.push(await h.listenOn(0));
+    return h;
+  }
+
+  private async listenOn(port: number): Promise<number> {
+    const server = createServer((req, res) => {
+      const body = this.images.get(decodeURIComponent((req.url ?? '').split('/').pop() ?? ''));
+      if (!body) return void res.writeHead(404).end('no such image');
+      res.writeHead(200, { 'Content-Type': 'image/jpeg', 'Content-Length': body.length }).end(body);
+    });
+    this.servers.push(server);
+    return listen(server, port);
+  }
+
+  async stop(): Promise<void> {
+    await Promise.all(this.servers.map(closeServer));
+    this.servers = [];
+  }
+
+  async restart(): Promise<void> {
+    for (const p of this.ports) await this.listenOn(p);
+  }
+
+  url(i: number, name: string): string {
+    return `http://127.0.0.1:${this.ports[i % this.ports.length]}/img/${name}`;
+  }
+}
+
+describe('laion-filter when every image host stops answering', () => {
+  let dir: string;
+  let hosts: ImageHosts;
+  let input: string;
+
+  beforeAll(async () => {
+    dir = await tempDir('integrity-laion');
+    const images = new Map<string, Buffer>();
+    for (let i = 0; i < 24; i++) {
+      images.set(`p${i}.jpg`, await sharp({ create: { width: 96 + i, height: 80, channels: 3, background: { r: (i * 37) % 256, g: (i * 91) % 256, b: 120 } } }).jpeg().toBuffer());
+    }
+    hosts = await ImageHosts.start(6, images);
+    const rows = Array.from({ length: 24 }, (_, i) => ({ URL: hosts.url(i, `p${i}.jpg`), TEXT: `photo ${i}`, pwatermark: 0.1 }));
+    input = join(dir, 'laion.parquet');
+    await writeFile(input, writeParquet(rows, { schema: LAION }));
+  });
+  afterAll(async () => hosts?.stop());
+
+  const config = (name: string, extra: Record<string, unknown> = {}) => ({
+    job: 'laion-filter',
+    output: join(dir, name),
+    input: { kind: 'parquet', paths: [input], url_column: 'URL', caption_column: 'TEXT', unit_rows: 8 },
+    filters: [{ name: 'watermark', keep: 'pwatermark < 0.8' }],
+    fetch: { concurrency: 2, retries: 0, allow_addresses: ['127.0.0.1/32'] },
+    image: { size: 64, min_edge: 32 },
+    breaker: { network_failures: 6, network_min_hosts: 3 },
+    thumbnails: { dropped_per_unit: 0 },
+    ...extra,
+  });
+
+  it('stops with exit 1 naming the network instead of marking units done with every row failed; the rerun equals an unbroken run', async () => {
+    const unbroken = await runCli(['run', await writeConfig(dir, 'unbroken.json', config('unbroken')), '--progress', 'off']);
+    expect(unbroken.code, unbroken.stderr).toBe(0);
+
+    await hosts.stop();
+    const out = join(dir, 'offline');
+    const cfg = await writeConfig(dir, 'offline.json', config('offline'));
+    const r = await runCli(['run', cfg, '--progress', 'off']);
+    expect(r.code, r.stderr).toBe(1);
+    expect(r.stderr).toMatch(/run stopped by an outage of the network/);
+    expect(r.stderr).toMatch(/connection_refused/);
+    expect(await doneUnits(out)).toEqual([]);
+    const summary = await summaryOf(out);
+    expect(summary.this_run.stopped).toMatchObject({ kind: 'outage', reason: 'breaker:network' });
+    expect(summary.this_run.units_not_started.length).toBeGreaterThan(0);
+
+    await hosts.restart();
+    const again = await runCli(['run', cfg, '--progress', 'off']);
+    expect(again.code, again.stderr).toBe(0);
+    const files = /^\d+\.(tar|parquet)$/;
+    const want = await outputBytes(join(dir, 'unbroken'), files);
+    expect(want.size).toBe(6);
+    expect(await outputBytes(out, files)).toEqual(want);
+  });
+
+  it('keeps an output\'s fixed settings: a changed threshold is refused with the keys listed, an operational change runs and is logged', async () => {
+    const out = join(dir, 'unbroken');
+    const cfgPath = join(dir, 'unbroken.json');
+    const before = await readFile(join(out, '_config.json'), 'utf8');
+    const refused = await runCli(['run', cfgPath, '--set', 'image.quality=80', '--set', 'filters.0.keep=pwatermark < 0.5', '--progress', 'off']);
+    expect(refused.code, refused.stderr).toBe(2);
+    expect(refused.stderr).toMatch(/made with other settings/);
+    expect(refused.stderr).toContain('image.quality: 95 → 80');
+    expect(refused.stderr).toContain('filters');
+    expect(await readFile(join(out, '_config.json'), 'utf8')).toBe(before);
+
+    const operational = await runCli(['run', cfgPath, '--set', 'fetch.concurrency=3', '--parallel-units', '2', '--progress', 'off']);
+    expect(operational.code, operational.stderr).toBe(0);
+    expect(await readFile(join(out, '_config.json'), 'utf8')).toBe(before);
+    const runs = (await readdir(join(out, '_runs'))).sort();
+    // The first run and this one; the refused run did no work and logged nothing.
+    expect(runs.length).toBe(2);
+    const last = JSON.parse(await readFile(join(out, '_runs', runs[runs.length - 1]), 'utf8'));
+    expect(last.config.fetch.concurrency).toBe(3);
+    expect(last.config.parallel_units).toBe(2);
+  });
+});
+
+describe('exit codes', () => {
+  it('usage errors exit 2, like config errors', async () => {
+    const missingArg = await runCli(['run']);
+    expect(missingArg.code).toBe(2);
+    expect(missingArg.stderr).toMatch(/missing required argument/);
+    const unknownOption = await runCli(['run', 'x.yaml', '--no-such-option']);
+    expect(unknownOption.code).toBe(2);
+    const help = await runCli(['--help']);
+    expect(help.code).toBe(0);
+  });
+});
