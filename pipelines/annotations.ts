@@ -1,3 +1,4 @@
+import type { BreakerConfig } from '../src/outage.js';
 import { z } from 'zod';
 import { loadTensorModels, modelSource } from '../src/models/model-source.js';
 import { ReplicaPool } from '../src/models/replica-pool.js';
@@ -70,7 +71,8 @@ export class Annotators {
     private readonly models: TensorModel[],
   ) {}
 
-  static async open(cfg: { aesthetic?: AestheticOptions; ocr?: OcrOptions }): Promise<Annotators> {
+  static async open(cfg: { aesthetic?: AestheticOptions; ocr?: OcrOptions; breaker?: BreakerConfig }): Promise<Annotators> {
+    const breaker = cfg.breaker && { failures: cfg.breaker.model_failures };
     const models: TensorModel[] = [];
     let aesthetic;
     if (cfg.aesthetic) {
@@ -78,7 +80,7 @@ export class Annotators {
       const head = await AestheticHead.load(a.head);
       let pool: ReplicaPool<TensorModel> | undefined;
       if (a.clip) {
-        const replicas = await loadTensorModels(a.clip.model, 'clip');
+        const replicas = await loadTensorModels(a.clip.model, 'clip', { breaker });
         models.push(...replicas.map((r) => r.client));
         for (const r of replicas) checkClipModel(r.client, { ...a.clip, dim: head.dim });
         pool = new ReplicaPool(replicas);
@@ -91,7 +93,7 @@ export class Annotators {
     if (cfg.ocr) {
       const o = cfg.ocr;
       if (o.backend === 'detector') {
-        const replicas = await loadTensorModels(o.detector!.model, 'text-detector');
+        const replicas = await loadTensorModels(o.detector!.model, 'text-detector', { breaker });
         models.push(...replicas.map((r) => r.client));
         ocr = { detector: new ReplicaPool(replicas), cfg: o };
       } else {

@@ -8,6 +8,7 @@ import { decodeResize } from '../stages/decode-resize.js';
 import { writeImageShards } from '../stages/sinks/image-shards.js';
 import { planWebDatasetUnits, webDatasetSource } from '../stages/sources/webdataset-source.js';
 import { decodeConcurrency, imageOptions } from './config-parts.js';
+import { checkDalleIngest } from './checks.js';
 
 export const dalleIngestConfig = baseJobConfig.extend({
   job: z.literal('dalle-ingest'),
@@ -43,6 +44,8 @@ export const dalleIngestJob: Job<DalleIngestConfig> = {
   description: 'decode and resize Dalle3-1M WebDataset tars into image shards with short and long captions',
   schema: dalleIngestConfig,
   plan: (cfg) => planWebDatasetUnits(cfg.input),
+  /** Plan-time checks (pipelines/checks.ts); bitprep plan and the start of bitprep run list every problem at once. */
+  check: checkDalleIngest,
   async run(unit, cfg, ctx) {
     const started = new Date();
     const stats = new StatsCollector();

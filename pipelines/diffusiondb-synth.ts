@@ -12,6 +12,7 @@ import { buildPromptSelection, layoutPromptInputs, promptSelection, promptSource
 import { writeImageShards } from '../stages/sinks/image-shards.js';
 import { IMAGE_MODEL_PRESETS, synthesize, type GenerationSettings } from '../stages/synthesize.js';
 import { decodeConcurrency, imageOptions, unitRows } from './config-parts.js';
+import { checkDiffusionDbSynth } from './checks.js';
 
 /** Fields the client sets itself; `extra` may not override them. */
 /** Float columns whose values are often whole (cfg 7, guidance 0): pinned so every shard has one type. */
@@ -138,6 +139,10 @@ export const diffusionDbSynthJob: Job<DiffusionDbSynthConfig> = {
   name: 'diffusiondb-synth',
   description: 'generate one image per distinct, safe DiffusionDB prompt from each configured image model',
   schema: diffusionDbSynthConfig,
+  // How the run goes, not what it writes: these may change on a rerun of an output.
+  operational: ['models.*.endpoints', 'models.*.api_key_env', 'models.*.max_in_flight_per_endpoint', 'models.*.retries', 'models.*.retry_delay_ms', 'models.*.endpoint_cooldown_ms'],
+  /** Plan-time checks (pipelines/checks.ts); bitprep plan and the start of bitprep run list every problem at once. */
+  check: checkDiffusionDbSynth,
   async plan(cfg) {
     const layout = await layoutPromptInputs(cfg.input, cfg.prompts.max_prompt_nsfw !== null);
     const units: Unit[] = [];
@@ -152,7 +157,7 @@ export const diffusionDbSynthJob: Job<DiffusionDbSynthConfig> = {
     const stream = pipe(promptSource(unit, cfg.input), await stagesOf(unit, cfg, ctx.log), { unitId: unit.id, stats, log: ctx.log, signal: ctx.signal });
     return writeImageShards(stream, { output: ctx.output, job: 'diffusiondb-synth', unitId: unit.id, stats, started, onRows: ctx.onRows, columnTypes: FLOAT_COLUMNS });
   },
-  transientFailures: ['timeout', 'network', 'http_status', 'malformed_response', 'no_replica'].map((c) => `synthesize:${c}`),
+  transientFailures: ['timeout', 'network', 'http_status', 'malformed_response'].map((c) => `synthesize:${c}`),
   async *rerun(unit, cfg, keys, ctx) {
     yield* pipe(promptSource(unit, cfg.input, keys), await stagesOf(unit, cfg, ctx.log), { unitId: unit.id, stats: ctx.stats, log: ctx.log });
   },
@@ -218,6 +223,7 @@ function poolFor(cfg: DiffusionDbSynthConfig, m: ModelConfig) {
         maxInFlight: m.max_in_flight_per_endpoint,
         timeoutMs: m.timeout_ms,
         retry: { retries: m.retries, minDelayMs: m.retry_delay_ms, maxDelayMs: Math.max(m.retry_delay_ms, 30_000) },
+        breaker: { failures: cfg.breaker.model_failures },
       }),
     }));
     const pool = new ReplicaPool(clients, { maxInFlightPerReplica: m.max_in_flight_per_endpoint, cooldownMs: m.endpoint_cooldown_ms });

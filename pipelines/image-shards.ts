@@ -11,6 +11,7 @@ import { folderSource, planFolderUnits } from '../stages/sources/folder-source.j
 import { parquetSource, planParquetUnits } from '../stages/sources/parquet-source.js';
 import { planWebDatasetUnits, webDatasetSource } from '../stages/sources/webdataset-source.js';
 import { decodeConcurrency, imageOptions, imageShardsInput } from './config-parts.js';
+import { checkImageShards } from './checks.js';
 
 export const imageShardsConfig = baseJobConfig.extend({
   job: z.literal('image-shards'),
@@ -28,6 +29,8 @@ export const imageShardsJob: Job<ImageShardsConfig> = {
   name: 'image-shards',
   description: 'decode, resize and re-encode local images into WebDataset shards with sidecar records',
   schema: imageShardsConfig,
+  /** Plan-time checks (pipelines/checks.ts); bitprep plan and the start of bitprep run list every problem at once. */
+  check: checkImageShards,
   async plan(cfg) {
     const inp = cfg.input;
     if (inp.kind === 'parquet') return planParquetUnits(inp);

@@ -13,6 +13,7 @@ import { parquetSource, planParquetUnits } from '../stages/sources/parquet-sourc
 import { textVerdict } from '../stages/text-filter.js';
 import { aestheticOptions, Annotators, ocrOptions } from './annotations.js';
 import { decodeConcurrency, imageOptions, parquetInput, thumbnailOptions } from './config-parts.js';
+import { checkLaionFilter } from './checks.js';
 
 /** Download settings (stages/fetch.ts); unset keys take the stage's defaults. */
 const fetchOptions = z.object({
@@ -66,7 +67,11 @@ export const laionFilterJob: Job<LaionFilterConfig> = {
   name: 'laion-filter',
   description: 'filter, download, decode and resize LAION-style URL/caption parquet into image shards',
   schema: laionFilterConfig,
+  // How the run goes, not what it writes: these may change on a rerun of an output.
+  operational: ['fetch.concurrency', 'fetch.per_host', 'fetch.connect_timeout_ms', 'fetch.read_timeout_ms', 'fetch.total_timeout_ms', 'fetch.retries', 'fetch.retry_delay_ms', 'fetch.user_agent', 'aesthetic.clip.batch_size', 'ocr.workers', 'ocr.detector.batch_size'],
   plan: (cfg) => planParquetUnits(cfg.input),
+  /** Plan-time checks (pipelines/checks.ts); bitprep plan and the start of bitprep run list every problem at once. */
+  check: checkLaionFilter,
   async run(unit, cfg, ctx) {
     const started = new Date();
     const stats = new StatsCollector();
@@ -87,7 +92,8 @@ export const laionFilterJob: Job<LaionFilterConfig> = {
   async close() {
     const open = [...annotators.values()];
     annotators.clear();
-    await Promise.all(open.map(async (a) => (await a).close()));
+    // Annotators that failed to open hold nothing; their error was the unit's.
+    await Promise.all(open.map((a) => a.then((x) => x.close(), () => undefined)));
   },
   refilter: {
     reasons: ['aesthetic', 'text_density', 'text_height'],
@@ -128,7 +134,7 @@ function stagesOf(cfg: LaionFilterConfig, seen: ExactSeenSet, annotators: Annota
   // Thumbnails note the fetched image (for size and aspect drops) and then the resized one.
   return [
     columnFilters(cfg.filters),
-    fetchStage(cfg.fetch),
+    fetchStage({ ...cfg.fetch, breaker: { failures: cfg.breaker.network_failures, minHosts: cfg.breaker.network_min_hosts } }),
     ...(thumbnails ? [thumbnails.remember()] : []),
     decodeResize({ ...cfg.image, concurrency: cfg.decode_concurrency }),
     ...(thumbnails ? [thumbnails.remember()] : []),

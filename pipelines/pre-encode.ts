@@ -14,6 +14,7 @@ import { writeLatentShards } from '../stages/sinks/latent-shards.js';
 import { planWebDatasetUnits, webDatasetSource } from '../stages/sources/webdataset-source.js';
 import { loadTensorModels, modelSource } from '../src/models/model-source.js';
 import { decodeConcurrency, unitRows } from './config-parts.js';
+import { checkPreEncode } from './checks.js';
 
 export const preEncodeConfig = baseJobConfig.extend({
   job: z.literal('pre-encode'),
@@ -52,7 +53,7 @@ function poolFor(cfg: PreEncodeConfig) {
   let p = pools.get(cfg);
   if (!p) {
     p = (async () => {
-      const replicas = await loadTensorModels(cfg.encoder.model, 'bit-encoder');
+      const replicas = await loadTensorModels(cfg.encoder.model, 'bit-encoder', { breaker: { failures: cfg.breaker.model_failures } });
       // A wrong export fails here, before any shard is read, not on the first batch.
       for (const r of replicas) checkBitEncoder(r.client, { size: cfg.encoder.size });
       return { pool: new ReplicaPool(replicas), models: replicas.map((r) => r.client) };
@@ -99,6 +100,10 @@ export const preEncodeJob: Job<PreEncodeConfig> = {
   name: 'pre-encode',
   description: 'encode image shards with the BIT encoder into packed 128×64-bit latent shards (Parquet, zstd) and an index.json',
   schema: preEncodeConfig,
+  // How the run goes, not what it writes: these may change on a rerun of an output.
+  operational: ['encoder.batch_size', 'encoder.max_batches_in_flight', 'encoder.max_wait_ms'],
+  /** Plan-time checks (pipelines/checks.ts); bitprep plan and the start of bitprep run list every problem at once. */
+  check: checkPreEncode,
   async plan(cfg) {
     return planWebDatasetUnits(sourceOptions(cfg));
   },
@@ -122,6 +127,7 @@ export const preEncodeJob: Job<PreEncodeConfig> = {
     const open = [...pools.values()];
     pools.clear();
     tokenizers.clear();
-    for (const p of open) await Promise.all((await p).models.map((m) => m.close()));
+    // A pool that failed to open (server down, wrong model) holds nothing; its error was the unit's.
+    for (const p of open) await p.then((x) => Promise.all(x.models.map((m) => m.close())), () => undefined);
   },
 };

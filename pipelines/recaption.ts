@@ -19,6 +19,7 @@ import { batchCustomId, batchRequestLine, parseBatchCustomId, parseBatchOutputLi
 import { writeImageShards } from '../stages/sinks/image-shards.js';
 import { planWebDatasetUnits, webDatasetSource } from '../stages/sources/webdataset-source.js';
 import { unitRows } from './config-parts.js';
+import { checkRecaption } from './checks.js';
 
 const DEFAULT_PROMPTS = {
   version: 'v1',
@@ -133,6 +134,7 @@ function clientFor(cfg: RecaptionConfig): ChatClient | undefined {
       apiKey: process.env[cfg.server.api_key_env] || undefined,
       maxInFlight: cfg.server.max_in_flight,
       timeoutMs: cfg.server.timeout_ms,
+      breaker: { failures: cfg.breaker.model_failures },
     });
     clients.set(cfg, c);
   }
@@ -150,7 +152,11 @@ export const recaptionJob: Job<RecaptionConfig> = {
   name: 'recaption',
   description: 'add a long and a short caption to every image of image shards with Qwen2.5-VL through vLLM (or an imported batch)',
   schema: recaptionConfig,
+  // How the run goes, not what it writes: these may change on a rerun of an output.
+  operational: ['server.base_url', 'server.api_key_env', 'server.max_in_flight', 'server.timeout_ms', 'concurrency', 'cache', 'captions_from'],
   plan: (cfg) => planWebDatasetUnits(sourceOptions(cfg)),
+  /** Plan-time checks (pipelines/checks.ts); bitprep plan and the start of bitprep run list every problem at once. */
+  check: checkRecaption,
   async run(unit, cfg, ctx) {
     const started = new Date();
     const stats = new StatsCollector();

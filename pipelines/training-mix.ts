@@ -21,6 +21,7 @@ import {
   type SelectionFile,
   type SelectionSpec,
 } from '../stages/mix/selection.js';
+import { checkTrainingMix } from './checks.js';
 
 export const trainingMixConfig = baseJobConfig.extend({
   job: z.literal('training-mix'),
@@ -242,6 +243,10 @@ export const trainingMixJob: Job<TrainingMixConfig> = {
   name: JOB,
   description: 'weighted mixture of latent datasets (LAION : synthetic = 3 : 1 by default), dedup, global shuffle, rank-balanced latent shards + index',
   schema: trainingMixConfig,
+  // How the run goes, not what it writes: these may change on a rerun of an output.
+  operational: ['shuffle.scratch', 'shuffle.keep_runs'],
+  /** Plan-time checks (pipelines/checks.ts); bitprep plan and the start of bitprep run list every problem at once. */
+  check: checkTrainingMix,
   async plan(cfg, log) {
     const output = openStore(cfg.output);
     const sel = await ensureSelection(cfg, output, log);

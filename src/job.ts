@@ -24,6 +24,8 @@ export interface BaseJobConfig {
   parallel_units: number;
   /** When repeated failures become an outage (src/outage.ts); every parsed job config has it. */
   breaker?: BreakerConfig;
+  /** The run's lease on its output; every parsed job config has it. */
+  lease?: { ttl_s: number };
 }
 
 /**

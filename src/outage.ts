@@ -24,11 +24,14 @@ export class OutageError extends Error {
   }
 }
 
+/** `err` and its causes, outermost first (bounded: a cause chain may loop). */
+export function* causeChain(err: unknown): Generator<unknown> {
+  for (let e = err, depth = 0; e && depth < 8; e = (e as { cause?: unknown }).cause, depth++) yield e;
+}
+
 /** The OutageError in `err` or its cause chain, if any. */
 export function findOutage(err: unknown): OutageError | undefined {
-  for (let e = err, depth = 0; e && depth < 8; e = (e as { cause?: unknown }).cause, depth++) {
-    if (e instanceof OutageError) return e;
-  }
+  for (const e of causeChain(err)) if (e instanceof OutageError) return e;
   return undefined;
 }
 
@@ -57,7 +60,7 @@ const UNREACHABLE: Record<string, string> = {
 
 /** The outage reason of a socket-level error (`code` on it or its causes), if it is one. */
 export function unreachableReason(err: unknown): string | undefined {
-  for (let e = err, depth = 0; e && depth < 8; e = (e as { cause?: unknown }).cause, depth++) {
+  for (const e of causeChain(err)) {
     const code = (e as { code?: unknown }).code;
     if (typeof code === 'string' && UNREACHABLE[code]) return UNREACHABLE[code];
     // undici wraps several attempts (IPv4 and IPv6) in an AggregateError.
@@ -100,7 +103,7 @@ const SYSTEMIC_WRITE: Record<string, string> = {
 
 /** An OutageError for a systemic write error in `err`'s chain, naming the output. */
 export function systemicWriteError(err: unknown, output: string): OutageError | undefined {
-  for (let e = err, depth = 0; e && depth < 8; e = (e as { cause?: unknown }).cause, depth++) {
+  for (const e of causeChain(err)) {
     const code = (e as { code?: unknown }).code;
     if (typeof code === 'string' && SYSTEMIC_WRITE[code]) {
       return new OutageError(output, code, `${output}: ${SYSTEMIC_WRITE[code].replace(/_/g, ' ')} (${code}): ${(e as Error).message ?? String(e)}`, { cause: err });

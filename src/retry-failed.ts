@@ -1,10 +1,9 @@
 import { parquetSourceFromStore, readParquetRowGroups } from './formats/parquet-read.js';
-import { writeParquet } from './formats/parquet-write.js';
 import { readWebDataset } from './formats/tar-read.js';
 import { TarWriter } from './formats/tar-write.js';
 import type { AnyJob, BaseJobConfig } from './job.js';
 import type { Logger } from './log.js';
-import { toRecord, webDatasetMembers } from './records.js';
+import { ColumnNames, encodeRecords, jobColumns, toRecord, webDatasetMembers } from './records.js';
 import type { Sample } from './sample.js';
 import { countInFunnel, emptyFunnel, failureReason, StatsCollector, type StageStats } from './stats.js';
 import type { Store } from './stores/store.js';
@@ -61,6 +60,8 @@ async function retryUnits(job: AnyJob, cfg: BaseJobConfig, units: Unit[], store:
     const fresh = new Map<string, Sample>();
     for await (const s of job.rerun!(unit, cfg, new Set(retry.map((r) => String(r.key))), { log, stats, previous: records })) fresh.set(s.key, s);
     const recovered = [...fresh.values()].filter((s) => s.status.kind === 'ok').sort((a, b) => (a.key < b.key ? -1 : 1));
+    // Named as the job's sink names them (a carried WIDTH beside width becomes source_WIDTH).
+    const names = new ColumnNames(jobColumns(job.name));
     result.recovered += recovered.length;
     log.info(`unit ${unit.id}: retried ${retry.length} row(s), ${recovered.length} now ok`);
 
@@ -72,7 +73,7 @@ async function retryUnits(job: AnyJob, cfg: BaseJobConfig, units: Unit[], store:
       let next = 0;
       const flushBefore = async (key: string | undefined) => {
         while (next < recovered.length && (key === undefined || recovered[next].key < key)) {
-          await tar.addSample(recovered[next].key, webDatasetMembers(recovered[next]));
+          await tar.addSample(recovered[next].key, webDatasetMembers(recovered[next], names));
           next++;
         }
       };
@@ -88,11 +89,12 @@ async function retryUnits(job: AnyJob, cfg: BaseJobConfig, units: Unit[], store:
       const funnel = emptyFunnel();
       const merged = records.map((r) => {
         const s = fresh.get(String(r.key));
-        const rec = s ? toRecord(s) : r;
+        const rec = s ? toRecord(s, names) : r;
         countInFunnel(funnel, s ?? recordAsSample(rec));
         return rec;
       });
-      await outputs.put('.parquet', writeParquet(merged, { compression: 'SNAPPY' }));
+      // Typed as the job's sink types them, so a retried unit's records match its neighbours'.
+      await outputs.put('.parquet', encodeRecords(merged, { columns: jobColumns(job.name) }));
       const before = decodeJson(await store.get(statsName(unit.id))) as UnitStats & { retries?: unknown[] };
       const finished = new Date();
       const unitStats: UnitStats & { retries: unknown[] } = {

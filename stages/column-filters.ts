@@ -1,5 +1,6 @@
 import { compileExpression } from 'filtrex';
 import { z } from 'zod';
+import { didYouMean } from '../src/config/preflight.js';
 import { drop, fail, SampleError, type Sample } from '../src/sample.js';
 import type { Stage } from '../src/stage.js';
 
@@ -12,7 +13,11 @@ import type { Stage } from '../src/stage.js';
  * - `~=` is a JavaScript regex match (unanchored); a leading `(?i)`/`(?s)`/`(?m)` sets flags;
  *   inside a filtrex string only `\\` and `\"` are escapes, so the regex `\d` is written `"\\d"`;
  * - `true`/`false` are constants here (plain filtrex has none); types never coerce: comparing
- *   text with a number is an error, not false.
+ *   text with a number is an error, not false;
+ * - functions are filtrex's own (FILTER_FUNCTIONS); any other name before `(` is refused at start-up.
+ * In laion-filter the input's url and caption columns reach the filters as `url` and `caption`
+ * (so `not (caption ~= "(?i)stock photo")`); `bitprep plan` names a filter that uses the original
+ * name, or any column missing from an input file (checkColumnFilters, pipelines/checks.ts).
  */
 export const columnFilterItemSchema = z
   .object({
@@ -118,13 +123,9 @@ export function columnFilters(filters: ColumnFilter[]): Stage {
   };
 
   const compiled: Compiled[] = parsed.data.map((f) => {
-    let fn: (data: unknown) => unknown;
-    try {
-      fn = compileExpression(f.keep, { customProp, operators, constants: { true: true, false: false } });
-      for (const pattern of regexLiterals(f.keep)) toRegExp(pattern);
-    } catch (err) {
-      throw new Error(`column-filters: filter ${JSON.stringify(f.name)}: cannot compile ${JSON.stringify(f.keep)}: ${err instanceof Error ? err.message : String(err)}`);
-    }
+    const c = compileKeep(f.keep, customProp, operators);
+    if ('problem' in c) throw new Error(`column-filters: filter ${JSON.stringify(f.name)}: ${c.problem}`);
+    const fn = c.fn;
     return { name: f.name, keep: f.keep, onMissing: f.on_missing, fn, droppedUnit: `dropped:${f.name}`, missingUnit: `missing:${f.name}` };
   });
 
@@ -203,6 +204,134 @@ export function toRegExp(pattern: string): RegExp {
   const m = /^\(\?([imsu]+)\)/.exec(pattern);
   if (!m) return new RegExp(pattern);
   return new RegExp(pattern.slice(m[0].length), [...new Set(m[1])].join(''));
+}
+
+/** The constants every filter expression knows (plain filtrex has none). */
+const CONSTANTS = { true: true, false: false };
+
+/** Filtrex's built-in functions: the only names a filter may call. */
+export const FILTER_FUNCTIONS = ['abs', 'ceil', 'floor', 'log', 'log2', 'log10', 'max', 'min', 'round', 'sqrt', 'exists', 'empty'] as const;
+
+type CustomProp = (name: string, get: (n: string) => unknown, obj: unknown) => unknown;
+
+/**
+ * Compiles one `keep` expression as the stage runs it, and checks what filtrex leaves to the first
+ * row: every regex literal after `~=` and every function name (an unknown one would fail each row).
+ */
+function compileKeep(keep: string, customProp?: CustomProp, operators?: Record<string, (a: unknown, b: unknown) => unknown>): { fn: (data: unknown) => unknown } | { problem: string } {
+  let fn: (data: unknown) => unknown;
+  try {
+    fn = compileExpression(keep, { customProp, operators: operators as never, constants: CONSTANTS });
+  } catch (err) {
+    return { problem: `cannot compile ${JSON.stringify(keep)}: ${oneLineCompileError(err instanceof Error ? err.message : String(err))}` };
+  }
+  for (const pattern of regexLiterals(keep)) {
+    try {
+      toRegExp(pattern);
+    } catch (err) {
+      return { problem: `cannot compile ${JSON.stringify(keep)}: ${err instanceof Error ? err.message : String(err)}` };
+    }
+  }
+  const unknown = readsOf(keep).functions.filter((f) => !(FILTER_FUNCTIONS as readonly string[]).includes(f));
+  if (unknown.length > 0) {
+    const f = unknown[0];
+    const hint = didYouMean(f, FILTER_FUNCTIONS);
+    return { problem: `cannot compile ${JSON.stringify(keep)}: unknown function ${f}()${hint ? ` (did you mean ${hint}?)` : ` (functions: ${FILTER_FUNCTIONS.join(', ')})`}` };
+  }
+  return { fn };
+}
+
+/**
+ * Jison's parse errors span three lines (message, the expression, a caret under the position);
+ * a config problem is one line, so the caret becomes a character position.
+ */
+function oneLineCompileError(msg: string): string {
+  const lines = msg.split('\n');
+  const caret = lines.findIndex((l) => /^-*\^$/.test(l));
+  if (caret < 0) return lines.join(' ');
+  const at = lines[caret].length;
+  // "Parse error on line 1:" / "Lexical error on line 1. Unrecognized text.": an expression is one line.
+  const head = lines[0].replace(/ on line \d+/, '').replace(/[:.]$/, '').replace(/\.\s*/, ': ').toLowerCase();
+  const tail = lines.slice(caret + 1).join(' ').replace(/^Expecting /, 'expecting ');
+  return `${head} at character ${at}${tail ? `: ${tail}` : ''}`;
+}
+
+/** One token of filtrex's lexer, in its rule order (the first rule that matches wins, as in jison). */
+type Token = { kind: 'symbol'; name: string; quoted: boolean } | { kind: 'keyword' | 'punct'; text: string } | { kind: 'literal' };
+
+const LEXER: [RegExp, (m: string) => Token | null][] = [
+  [/\*|\/|-|\+|\^|\(|\)|,|==|!=|~=|>=|<=|<|>/y, (m) => ({ kind: 'punct', text: m })],
+  // Keywords take the character after them, as filtrex's lexer does (so `not(x)` loses its bracket).
+  [/not\s+in[^\w]/y, () => ({ kind: 'keyword', text: 'notIn' })],
+  [/(and|or|not|in|of|if|then|else|mod)[^\w]/y, (m) => ({ kind: 'keyword', text: m.slice(0, -1) })],
+  [/\s+/y, () => null],
+  [/[0-9]+(?:\.[0-9]+)?(?![0-9.])/y, () => ({ kind: 'literal' })],
+  [/[a-zA-Z$_][.a-zA-Z0-9$_]*/y, (m) => ({ kind: 'symbol', name: m, quoted: false })],
+  [/'(?:\\'|\\\\|[^'\\])*'/y, (m) => ({ kind: 'symbol', name: m.slice(1, -1).replace(/\\(.)/g, '$1'), quoted: true })],
+  [/"(?:\\"|\\\\|[^"\\])*"/y, () => ({ kind: 'literal' })],
+  [/%|\?|:/y, (m) => ({ kind: 'punct', text: m })],
+];
+
+function tokenize(expr: string): Token[] {
+  const out: Token[] = [];
+  let pos = 0;
+  outer: while (pos < expr.length) {
+    for (const [re, make] of LEXER) {
+      re.lastIndex = pos;
+      const m = re.exec(expr);
+      if (!m || m[0] === '') continue;
+      pos += m[0].length;
+      const t = make(m[0]);
+      if (t) out.push(t);
+      continue outer;
+    }
+    throw new Error(`unrecognized text at character ${pos + 1}`);
+  }
+  return out;
+}
+
+/**
+ * The columns an expression reads and the functions it calls, in order of appearance, without
+ * evaluating it (so both branches of `if`, and both sides of `and`/`or`, count). A symbol before
+ * `of` names a property of a nested value, not a column; one before `(` is a function; `true`
+ * and `false` are constants unless quoted ('true' is a column).
+ */
+export function readsOf(keep: string): { columns: string[]; functions: string[] } {
+  const tokens = tokenize(keep);
+  const columns = new Set<string>();
+  const functions = new Set<string>();
+  tokens.forEach((t, i) => {
+    if (t.kind !== 'symbol') return;
+    const next = tokens[i + 1];
+    if (next?.kind === 'keyword' && next.text === 'of') return;
+    if (next?.kind === 'punct' && next.text === '(') functions.add(t.name);
+    else if (t.quoted || !Object.hasOwn(CONSTANTS, t.name)) columns.add(t.name);
+  });
+  return { columns: [...columns], functions: [...functions] };
+}
+
+/** What a plan-time check found for one filter: its compile problem, or the columns it reads. */
+export interface ColumnFilterCheck {
+  /** The filter's config key and name, e.g. `filters[0] "watermark"`. */
+  label: string;
+  /** One line naming the filter, when it does not compile. */
+  problem?: string;
+  /** The columns the filter reads (none when it does not compile). */
+  columns: string[];
+}
+
+/**
+ * Compiles every filter (all of them, not stopping at the first bad one) and lists the columns
+ * each reads, in filter order, for a plan-time check against the input schemas. `key` is the
+ * filters' config key.
+ */
+export function checkColumnFilters(filters: readonly ColumnFilter[], key = 'filters'): ColumnFilterCheck[] {
+  return filters.map((f, i) => {
+    const label = `${key}[${i}] ${JSON.stringify(f.name)}`;
+    const c = compileKeep(f.keep);
+    if ('problem' in c) return { label, problem: `${label}: ${c.problem}`, columns: [] };
+    return { label, columns: readsOf(f.keep).columns };
+  });
 }
 
 /** String literals right after `~=`, unescaped as filtrex reads them, to validate at start-up. */

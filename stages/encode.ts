@@ -1,6 +1,6 @@
 import sharp from 'sharp';
 import { LATENT_BITS, packLogits } from '../src/formats/latent-bits.js';
-import { modelBatchStage } from '../src/models/batcher.js';
+import { modelBatchStage, RequestSplitter, type SplitEvent } from '../src/models/batcher.js';
 import { floatToHalf, halfToFloat } from '../src/models/kserve-codec.js';
 import type { ReplicaPool } from '../src/models/replica-pool.js';
 import type { Tensor, TensorModel } from '../src/models/tensor.js';
@@ -24,6 +24,21 @@ export interface EncodeOptions {
   decodeConcurrency: number;
 }
 
+/** One splitter per replica pool, so what one unit learns of an endpoint's limit serves the next. */
+const splitters = new WeakMap<ReplicaPool<TensorModel>, RequestSplitter<TensorModel>>();
+
+function splitterFor(pool: ReplicaPool<TensorModel>): RequestSplitter<TensorModel> {
+  let s = splitters.get(pool);
+  if (!s) {
+    s = new RequestSplitter<TensorModel>((model) => {
+      const url = (model as { url?: unknown }).url;
+      return typeof url === 'string' ? url : model.name;
+    });
+    splitters.set(pool, s);
+  }
+  return s;
+}
+
 /**
  * The two halves of pre-encoding: `decode` (CPU: image bytes → size×size RGB, centre crop, in
  * parallel, ahead of the encoder) and `encode` (the BIT encoder in batches over the replica pool:
@@ -33,6 +48,11 @@ export interface EncodeOptions {
  * (no batch in flight on any replica while the stage ran: the encoder waited for the CPUs) and
  * `decoded_wait_seconds` (decoded images summed over the time they sat waiting for the encoder:
  * the CPUs were ahead). One is large and the other small, and which one says what to scale.
+ *
+ * An endpoint that refuses a batch for its size (HTTP 413: its body limit is below batch_size
+ * images) gets it in halves, recursively, and later batches pre-split to the largest size it took
+ * (`requests_split` counts the refusals; a warning names the endpoint and the new size). One image
+ * still refused is an outage that stops the unit (see RequestSplitter).
  */
 export function encodeStages(opts: EncodeOptions): Stage[] {
   const { size } = opts;
@@ -67,6 +87,25 @@ export function encodeStages(opts: EncodeOptions): Stage[] {
     const stats = ctx.stats.stage('encode');
     let inFlight = 0;
     let idleSince = performance.now();
+    const splitter = splitterFor(opts.pool);
+    const onSplit = (e: SplitEvent) => {
+      addUnits(stats, 'requests_split');
+      ctx.log.warn(`encode: ${e.target} refused a request of ${e.refused} images for its size (${e.message}); sending at most ${e.nextSize} per request to it from now on (raise its body limit, or lower encoder.batch_size)`);
+    };
+    const send = async (model: TensorModel, images: Uint8Array[]): Promise<Uint8Array[]> => {
+      const n = images.length;
+      const x = new Float32Array(n * per);
+      images.forEach((rgb, i) => imageToEncoderInput(rgb, size, x, i * per));
+      const c = BIT_ENCODER_CONTRACT;
+      const half = model.inputs.find((t) => t.name === c.input.name)?.dtype === 'FP16';
+      const tensor: Tensor = half ? { dtype: 'FP16', shape: [n, 3, size, size], data: Uint16Array.from(x, floatToHalf) } : { dtype: 'FP32', shape: [n, 3, size, size], data: x };
+      const out = await model.infer({ [c.input.name]: tensor }, { outputs: [c.output.name], signal: ctx.signal });
+      const y = out[c.output.name];
+      if (!y || y.data.length !== n * LATENT_BITS) throw new Error(`model ${model.name}: output "${c.output.name}" has ${y ? y.data.length : 0} values for ${n} images, expected ${n * LATENT_BITS} ([${n}, 128, 64])`);
+      const logits = y.dtype === 'FP16' ? Float32Array.from(y.data as Uint16Array, halfToFloat) : (y.data as Float32Array);
+      addUnits(stats, 'requests');
+      return images.map((_, i) => packLogits(logits, i * LATENT_BITS));
+    };
     const inner = modelBatchStage<TensorModel, Uint8Array, Uint8Array>({
       name: 'encode',
       pool: opts.pool,
@@ -88,18 +127,8 @@ export function encodeStages(opts: EncodeOptions): Stage[] {
         }
         if (inFlight++ === 0) addUnits(stats, 'encoder_idle_seconds', (performance.now() - idleSince) / 1000);
         try {
-          const n = images.length;
-          const x = new Float32Array(n * per);
-          images.forEach((rgb, i) => imageToEncoderInput(rgb, size, x, i * per));
-          const c = BIT_ENCODER_CONTRACT;
-          const half = model.inputs.find((t) => t.name === c.input.name)?.dtype === 'FP16';
-          const tensor: Tensor = half ? { dtype: 'FP16', shape: [n, 3, size, size], data: Uint16Array.from(x, floatToHalf) } : { dtype: 'FP32', shape: [n, 3, size, size], data: x };
-          const out = await model.infer({ [c.input.name]: tensor }, { outputs: [c.output.name], signal: ctx.signal });
-          const y = out[c.output.name];
-          if (!y || y.data.length !== n * LATENT_BITS) throw new Error(`model ${model.name}: output "${c.output.name}" has ${y ? y.data.length : 0} values for ${n} images, expected ${n * LATENT_BITS} ([${n}, 128, 64])`);
-          const logits = y.dtype === 'FP16' ? Float32Array.from(y.data as Uint16Array, halfToFloat) : (y.data as Float32Array);
-          addUnits(stats, 'batches');
-          return images.map((_, i) => packLogits(logits, i * LATENT_BITS));
+          // modelBatchStage counts `batches`; `requests` counts what went over the wire (more when split).
+          return await splitter.run(model, images, (part) => send(model, part), onSplit);
         } finally {
           if (--inFlight === 0) idleSince = performance.now();
         }

@@ -17,7 +17,8 @@ const start = (args: string[], env: Record<string, string> = {}) => startCli(arg
 const cli = (args: string[], env: Record<string, string> = {}) => start(args, env).done;
 
 /** Files whose content legitimately differs between runs (timestamps, throughput, the output path). */
-const RUN_SPECIFIC = /(\.done\.json|\.stats\.json|^run-summary\.json|^_config\.json)$/;
+// _runs/ holds one log per run and _lease/ the live run's lease: both differ by design.
+const RUN_SPECIFIC = /(\.done\.json|\.stats\.json|^run-summary\.json|^_config\.json|^_runs|^_lease)$/;
 
 const readJson = async (p: string) => JSON.parse(await readFile(p, 'utf8'));
 const doneIds = async (dir: string) => (await readdir(dir)).filter((n) => n.endsWith('.done.json')).map((n) => n.slice(0, -'.done.json'.length)).sort();

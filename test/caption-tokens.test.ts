@@ -254,7 +254,7 @@ describe('pre-encode with text_tokens', () => {
     const missing = join(dir, 'missing', 'tokenizer.json');
     const cfg = await writeConfig(dir, 'missing.json', { job: 'pre-encode', output: join(dir, 'latents-missing'), input: { paths: [join(dir, 'shards')] }, source: 'test', encoder: { model: { onnx: join(dir, 'bit_encoder.onnx') }, size: 128 }, text_tokens: { tokenizer: missing } });
     const r = await runCli(['run', cfg, '--progress', 'off']);
-    expect(r.code).not.toBe(0);
-    expect(r.stderr).toContain(`${missing}: no such file`);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain(`text_tokens.tokenizer: ${missing} does not exist`);
   });
 });

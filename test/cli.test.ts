@@ -193,6 +193,6 @@ describe('bitprep CLI', () => {
     const cfg = await writeConfig(dir, 'missing.json', { job: 'image-shards', output: join(dir, 'o2'), input: { kind: 'parquet', paths: [join(dir, 'demo-data', 'laion')] } });
     const r = await runCli(['run', cfg, '--set', `input.paths=[${join(dir, 'nope')}]`]);
     expect(r.code).toBe(2);
-    expect(r.stderr).toContain(`input ${join(dir, 'nope')} does not exist`);
+    expect(r.stderr).toContain(`input.paths[0]: ${join(dir, 'nope')} does not exist`);
   });
 });

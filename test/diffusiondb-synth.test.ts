@@ -386,4 +386,25 @@ describe('diffusiondb-synth end to end', () => {
     expect(flux.violations).toEqual([]);
     expect(sd.violations).toEqual([]);
   });
+
+  it('a model whose every endpoint refuses connections stops the run (exit 1) with no unit done; with its endpoint fixed the rerun equals the whole run', async () => {
+    const gone = createServer();
+    await new Promise<void>((r) => gone.listen(0, '127.0.0.1', r));
+    const deadUrl = `http://127.0.0.1:${(gone.address() as AddressInfo).port}/v1`;
+    await new Promise((r) => gone.close(r));
+    const cfg = JSON.parse(await readFile(config, 'utf8'));
+    const out = join(dir, 'dead');
+    const broken = await writeConfig(dir, 'dead.json', { ...cfg, output: out, models: [{ ...cfg.models[0], endpoints: [deadUrl] }, cfg.models[1]] });
+    const r = await runCli(['run', broken, '--progress', 'off']);
+    expect(r.code, r.stderr).toBe(1);
+    expect(r.stderr).toContain(`run stopped by an outage of ${deadUrl}`);
+    expect((await readdir(out)).filter((n) => n.startsWith('flux-schnell') && n.endsWith('.done.json'))).toEqual([]);
+    // Endpoints are operational: the same output takes the live one and finishes.
+    const fixed = await writeConfig(dir, 'dead-fixed.json', { ...cfg, output: out });
+    const again = await runCli(['run', fixed, '--progress', 'off']);
+    expect(again.code, again.stderr).toBe(0);
+    const recs = await readRecords(out);
+    expect(recs.map((x) => x.key).sort()).toEqual(whole.map((x) => x.key).sort());
+    expect(recs.filter((x) => x.error_code === 'network' || x.error_code === 'no_replica')).toEqual([]);
+  });
 });

@@ -79,7 +79,7 @@ describe('image-shards job on a LAION-schema parquet of local paths', () => {
       expect([meta.format, meta.width, meta.height]).toEqual(['jpeg', 128, 128]);
       expect(new TextDecoder().decode(members.get(`${r.key}.txt`))).toBe(r.caption);
       const json = JSON.parse(new TextDecoder().decode(members.get(`${r.key}.json`)));
-      expect(json).toMatchObject({ key: r.key, url: r.url, WIDTH: Number(r.WIDTH), width: 128, height: 128 });
+      expect(json).toMatchObject({ key: r.key, url: r.url, source_WIDTH: Number(r.source_WIDTH), width: 128, height: 128 });
     }
   });
 

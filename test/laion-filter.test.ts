@@ -129,7 +129,7 @@ describe('laion-filter against a faulty image host', () => {
     for (const r of byRow) if (r.status === 'failed') expect(String(r.error).length, String(r.url)).toBeGreaterThan(5);
 
     // The original LAION columns travel with every record.
-    expect(byRow[0]).toMatchObject({ caption: 'caption 0', similarity: 0.31, pwatermark: 0.1, WIDTH: 320n });
+    expect(byRow[0]).toMatchObject({ caption: 'caption 0', similarity: 0.31, pwatermark: 0.1, source_WIDTH: 320n });
     expect(byRow[2].dropped_value).toBe(JSON.stringify({ of: byRow[0].key }));
     const rotated = byRow.find((r) => String(r.url).endsWith('rotated.jpg'))!;
     expect(rotated).toMatchObject({ original_width: 240n, original_height: 320n, exif_orientation: 6n, width: 128n, height: 128n });

@@ -108,7 +108,10 @@ describe('queue executor: plan --queue, 3 workers on Redis, one killed mid-unit,
     expect(orphaned).not.toContain(POISON);
 
     const rest: CliResult[] = await Promise.all(workers.slice(1).map((w) => w.done));
-    for (const r of rest) expect(r.code, r.stderr).toBe(0);
+    // The worker that dead-lettered the poison unit exits 1 (work left undone); the other exits 0.
+    const deadLine = new RegExp(`^error: unit ${POISON}: failed ${ATTEMPTS} time\\(s\\), moved to the dead-letter list`, 'm');
+    for (const r of rest) expect(r.code, r.stderr).toBe(deadLine.test(r.stderr) ? 1 : 0);
+    expect(rest.filter((r) => r.code === 1)).toHaveLength(1);
 
     // Every good unit was completed exactly once, the orphaned ones by the surviving workers.
     const survivorsLog = rest.map((r) => r.stderr).join('\n');
@@ -154,11 +157,12 @@ describe('queue executor: plan --queue, 3 workers on Redis, one killed mid-unit,
     // The summary the last worker wrote counts every done unit.
     const summary = JSON.parse(Buffer.from(await b.get('run-summary.json')).toString('utf8'));
     expect(summary.units).toMatchObject({ planned: UNITS + 1, done: UNITS, pending: [POISON] });
+    expect(summary.dead).toEqual([{ unit: POISON, error: localError, attempts: ATTEMPTS }]);
 
-    // Planning again adds nothing: done units are skipped, the dead one stays dead.
-    const again = await runCli(['plan', config, '--output', out, ...queueArgs, '--attempts', String(ATTEMPTS)]);
+    // Planning again adds nothing: done units are skipped, the dead one stays dead. --json is honoured.
+    const again = await runCli(['plan', config, '--output', out, ...queueArgs, '--attempts', String(ATTEMPTS), '--json']);
     expect(again.code, again.stderr).toBe(0);
-    expect(again.stdout).toContain(`queue ${queueName}: 0 enqueued, ${UNITS} already done, 0 already queued, 1 dead`);
+    expect(JSON.parse(again.stdout)).toMatchObject({ job: 'laion-filter', output: out, queue: queueName, planned: UNITS + 1, enqueued: 0, alreadyDone: UNITS, alreadyQueued: 0, dead: 1 });
   }, 150_000);
 
   it('masks the password of a Redis URL and names the queue it cannot reach', async () => {

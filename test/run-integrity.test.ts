@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import { createWriteStream } from 'node:fs';
 import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { createServer, request, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
@@ -11,7 +12,7 @@ import { startKServeServer, type KServeServer } from '../src/models/kserve-serve
 import { OnnxTensorModel } from '../src/models/onnx-model.js';
 import { seededRandom } from '../src/seeded-random.js';
 import { buildBitEncoderStandin } from '../stages/bit-encoder-standin.js';
-import { runCli, writeConfig } from './helpers/run-cli.js';
+import { runCli, startCli, writeConfig } from './helpers/run-cli.js';
 import { tempDir } from './helpers/temp-dir.js';
 
 /**
@@ -189,6 +190,8 @@ const LAION: ColumnSpec[] = [
 /** Image hosts on several ports that can all stop (connections refused) and start again on the same ports. */
 class ImageHosts {
   private servers: Server[] = [];
+  /** A pause before each answer, so a run can be caught in the middle of a unit. */
+  delayMs = 0;
   private constructor(readonly ports: number[], private readonly images: Map<string, Buffer>) {}
 
   static async start(n: number, images: Map<string, Buffer>): Promise<ImageHosts> {
@@ -201,7 +204,7 @@ class ImageHosts {
     const server = createServer((req, res) => {
       const body = this.images.get(decodeURIComponent((req.url ?? '').split('/').pop() ?? ''));
       if (!body) return void res.writeHead(404).end('no such image');
-      res.writeHead(200, { 'Content-Type': 'image/jpeg', 'Content-Length': body.length }).end(body);
+      setTimeout(() => res.writeHead(200, { 'Content-Type': 'image/jpeg', 'Content-Length': body.length }).end(body), this.delayMs);
     });
     this.servers.push(server);
     return listen(server, port);
@@ -276,6 +279,61 @@ describe('laion-filter when every image host stops answering', () => {
     expect(await outputBytes(out, files)).toEqual(want);
   });
 
+  it('Ctrl-C stops the running unit, exits 130 with a summary, and the rerun equals an unbroken run', async () => {
+    const out = join(dir, 'interrupted');
+    const cfg = await writeConfig(dir, 'interrupted.json', config('interrupted'));
+    hosts.delayMs = 150;
+    try {
+      const run = startCli(['run', cfg, '--progress', 'off']);
+      let stderr = '';
+      run.child.stderr!.on('data', (d) => (stderr += d));
+      // Wait until the first unit has started writing its rows' images (the first fetch answered).
+      const deadline = Date.now() + 30_000;
+      while (!(await readdir(out).catch(() => [])).some((n) => n.startsWith('_runs')) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      await new Promise((r) => setTimeout(r, 400));
+      run.child.kill('SIGINT');
+      const r = await run.done;
+      expect(r.code, stderr).toBe(130);
+      expect(r.stderr).toMatch(/run interrupted/);
+      const summary = await summaryOf(out);
+      expect(summary.this_run.stopped).toMatchObject({ kind: 'interrupted' });
+      expect(summary.units.done).toBeLessThan(3);
+      expect((await readdir(out)).filter((n) => n.includes('.partial-'))).toEqual([]);
+    } finally {
+      hosts.delayMs = 0;
+    }
+    const again = await runCli(['run', cfg, '--progress', 'off']);
+    expect(again.code, again.stderr).toBe(0);
+    const files = /^\d+\.(tar|parquet)$/;
+    expect(await outputBytes(out, files)).toEqual(await outputBytes(join(dir, 'unbroken'), files));
+  });
+
+  it('refuses a second run on an output a live run holds, naming the holder; the first run is unharmed', async () => {
+    const out = join(dir, 'held');
+    const cfg = await writeConfig(dir, 'held.json', config('held'));
+    // Slow enough (24 rows, 2 at a time) that the first run still holds the output while a second CLI starts.
+    hosts.delayMs = 600;
+    try {
+      const first = startCli(['run', cfg, '--progress', 'off']);
+      const deadline = Date.now() + 30_000;
+      while (!(await readdir(join(out, '_lease')).catch(() => [] as string[])).length && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      const second = await runCli(['run', cfg, '--progress', 'off']);
+      expect(second.code, second.stderr).toBe(2);
+      expect(second.stderr).toContain(`pid ${first.child.pid}`);
+      expect(second.stderr).toMatch(/is in use: the whole output is leased to run/);
+      const r = await first.done;
+      expect(r.code, r.stderr).toBe(0);
+    } finally {
+      hosts.delayMs = 0;
+    }
+    const files = /^\d+\.(tar|parquet)$/;
+    expect(await outputBytes(out, files)).toEqual(await outputBytes(join(dir, 'unbroken'), files));
+    // Released at the end: the next run takes the output at once.
+    expect(await readdir(join(out, '_lease'))).toEqual([]);
+    const third = await runCli(['run', cfg, '--progress', 'off']);
+    expect(third.code, third.stderr).toBe(0);
+  });
+
   it('keeps an output\'s fixed settings: a changed threshold is refused with the keys listed, an operational change runs and is logged', async () => {
     const out = join(dir, 'unbroken');
     const cfgPath = join(dir, 'unbroken.json');
@@ -296,6 +354,57 @@ describe('laion-filter when every image host stops answering', () => {
     const last = JSON.parse(await readFile(join(out, '_runs', runs[runs.length - 1]), 'utf8'));
     expect(last.config.fetch.concurrency).toBe(3);
     expect(last.config.parallel_units).toBe(2);
+  });
+});
+
+describe('a full disk', () => {
+  let dir: string;
+  let disk: string;
+  let mounted = false;
+  let input: string;
+  let host: ImageHosts;
+
+  beforeAll(async () => {
+    dir = await tempDir('integrity-disk');
+    disk = join(dir, 'disk');
+    await mkdir(disk);
+    // A real ENOSPC needs a small file system: a 48 KiB tmpfs (root can mount one; elsewhere the test is skipped).
+    mounted = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=48k', 'tmpfs', disk]).status === 0;
+    const images = new Map<string, Buffer>();
+    for (let i = 0; i < 24; i++) images.set(`n${i}.png`, await sharp(Buffer.from(Uint8Array.from({ length: 96 * 96 * 3 }, (_, k) => (k * (i + 7) * 2654435761) >>> 24)), { raw: { width: 96, height: 96, channels: 3 } }).png().toBuffer());
+    host = await ImageHosts.start(1, images);
+    const rows = Array.from({ length: 24 }, (_, i) => ({ URL: host.url(0, `n${i}.png`), TEXT: `noise ${i}`, pwatermark: 0.1 }));
+    input = join(dir, 'laion.parquet');
+    await writeFile(input, writeParquet(rows, { schema: LAION }));
+  });
+  afterAll(async () => {
+    await host?.stop();
+    if (mounted) spawnSync('umount', [disk]);
+  });
+
+  it('stops the run at the first unit that cannot be written, instead of failing every remaining unit', async (ctx) => {
+    if (!mounted) ctx.skip();
+    const out = join(disk, 'out');
+    const cfg = await writeConfig(dir, 'disk.json', {
+      job: 'laion-filter',
+      output: out,
+      input: { kind: 'parquet', paths: [input], url_column: 'URL', caption_column: 'TEXT', unit_rows: 4 },
+      fetch: { retries: 0, allow_addresses: ['127.0.0.1/32'] },
+      // PNG output of noise does not compress: each unit's shard is ~110 KiB, more than the disk holds.
+      image: { size: 96, min_edge: 32, format: 'png' },
+      thumbnails: { dropped_per_unit: 0 },
+    });
+    const r = await runCli(['run', cfg, '--progress', 'off', '--json']);
+    expect(r.code, r.stderr).toBe(1);
+    expect(r.stderr).toMatch(/run stopped by an outage of .*disk full \(ENOSPC\)/);
+    const summary = JSON.parse(r.stdout);
+    expect(summary.this_run.stopped).toMatchObject({ kind: 'outage', reason: 'ENOSPC' });
+    // One unit hit ENOSPC; whatever fit before it is done; nothing after it was tried.
+    const t = summary.this_run;
+    expect(t.units_failed).toHaveLength(1);
+    expect(t.units_completed + 1 + t.units_not_started.length).toBe(6);
+    expect(t.units_not_started.length).toBeGreaterThanOrEqual(4);
+    expect(await doneUnits(out)).toHaveLength(t.units_completed);
   });
 });
 

@@ -4,6 +4,8 @@ import { findOutage } from '../outage.js';
 import { stopOnSignals } from './stop-signals.js';
 import { collectValues, integerOption } from './option-parsers.js';
 import { ConfigError, loadConfig, parseOverride, validateConfig } from '../config/load-config.js';
+import { preflight } from '../config/preflight.js';
+import { commandLine } from '../units/output-lease.js';
 import { CONFIG_NAME, executeLocal, readPlan } from '../executors/local.js';
 import { refilterOutput } from '../refilter.js';
 import { retryFailed } from '../retry-failed.js';
@@ -15,6 +17,10 @@ import { openStore } from '../stores/open-store.js';
 import { OnnxTensorModel } from '../models/onnx-model.js';
 import { planOnQueue, statusCommand, workerCommand } from './queue-commands.js';
 import { serveCommand } from './serve-command.js';
+
+const SET_HELP =
+  'override a config value, e.g. --set image.size=256 (repeatable; values are read as YAML; --set key=null unsets an optional key or section, ' +
+  'e.g. --set aesthetic=null runs laion-filter download-only, and gives a defaulted key its default)';
 
 /** What the composition root (pipelines/main.ts) hands the CLI: src/ never imports pipelines. */
 export interface CliWiring {
@@ -36,7 +42,7 @@ export function buildProgram(w: CliWiring): Command {
     .description('run a job from a config file; done units are skipped, so rerunning resumes')
     .argument('<config>', 'job config (.yaml or .json)')
     .option('-o, --output <url>', 'output directory or s3://bucket/prefix (overrides output)')
-    .option('--set <key=value>', 'override a config value, e.g. --set image.size=256 (repeatable)', collectValues, [])
+    .option('--set <key=value>', SET_HELP, collectValues, [])
     .option('--shard-index <n>', 'run only units i with i mod shard-count = n (array jobs)', integerOption('--shard-index'))
     .option('--shard-count <n>', 'number of array tasks', integerOption('--shard-count'))
     .option('--parallel-units <n>', 'units run at once on this machine (overrides parallel_units)', integerOption('--parallel-units'))
@@ -48,11 +54,11 @@ export function buildProgram(w: CliWiring): Command {
       if (o.parallelUnits !== undefined) overrides.push(['parallel_units', o.parallelUnits]);
       const { job, config } = await loadConfig(configPath, w.jobs, overrides);
       const selection = resolveShardSelection({ shardIndex: o.shardIndex, shardCount: o.shardCount });
-      const units = await job.plan(config, consoleLogger);
+      const { units } = await preflight(job, config, consoleLogger, configPath);
       consoleLogger.info(`${job.name}: ${units.length} unit(s) → ${config.output}`);
       const signals = stopOnSignals('stopping the running unit(s), which stay undone');
       try {
-        const summary = await executeLocal(job, config, units, { output: openStore(config.output), log: consoleLogger, selection, progress: o.progress, signal: signals.signal, command: process.argv.slice(2).join(' ') });
+        const summary = await executeLocal(job, config, units, { output: openStore(config.output), log: consoleLogger, selection, progress: o.progress, signal: signals.signal, command: commandLine() });
         reportRun(summary, config.output, { json: o.json });
       } finally {
         signals.dispose();
@@ -64,7 +70,7 @@ export function buildProgram(w: CliWiring): Command {
     .description('validate a config and print the units it plans; with --queue, enqueue them for `bitprep worker`s')
     .argument('<config>', 'job config (.yaml or .json)')
     .option('-o, --output <url>', 'output directory or s3://bucket/prefix (overrides output)')
-    .option('--set <key=value>', 'override a config value (repeatable)', collectValues, [])
+    .option('--set <key=value>', SET_HELP, collectValues, [])
     .option('--json', 'print the units as JSON')
     .option('--queue <url>', 'enqueue the units not done yet on a BullMQ queue in this Redis, e.g. redis://:password@host:6379/0')
     .option('--queue-name <name>', 'queue name (default: bitprep- and 12 hex digits of SHA-256 of the output URL)')
@@ -74,7 +80,7 @@ export function buildProgram(w: CliWiring): Command {
       const overrides = o.set.map(parseOverride);
       if (o.output) overrides.push(['output', o.output]);
       const { job, config } = await loadConfig(configPath, w.jobs, overrides);
-      const units = await job.plan(config, consoleLogger);
+      const { units } = await preflight(job, config, consoleLogger, configPath);
       if (o.queue) await planOnQueue(job, config, units, { url: o.queue, name: o.queueName, attempts: o.attempts, backoffMs: o.backoffMs, json: o.json });
       else if (o.json) process.stdout.write(JSON.stringify(units, null, 2) + '\n');
       else {

@@ -21,18 +21,28 @@ export function serveCommand(loadModel: (path: string, name: string) => Promise<
     .option('--host <host>', 'address to listen on', '127.0.0.1')
     .option('--max-batch <n>', 'rows per gathered model call; 1 turns dynamic batching off', integerOption('--max-batch', { min: 1 }), 1)
     .option('--max-delay-ms <ms>', 'how long a request waits for others to batch with', integerOption('--max-delay-ms'), 5)
-    .option('--max-request-mb <n>', 'largest request body in MiB (larger → 413)', integerOption('--max-request-mb', { min: 1 }), 64)
-    .action(async (o: { model: [string, string][]; port: number; host: string; maxBatch: number; maxDelayMs: number; maxRequestMb: number }) => {
+    .option(
+      '--max-request-mb <n>',
+      'largest request body in MiB (larger → 413). Default: per model, room for a binary request of --max-batch samples ' +
+        '(max-batch × bytes of one sample of every input, from the model\'s input shapes, + 1 MiB header room), at least 64 MiB; ' +
+        'e.g. the BIT encoder at 512 px with --max-batch 32 gets 97 MiB. A model whose inputs have dynamic dims besides the batch ' +
+        '(H, W) gets 64 MiB: set this for larger requests. JSON-encoded requests are several times larger than binary ones',
+      integerOption('--max-request-mb', { min: 1 }),
+    )
+    .addHelpText('after', '\nThe request body limit of each model, and how it was chosen, is printed at start-up.')
+    .action(async (o: { model: [string, string][]; port: number; host: string; maxBatch: number; maxDelayMs: number; maxRequestMb?: number }) => {
       const models: Record<string, TensorModel> = {};
       try {
         for (const [name, path] of o.model) {
           if (models[name]) throw new InvalidArgumentError(`model name "${name}" given twice`);
           models[name] = await loadModel(path, name);
         }
-        const server = await startKServeServer(models, { port: o.port, host: o.host, maxBatch: o.maxBatch, maxDelayMs: o.maxDelayMs, maxRequestBytes: o.maxRequestMb * 1024 * 1024 });
+        const maxRequestBytes = o.maxRequestMb === undefined ? undefined : o.maxRequestMb * 1024 * 1024;
+        const server = await startKServeServer(models, { port: o.port, host: o.host, maxBatch: o.maxBatch, maxDelayMs: o.maxDelayMs, maxRequestBytes });
         for (const [name, m] of Object.entries(models)) {
           const ins = m.inputs.map((s) => `${s.name} ${s.dtype}[${s.shape.map((d) => (d < 0 ? '?' : d)).join(',')}]`).join(', ');
           process.stdout.write(`serving ${name} (${ins}) at ${server.url}/v2/models/${encodeURIComponent(name)}\n`);
+          process.stdout.write(`  ${name}: request body limit ${server.limits[name].reason}\n`);
         }
         const signal = await new Promise<NodeJS.Signals>((resolve) => {
           const stop = (s: NodeJS.Signals) => {

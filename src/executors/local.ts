@@ -3,6 +3,7 @@ import { hostname } from 'node:os';
 import { ConfigError } from '../config/load-config.js';
 import { changedSettings, formatChanges, operationalPatterns } from '../config/fixed-settings.js';
 import { findOutage, systemicWriteError } from '../outage.js';
+import { DEFAULT_LEASE_TTL_MS, OutputLease } from '../units/output-lease.js';
 import type { AnyJob, BaseJobConfig } from '../job.js';
 import type { Logger } from '../log.js';
 import { createProgress, type Progress, type ProgressOptions } from '../progress.js';
@@ -105,6 +106,23 @@ export interface RunStop {
  * `run-summary.json` is written however the run ends.
  */
 export async function executeLocal(job: AnyJob, cfg: BaseJobConfig, units: Unit[], opts: ExecuteOptions): Promise<RunSummary> {
+  // One live writer per output (or per array task): a second run would delete this one's temp
+  // files and race its commits. Held from before the first write to after the summary.
+  let lost: ((message: string) => void) | undefined;
+  const lease = await OutputLease.acquire(opts.output, {
+    scope: opts.selection ? { index: opts.selection.index, count: opts.selection.count } : 'all',
+    ttlMs: (cfg.lease?.ttl_s ?? DEFAULT_LEASE_TTL_MS / 1000) * 1000,
+    log: opts.log,
+    onLost: (e) => lost?.(e.message),
+  });
+  try {
+    return await executeHeld(job, cfg, units, opts, (f) => (lost = f));
+  } finally {
+    await lease.release().catch((err: unknown) => opts.log.warn(`releasing the lease on ${opts.output.url}: ${err instanceof Error ? err.message : String(err)}`));
+  }
+}
+
+async function executeHeld(job: AnyJob, cfg: BaseJobConfig, units: Unit[], opts: ExecuteOptions, onLeaseLost: (f: (message: string) => void) => void): Promise<RunSummary> {
   const started = new Date();
   await checkPlan(opts.output, job.name, units);
   await checkConfig(opts.output, job, cfg, opts.log);
@@ -124,6 +142,12 @@ export async function executeLocal(job: AnyJob, cfg: BaseJobConfig, units: Unit[
   };
   if (opts.signal?.aborted) onCancel();
   opts.signal?.addEventListener('abort', onCancel, { once: true });
+  // Another process took the output over (this one stalled past its lease): stop writing at once.
+  onLeaseLost((message) => {
+    stop ??= { kind: 'outage', target: opts.output.url, reason: 'lease_lost', message };
+    opts.log.error(`lease lost: ${message}`);
+    stopper.abort(new Error(message));
+  });
 
   const progress: Progress = createProgress({ label: job.name, units: todo.length, mode: opts.progress ?? 'auto' });
   const failures: { unit: string; error: string }[] = [];

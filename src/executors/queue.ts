@@ -4,6 +4,7 @@ import { resolve } from 'node:path';
 import { DelayedError, Queue, Worker, type Job as BullJob } from 'bullmq';
 import { Redis, type RedisOptions } from 'ioredis';
 import { validateConfig } from '../config/load-config.js';
+import { PreflightError } from '../config/preflight.js';
 import type { AnyJob, BaseJobConfig } from '../job.js';
 import type { Logger } from '../log.js';
 import { findOutage, systemicWriteError } from '../outage.js';
@@ -277,19 +278,23 @@ async function workQueue(redis: Redis, opts: QueueWorkerOptions): Promise<QueueW
   const name = await resolveQueueName(redis, opts);
   const keys = queueKeys(name);
   const contexts = new Map<string, PlanContext>();
+  const workerHost = hostname();
   const contextFor = async (): Promise<PlanContext> => {
     const text = await redis.get(keys.config);
     if (text === null) throw new Error(`queue ${name} has no config in Redis at ${maskRedisUrl(opts.url)}: run \`bitprep plan <config> --queue …\` first`);
     let ctx = contexts.get(text);
     if (!ctx) {
       const { job, config } = validateConfig(JSON.parse(text), `config of queue ${name}`, opts.jobs);
+      // What plan checked on the planning machine must hold here too (model files, inputs).
+      const problems = (await job.check?.(config, opts.log)) ?? [];
+      if (problems.length > 0) throw new PreflightError(`of queue ${name} on ${workerHost}`, problems);
       ctx = { job, cfg: config, store: openStore(config.output) };
       contexts.set(text, ctx);
     }
     return ctx;
   };
   const first = await contextFor();
-  const workerName = `${hostname()}:${process.pid}`;
+  const workerName = `${workerHost}:${process.pid}`;
   const queue = new Queue<UnitJobData>(name, { connection: redis, prefix: PREFIX });
   const concurrency = opts.concurrency ?? first.cfg.parallel_units;
   opts.log.info(`worker ${workerName}: queue ${name} on ${maskRedisUrl(opts.url)}, job ${first.job.name} → ${first.cfg.output}, ${concurrency} unit(s) at once`);

@@ -3,7 +3,8 @@ import type { Store } from '../stores/store.js';
 import { doneName, type DoneMarker } from '../units/unit.js';
 import { BIT_ORDER, LATENT_BITS_PER_TOKEN, LATENT_BYTES, LATENT_TOKENS } from './latent-bits.js';
 import { parquetSourceFromStore, readParquetMeta, readParquetRowGroups } from './parquet-read.js';
-import { inferSchema, writeParquet, type ColumnType } from './parquet-write.js';
+import { KNOWN_COLUMN_TYPES } from '../records.js';
+import { tableSchema, writeParquet, type ColumnType } from './parquet-write.js';
 
 export const LATENT_FORMAT = 'bitprep-latents';
 export const LATENT_SCHEMA_VERSION = 1;
@@ -16,23 +17,37 @@ export const latentShardName = (unitId: string): string => `${unitId}.latents.pa
 const ROW_GROUP_ROWS = 2048;
 
 /**
- * Parquet bytes of one latent shard: `key` (required string), `latent` (required
- * FIXED_LEN_BYTE_ARRAY(1024) in bitprep's bit order), then the rows' other fields (captions,
- * source, annotations) with inferred or given types; zstd; the bit order and schema version in
- * the footer's key-value metadata.
+ * The fixed columns of every latent shard, in this order: `key` (required string), `latent`
+ * (required FIXED_LEN_BYTE_ARRAY(1024) in bitprep's bit order), `source` (the dataset's name:
+ * what training-mix identifies and weighs rows by) and `caption`. A shard of no rows has them
+ * too, so readers (training-mix, `bitprep latents`, DuckDB) take an empty shard like any other.
  */
-export function encodeLatentShard(rows: Record<string, unknown>[], opts: { types?: Record<string, ColumnType> } = {}): Uint8Array {
+export const LATENT_COLUMNS = ['key', 'latent', 'source', 'caption'] as const;
+
+export interface EncodeLatentShardOptions {
+  /** Types that replace inference (and the known types) for these columns. */
+  types?: Readonly<Record<string, ColumnType>>;
+  /** More columns to have, after the fixed ones, even when no row has them (the job's own columns). */
+  columns?: readonly string[];
+}
+
+/**
+ * Parquet bytes of one latent shard: LATENT_COLUMNS, then `columns`, then the rows' other fields
+ * (captions, source, annotations) in first-seen order; types from `types`, then the known column
+ * types (src/records.ts) where the values fit, then the values; every column but key and latent
+ * OPTIONAL; zstd; the bit order and schema version in the footer's key-value metadata.
+ */
+export function encodeLatentShard(rows: Record<string, unknown>[], opts: EncodeLatentShardOptions = {}): Uint8Array {
   for (const [i, r] of rows.entries()) {
     const l = r.latent;
     if (!(l instanceof Uint8Array) || l.length !== LATENT_BYTES) throw new Error(`latent shard row ${i} (key ${String(r.key)}): latent must be ${LATENT_BYTES} bytes, got ${l instanceof Uint8Array ? l.length : typeof l}`);
     if (typeof r.key !== 'string') throw new Error(`latent shard row ${i}: key must be a string`);
   }
-  const names = ['key', 'latent', ...new Set(rows.flatMap((r) => Object.keys(r)).filter((k) => k !== 'key' && k !== 'latent'))];
-  const schema = inferSchema(rows, names).map((c) => {
-    if (c.name === 'key') return { ...c, type: 'STRING' as const, nullable: false };
-    if (c.name === 'latent') return { ...c, type: { fixedLenByteArray: LATENT_BYTES }, nullable: false };
-    const t = opts.types?.[c.name];
-    return t ? { ...c, type: t } : c;
+  const schema = tableSchema(rows, {
+    columns: [...LATENT_COLUMNS, ...(opts.columns ?? [])],
+    types: { ...opts.types, key: 'STRING', latent: { fixedLenByteArray: LATENT_BYTES } },
+    preferredTypes: KNOWN_COLUMN_TYPES,
+    required: ['key', 'latent'],
   });
   return writeParquet(rows, {
     schema,

@@ -74,6 +74,73 @@ export function inferSchema(rows: Record<string, unknown>[], order?: string[]): 
   });
 }
 
+/** Whether `v` can be written in a column of type `t`; null and undefined fit every type. */
+export function valueFits(t: ColumnType, v: unknown): boolean {
+  if (v === null || v === undefined) return true;
+  if (typeof t === 'object') return v instanceof Uint8Array && v.length === t.fixedLenByteArray;
+  switch (t) {
+    case 'STRING':
+      return typeof v === 'string';
+    case 'INT64':
+      return typeof v === 'bigint' || Number.isSafeInteger(v);
+    case 'INT32':
+      return Number.isInteger(v) && (v as number) >= -(2 ** 31) && (v as number) < 2 ** 31;
+    case 'DOUBLE':
+    case 'FLOAT':
+      return typeof v === 'number' || typeof v === 'bigint';
+    case 'BOOLEAN':
+      return typeof v === 'boolean';
+    case 'BYTE_ARRAY':
+      return v instanceof Uint8Array;
+    case 'TIMESTAMP':
+      return v instanceof Date || Number.isSafeInteger(v);
+    case 'JSON':
+      return true;
+    default:
+      return false;
+  }
+}
+
+export interface TableSchemaOptions {
+  /**
+   * Columns that lead the schema in this order and exist even when no row has them (a table of
+   * no rows still has them): what makes an empty output schema-complete. The rows' other keys
+   * follow in first-seen order.
+   */
+  columns?: readonly string[];
+  /** Types that replace inference for these columns; a value that does not fit fails the write. */
+  types?: Readonly<Record<string, ColumnType>>;
+  /**
+   * Types a column takes when every value of this table fits them (null fits every type): an
+   * all-null column, or a float column whose values here happen to be whole, keeps its usual type
+   * instead of STRING or INT64. A column holding values of another kind is inferred instead.
+   */
+  preferredTypes?: Readonly<Record<string, ColumnType>>;
+  /**
+   * When given, exactly these columns are REQUIRED and every other is OPTIONAL whatever its values,
+   * so a column's repetition does not change from one file to the next either. Default: nullable
+   * where a value is null (inferSchema).
+   */
+  required?: readonly string[];
+}
+
+/**
+ * The schema of a table from its rows and what is known of its columns (see TableSchemaOptions).
+ * A column no row has and no option types is a nullable STRING.
+ */
+export function tableSchema(rows: Record<string, unknown>[], opts: TableSchemaOptions = {}): ColumnSpec[] {
+  const order = [...new Set(opts.columns ?? [])];
+  const seen = new Set(order);
+  for (const row of rows) for (const k of Object.keys(row)) if (!seen.has(k)) (seen.add(k), order.push(k));
+  const required = opts.required ? new Set(opts.required) : undefined;
+  return inferSchema(rows, order).map((c) => {
+    const hard = opts.types?.[c.name];
+    const soft = opts.preferredTypes?.[c.name];
+    const type = hard ?? (soft !== undefined && rows.every((r) => valueFits(soft, r[c.name])) ? soft : c.type);
+    return { name: c.name, type, nullable: required ? !required.has(c.name) : rows.length === 0 || c.nullable };
+  });
+}
+
 function kindOf(v: unknown): string {
   if (v === null || v === undefined) return 'null';
   if (typeof v === 'string') return 'STRING';
@@ -201,7 +268,7 @@ function compressorFor(codec: Compression): Compressor | undefined {
 export function writeParquet(rows: Record<string, unknown>[], opts: WriteParquetOptions = {}): Uint8Array {
   const types = opts.types ?? {};
   const schema = opts.schema ?? inferSchema(rows).map((c) => (types[c.name] ? { ...c, type: types[c.name] } : c));
-  if (schema.length === 0) throw new Error('writeParquet: no columns (pass a schema for an empty table)');
+  if (schema.length === 0) throw new Error('writeParquet: no columns (give an empty table its columns: a schema, or tableSchema with `columns`)');
   const codec = opts.compression ?? 'SNAPPY';
   const compress = compressorFor(codec);
   const rowGroupSize = opts.rowGroupSize ?? DEFAULT_ROW_GROUP_SIZE;

@@ -1,4 +1,5 @@
 import { batch, mapConcurrent } from '../concurrency.js';
+import { causeChain, OutageError, rethrowOutage } from '../outage.js';
 import { fail, type Sample } from '../sample.js';
 import type { Stage, StageContext } from '../stage.js';
 import { addUnits, type StageStats } from '../stats.js';
@@ -30,7 +31,9 @@ interface Item {
 /**
  * A stage that sends ok samples to a model in batches spread over a ReplicaPool, keeping input
  * order. Non-ok samples pass through untouched in their place. A batch whose call finally fails
- * (after the pool's retries) fails all its samples with code 'model_error'; the run goes on.
+ * (after the pool's retries) fails all its samples with code 'model_error' and the run goes on,
+ * unless the failure is an outage (src/outage.ts): that says nothing about the samples, so it is
+ * rethrown and stops the unit, which stays undone.
  *
  * Memory: at most (maxBatchesInFlight + 1) × batchSize ok samples are held. Dropped and failed
  * samples (payloads already released) ride along with the next ok sample, at most batchSize of
@@ -129,6 +132,7 @@ async function runBatch<C, X, Y>(opts: ModelBatchStageOptions<C, X, Y>, group: I
     } catch (err) {
       // A cancelled run is not a model failure: the unit stops and its samples are not recorded as failed.
       if (ctx.signal?.aborted) throw err;
+      rethrowOutage(err);
       const msg = err instanceof Error ? err.message : String(err);
       for (const p of live) fail(p.s, name, `model call failed: ${msg}`, 'model_error');
       addUnits(stats, 'failed_batches');
@@ -147,4 +151,100 @@ async function runBatch<C, X, Y>(opts: ModelBatchStageOptions<C, X, Y>, group: I
   }
   stats.busySeconds += busyMs / 1000;
   return group;
+}
+
+/** True when `err` or its cause chain is a refusal of a request for its size (HTTP 413). */
+export function isRequestTooLarge(err: unknown): boolean {
+  for (const e of causeChain(err)) {
+    if ((e as { status?: unknown }).status === 413) return true;
+    if (e instanceof OutageError && e.reason === 'http_413_request_too_large') return true;
+  }
+  return false;
+}
+
+/** What a RequestSplitter knows of one client's limit. */
+interface SizeLimit {
+  /** Smallest batch refused for its size (Infinity: none yet). */
+  refused: number;
+  /** Largest batch accepted that is smaller than `refused` (0: none yet). */
+  accepted: number;
+}
+
+export interface SplitEvent {
+  /** The endpoint, as OutageErrors name it. */
+  target: string;
+  /** Size of the batch that was refused. */
+  refused: number;
+  /** Batch size this client is sent from now on: the largest accepted so far, or half the refused. */
+  nextSize: number;
+  /** The server's message. */
+  message: string;
+}
+
+/**
+ * Sends a batch to an endpoint that may refuse requests for their size (HTTP 413: a server body
+ * limit smaller than the batch). A refused batch is split in halves and each half sent, split again
+ * if refused, recursively, in order. Per client it remembers the largest batch that got through
+ * (below the smallest refused), and later batches at least as large as a refused one are sent
+ * pre-split into parts of that size, so the refusal costs one round trip, not one per batch.
+ * A single input still refused is an outage: OutageError(target, 'http_413_request_too_large'),
+ * never a row failure, since no row can get through until the server's limit is raised.
+ * Parts of one batch are sent one after another, so memory stays that of one part's request.
+ */
+export class RequestSplitter<C extends object> {
+  private readonly limits = new WeakMap<C, SizeLimit>();
+
+  /** `target` names a client's endpoint in errors and split events. */
+  constructor(private readonly target: (client: C) => string) {}
+
+  /** The batch size this client is sent at most (Infinity until a refusal). */
+  maxBatch(client: C): number {
+    const l = this.limits.get(client);
+    if (!l || l.refused === Infinity) return Infinity;
+    return l.accepted > 0 ? l.accepted : Math.max(1, Math.ceil(l.refused / 2));
+  }
+
+  /**
+   * `send` gets a contiguous part of `inputs` and returns one result per input, in order;
+   * `onSplit` hears of each refusal that splits a batch.
+   */
+  async run<X, Y>(client: C, inputs: X[], send: (part: X[]) => Promise<Y[]>, onSplit?: (e: SplitEvent) => void): Promise<Y[]> {
+    if (inputs.length === 0) return [];
+    const l = this.limits.get(client);
+    if (l && inputs.length >= l.refused && inputs.length > 1) {
+      const size = Math.min(this.maxBatch(client), inputs.length - 1);
+      const out: Y[] = [];
+      for (let i = 0; i < inputs.length; i += size) out.push(...(await this.run(client, inputs.slice(i, i + size), send, onSplit)));
+      return out;
+    }
+    let ys: Y[];
+    try {
+      ys = await send(inputs);
+    } catch (err) {
+      if (!isRequestTooLarge(err)) throw err;
+      const lim = this.limits.get(client) ?? { refused: Infinity, accepted: 0 };
+      this.limits.set(client, lim);
+      lim.refused = Math.min(lim.refused, inputs.length);
+      // A size accepted before and refused now (the server was restarted with a lower limit): learn again.
+      if (lim.accepted >= lim.refused) lim.accepted = 0;
+      const target = this.target(client);
+      const message = err instanceof Error ? err.message : String(err);
+      if (inputs.length === 1) {
+        throw new OutageError(
+          target,
+          'http_413_request_too_large',
+          `${target} refuses a request of a single sample for its size (HTTP 413: ${message}); raise the server's request body limit (bitprep serve: --max-request-mb)`,
+          { cause: err },
+        );
+      }
+      onSplit?.({ target, refused: inputs.length, nextSize: this.maxBatch(client), message });
+      const mid = Math.ceil(inputs.length / 2);
+      const first = await this.run(client, inputs.slice(0, mid), send, onSplit);
+      const second = await this.run(client, inputs.slice(mid), send, onSplit);
+      return [...first, ...second];
+    }
+    const lim = this.limits.get(client);
+    if (lim && inputs.length < lim.refused) lim.accepted = Math.max(lim.accepted, inputs.length);
+    return ys;
+  }
 }

@@ -2,7 +2,7 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import type { AddressInfo } from 'node:net';
 import { Batcher, batchable } from './kserve-dynamic-batching.js';
 import { CodecError, decodeInferRequest, encodeInferResponse, HEADER_LENGTH } from './kserve-codec.js';
-import { checkInputs, TensorMismatchError, type TensorModel } from './tensor.js';
+import { BYTES_PER_ELEMENT, checkInputs, TensorMismatchError, type TensorModel } from './tensor.js';
 
 /**
  * A KServe v2 HTTP server (JSON and binary tensor data) over in-process TensorModels, with
@@ -12,7 +12,11 @@ import { checkInputs, TensorMismatchError, type TensorModel } from './tensor.js'
 export interface KServeServerOptions {
   port: number;
   host?: string;
-  /** Bodies over this many bytes get 413 and are not read further (default 64 MiB). */
+  /**
+   * Bodies over this many bytes get 413 and are not read further. When unset, each model gets
+   * `requestBodyLimit(model, maxBatch).bytes`: room for a binary request of maxBatch samples, and
+   * never less than 64 MiB.
+   */
   maxRequestBytes?: number;
   /** Rows per gathered model call; > 1 enables dynamic batching for batch-major models. */
   maxBatch?: number;
@@ -23,7 +27,66 @@ export interface KServeServerOptions {
 export interface KServeServer {
   url: string;
   port: number;
+  /** The request body limit of each model, and how it was chosen. */
+  limits: Record<string, RequestBodyLimit>;
   close(): Promise<void>;
+}
+
+/** Used when a model's request size cannot be known (dynamic dims besides the batch) and as a floor. */
+export const DEFAULT_MAX_REQUEST_BYTES = 64 * 1024 * 1024;
+/** Room for the JSON header of a binary request (tensor names, shapes, parameters) beyond the tensor bytes. */
+export const REQUEST_HEADER_HEADROOM_BYTES = 1024 * 1024;
+
+export interface RequestBodyLimit {
+  bytes: number;
+  /** Binary tensor bytes of one sample over all inputs; undefined when a non-batch dim is dynamic. */
+  perSampleBytes?: number;
+  /** Bytes of the largest binary request the model can legally get at this max batch (+ header headroom), when known. */
+  largestRequestBytes?: number;
+  /** `input[dims]` of the inputs whose size is unknown (dynamic dims besides the first). */
+  dynamicInputs: string[];
+  /** One line: the limit and why. */
+  reason: string;
+}
+
+const mib = (n: number) => `${(n / (1024 * 1024)).toFixed(n % (1024 * 1024) === 0 ? 0 : 1)} MiB`;
+
+/**
+ * The request body limit for `model` when requests of up to `maxBatch` rows are expected: the
+ * bytes of every input for maxBatch samples (binary tensor extension, from the declared input
+ * shapes; a fixed first dim is taken as it is) plus REQUEST_HEADER_HEADROOM_BYTES, and never
+ * less than DEFAULT_MAX_REQUEST_BYTES. An explicit limit wins. When an input has a dynamic dim
+ * besides the first (e.g. H and W), one sample's size is unknown and the limit is the default.
+ * JSON-encoded tensors are several times larger than binary ones and are not accounted for.
+ */
+export function requestBodyLimit(model: TensorModel, maxBatch: number, explicitBytes?: number): RequestBodyLimit {
+  let perSample = 0;
+  let fixed = 0;
+  const dynamicInputs: string[] = [];
+  for (const s of model.inputs) {
+    if (s.shape.length === 0) {
+      fixed += BYTES_PER_ELEMENT[s.dtype]; // a scalar
+      continue;
+    }
+    const rest = s.shape.slice(1);
+    if (rest.some((d) => d < 0)) {
+      dynamicInputs.push(`${s.name}[${s.shape.map((d) => (d < 0 ? '?' : d)).join(',')}]`);
+      continue;
+    }
+    const bytes = rest.reduce((a, d) => a * d, 1) * BYTES_PER_ELEMENT[s.dtype];
+    if (s.shape[0] >= 0) fixed += s.shape[0] * bytes; // not batch-major: every request has this size
+    else perSample += bytes;
+  }
+  const known = dynamicInputs.length === 0;
+  const largest = known ? maxBatch * perSample + fixed + REQUEST_HEADER_HEADROOM_BYTES : undefined;
+  const base = { perSampleBytes: known ? perSample : undefined, largestRequestBytes: largest, dynamicInputs };
+  if (explicitBytes !== undefined) return { ...base, bytes: explicitBytes, reason: `${mib(explicitBytes)} (set explicitly)` };
+  if (!known) {
+    return { ...base, bytes: DEFAULT_MAX_REQUEST_BYTES, reason: `${mib(DEFAULT_MAX_REQUEST_BYTES)} (default: input ${dynamicInputs.join(', ')} has dynamic dims besides the batch, so a request's size is unknown; set the limit explicitly for larger requests)` };
+  }
+  const bytes = Math.max(DEFAULT_MAX_REQUEST_BYTES, largest!);
+  const how = `${maxBatch} × ${mib(perSample)} per sample${fixed > 0 ? ` + ${mib(fixed)} fixed` : ''} + ${mib(REQUEST_HEADER_HEADROOM_BYTES)} header room = ${mib(largest!)}`;
+  return { ...base, bytes, reason: bytes === largest ? `${mib(bytes)} (${how})` : `${mib(bytes)} (the default; ${how} fits in it)` };
 }
 
 class HttpError extends Error {
@@ -36,8 +99,9 @@ const ROUTE = /^\/v2\/models\/([^/]+)(?:\/versions\/[^/]+)?(\/ready|\/infer)?$/;
 
 export async function startKServeServer(models: Record<string, TensorModel>, opts: KServeServerOptions): Promise<KServeServer> {
   const host = opts.host ?? '127.0.0.1';
-  const maxBytes = opts.maxRequestBytes ?? 64 * 1024 * 1024;
   const maxBatch = opts.maxBatch ?? 1;
+  const limits: Record<string, RequestBodyLimit> = {};
+  for (const [name, m] of Object.entries(models)) limits[name] = requestBodyLimit(m, maxBatch, opts.maxRequestBytes);
   const batchers = new Map<string, Batcher>();
   if (maxBatch > 1) for (const [name, m] of Object.entries(models)) if (batchable(m)) batchers.set(name, new Batcher(m, maxBatch, opts.maxDelayMs ?? 5));
 
@@ -63,7 +127,7 @@ export async function startKServeServer(models: Record<string, TensorModel>, opt
     if (req.method === 'GET' && action === '/ready') return sendJson(res, 200, { name, ready: true });
     if (req.method !== 'POST' || action !== '/infer') throw new HttpError(405, `${req.method} not allowed on ${path}`);
 
-    const body = await readBody(req, maxBytes);
+    const body = await readBody(req, limits[name].bytes);
     const request = decodeInferRequest(body, headerValue(req, HEADER_LENGTH));
     checkInputs(name, model.inputs, request.inputs);
     const wanted = request.outputs?.map((o) => o.name);
@@ -94,6 +158,7 @@ export async function startKServeServer(models: Record<string, TensorModel>, opt
   return {
     url: `http://${shownHost}:${port}`,
     port,
+    limits,
     close: () =>
       new Promise<void>((resolve, reject) => {
         for (const b of batchers.values()) b.cancelAll(new Error('server closing'));

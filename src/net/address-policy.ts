@@ -84,18 +84,48 @@ function inCidr(bytes: Bytes, c: Cidr): boolean {
   return true;
 }
 
+/** The range `text` names, or why it names none (one phrase, for a config problem). */
+function cidrProblem(text: string): { cidr?: Cidr; problem?: string } {
+  const parts = text.trim().split('/');
+  if (parts.length > 2) return { problem: 'more than one "/"' };
+  const [addr, len] = parts;
+  const bytes = parseIp(addr);
+  if (!bytes) {
+    if (addr.trim() === '') return { problem: 'no address before the prefix length' };
+    // Host names would need DNS at plan time and can change address; the policy judges addresses.
+    if (/^[a-z0-9.-]+$/i.test(addr) && /[a-z]/i.test(addr) && !addr.includes(':')) return { problem: `${JSON.stringify(addr)} is a host name, not an address (give its address, e.g. 127.0.0.1/32 or ::1/128)` };
+    return { problem: `${JSON.stringify(addr)} is not an IPv4 or IPv6 address` };
+  }
+  const max = bytes.length * 8;
+  if (len === undefined) return { cidr: { bytes, prefix: max } };
+  if (!/^\d+$/.test(len)) return { problem: `prefix length ${JSON.stringify(len)} is not a whole number` };
+  // A mapped v6 prefix like ::ffff:10.0.0.0/104 is converted to its v4 form.
+  const mappedShift = bytes.length === 4 && addr.includes(':') ? 96 : 0;
+  const prefix = Number(len) - mappedShift;
+  if (prefix < 0 || prefix > max) {
+    return { problem: `prefix length /${len} is out of range for ${mappedShift ? 'an IPv4-mapped IPv6 address (96–128)' : max === 32 ? 'an IPv4 address (0–32)' : 'an IPv6 address (0–128)'}` };
+  }
+  return { cidr: { bytes, prefix } };
+}
+
 /** Parses "a.b.c.d/n", "v6/n" or a bare address (a single-address range). */
 export function parseCidr(text: string): Cidr {
-  const [addr, len, extra] = text.trim().split('/');
-  const bytes = parseIp(addr);
-  const max = bytes ? bytes.length * 8 : 0;
-  // A mapped v6 prefix like ::ffff:10.0.0.0/104 is converted to its v4 form.
-  const mappedShift = bytes && bytes.length === 4 && addr.includes(':') ? 96 : 0;
-  const prefix = len === undefined ? max : Number(len) - mappedShift;
-  if (!bytes || extra !== undefined || !Number.isInteger(prefix) || prefix < 0 || prefix > max || (len !== undefined && !/^\d+$/.test(len))) {
-    throw new Error(`invalid address or CIDR range ${JSON.stringify(text)}`);
-  }
-  return { bytes, prefix };
+  const { cidr, problem } = cidrProblem(text);
+  if (!cidr) throw new Error(`invalid address or CIDR range ${JSON.stringify(text)}: ${problem}`);
+  return cidr;
+}
+
+/**
+ * Every entry of an allow list that is not an address or CIDR range, one line each naming the
+ * config key and the entry (`fetch.allow_addresses[1]: invalid address or CIDR range "…": …`).
+ */
+export function allowListProblems(allow: readonly string[], key = 'allow_addresses'): string[] {
+  const out: string[] = [];
+  allow.forEach((entry, i) => {
+    const { problem } = cidrProblem(entry);
+    if (problem) out.push(`${key}[${i}]: invalid address or CIDR range ${JSON.stringify(entry)}: ${problem}`);
+  });
+  return out;
 }
 
 const ranges = (list: [string, string][]) => list.map(([cidr, kind]) => ({ ...parseCidr(cidr), kind }));

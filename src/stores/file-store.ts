@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdir, open, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { link, mkdir, open, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import type { Readable } from 'node:stream';
@@ -101,6 +101,37 @@ export class FileStore implements Store {
       throw err;
     }
     return { name, bytes: bytes.byteLength, sha256: createHash('sha256').update(bytes).digest('hex') };
+  }
+
+  /**
+   * Exclusive create. The data goes to a temp file first, which is then hard-linked to the final
+   * name: link(2) fails with EEXIST when the name exists, atomically (on NFS too, where O_EXCL was
+   * long unreliable), and the object appears complete. Where the file system has no hard links,
+   * an open with flag 'wx' (O_CREAT|O_EXCL) does the exclusive create instead.
+   */
+  async putIfAbsent(name: string, data: Uint8Array | string): Promise<boolean> {
+    const path = this.path(name);
+    const bytes = typeof data === 'string' ? Buffer.from(data, 'utf8') : data;
+    await mkdir(dirname(path), { recursive: true });
+    const tmp = tempName(path);
+    await writeFile(tmp, bytes, { flag: 'wx' });
+    try {
+      await link(tmp, path);
+      return true;
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'EEXIST') return false;
+      if (code !== 'EPERM' && code !== 'ENOTSUP' && code !== 'EOPNOTSUPP' && code !== 'ENOSYS') throw err;
+    } finally {
+      await rm(tmp, { force: true });
+    }
+    try {
+      await writeFile(path, bytes, { flag: 'wx' });
+      return true;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'EEXIST') return false;
+      throw err;
+    }
   }
 
   async putStream(name: string): Promise<ObjectWriter> {

@@ -182,6 +182,37 @@ export class S3Store implements Store {
     return { name, bytes: bytes.byteLength, sha256: createHash('sha256').update(bytes).digest('hex') };
   }
 
+  /**
+   * Exclusive create: PutObject with `If-None-Match: *`, which AWS S3 (since 2024), recent MinIO
+   * and Ceph RGW refuse with 412 when the key exists (409 when a concurrent conditional write is
+   * in progress). Some servers ignore the header and overwrite (s3rver 3.7.1, the test server,
+   * reads If-None-Match on GET only), so this also checks first (HEAD) and reads the object back
+   * after the PUT: a racing writer whose PUT landed in between is seen and this call returns
+   * false. On such servers two writers can still both see their own bytes if one PUT lands after
+   * the other's read-back; callers that need more (src/units/output-lease.ts) re-check later.
+   */
+  async putIfAbsent(name: string, data: Uint8Array | string): Promise<boolean> {
+    const key = this.key(name);
+    const bytes = typeof data === 'string' ? Buffer.from(data, 'utf8') : data;
+    if (await this.exists(name)) return false;
+    try {
+      await this.client.send(new PutObjectCommand({ Bucket: this.bucket, Key: key, Body: bytes, IfNoneMatch: '*' }));
+    } catch (err) {
+      const status = statusOf(err);
+      if (status === 412 || status === 409) return false;
+      throw describe('PUT', this.objectUrl(key), err);
+    }
+    let back: Uint8Array;
+    try {
+      back = await this.get(name);
+    } catch (err) {
+      // Deleted already by whoever won a race and then released: not ours either way.
+      if (err instanceof ObjectNotFoundError) return false;
+      throw err;
+    }
+    return Buffer.compare(Buffer.from(back.buffer, back.byteOffset, back.byteLength), Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)) === 0;
+  }
+
   async putStream(name: string): Promise<ObjectWriter> {
     const key = this.key(name);
     const url = this.objectUrl(key);

@@ -39,6 +39,13 @@ export interface Store {
   /** Deletes an object; deleting a missing object is not an error. */
   delete(name: string): Promise<void>;
   /**
+   * Creates `name` only if no object has that name: true when this call created it, false when
+   * one existed (or another writer's create won a race). Leases and other one-writer markers use it.
+   * Files: a hard link of a complete temp file (exclusive like O_EXCL, and readers never see it
+   * half-written). S3: PutObject with `If-None-Match: *`, plus a read-back where servers ignore it.
+   */
+  putIfAbsent?(name: string, data: Uint8Array | string): Promise<boolean>;
+  /**
    * Removes what writers killed before close() left under names starting with `prefix`; returns
    * how many. Only stores whose temp objects are visible need it (files; an unfinished S3
    * multipart upload is invisible and is reaped by the bucket's lifecycle rule).

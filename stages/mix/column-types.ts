@@ -59,10 +59,14 @@ export async function readColumnTypes(src: ParquetSource): Promise<[string, Colu
 /**
  * The union of several datasets' columns, in order of first appearance, with merged types: every
  * output shard then has the same schema, whichever sets its rows happen to come from (a shard of
- * only synthetic rows still has LAION's aesthetic_score column, null).
+ * only synthetic rows still has LAION's aesthetic_score column, null). `empty` are the column
+ * lists of shards with no rows: their types are what their writer declared, not evidence from
+ * values, so they only add columns no shard with rows has, and never widen a type.
  */
-export function unionColumns(lists: [string, ColumnType][][]): [string, ColumnType][] {
+export function unionColumns(lists: [string, ColumnType][][], empty: [string, ColumnType][][] = []): [string, ColumnType][] {
   const out = new Map<string, ColumnType>();
   for (const list of lists) for (const [name, t] of list) out.set(name, out.has(name) ? mergeColumnType(out.get(name)!, t) : t);
-  return [...out];
+  const declared = new Map<string, ColumnType>();
+  for (const list of empty) for (const [name, t] of list) if (!out.has(name)) declared.set(name, declared.has(name) ? mergeColumnType(declared.get(name)!, t) : t);
+  return [...out, ...declared];
 }

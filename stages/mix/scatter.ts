@@ -1,6 +1,5 @@
 import { parquetSourceFromStore, readParquetRowGroups } from '../../src/formats/parquet-read.js';
-import { writeParquet } from '../../src/formats/parquet-write.js';
-import { toRecord } from '../../src/records.js';
+import { ColumnNames, encodeRecords, jobColumns, toRecord } from '../../src/records.js';
 import type { Sample, Status } from '../../src/sample.js';
 import { countInFunnel, emptyFunnel, StatsCollector } from '../../src/stats.js';
 import { openStore } from '../../src/stores/open-store.js';
@@ -55,6 +54,9 @@ export async function scatterUnit(o: ScatterOptions): Promise<UnitStats> {
   const perm = shuffleOf(sel);
   const captionSeed = deriveSeed(sel.spec.seed, 'caption');
   const stores = new Map<string, Store>();
+  const columns = jobColumns(o.job);
+  const names = new ColumnNames(columns);
+  const renamed = Object.entries(sel.renamed ?? {});
   const t0 = performance.now();
 
   for (const k of o.inputs) {
@@ -81,9 +83,15 @@ export async function scatterUnit(o: ScatterOptions): Promise<UnitStats> {
         else if (code === 0) status = { kind: 'dropped', by: DROP_NOT_SELECTED };
         const sample: Sample = { key, fields: { source: source ?? null, mix_set: setName, dataset: inp.dataset, input_shard: inp.name, copies: status.kind === 'ok' ? code : 0 }, status };
         countInFunnel(funnel, sample);
-        records.push(toRecord(sample));
+        records.push(toRecord(sample, names));
         if (status.kind === 'ok') {
           const { latent, ...rest } = r;
+          // Columns the mix writes under another name (selection.ts mixColumnNames); gather reads the output names.
+          for (const [from, to] of renamed) {
+            if (!(from in rest)) continue;
+            if (rest[to] === undefined || rest[to] === null) rest[to] = rest[from];
+            delete rest[from];
+          }
           for (let copy = 0; copy < code; copy++) {
             const { shard, row } = locate(sel.layout, perm.apply(member++));
             const caption = chooseCaption(rest, captionDraw(id, copy, captionSeed), sel.spec.longRatio);
@@ -109,7 +117,8 @@ export async function scatterUnit(o: ScatterOptions): Promise<UnitStats> {
   try {
     const written = await writeRun(o.scratch, o.runName, sel.layout.shards, run);
     st.units.run_bytes = written.bytes;
-    await outputs.put('.parquet', writeParquet(records, { compression: 'SNAPPY' }));
+    // A unit of only empty input shards still writes its (empty) records, with their columns.
+    await outputs.put('.parquet', encodeRecords(records, { columns }));
     st.busySeconds = (performance.now() - t0) / 1000;
     const unitStats = finishedUnitStats({ job: o.job, unitId: o.unitId, started: o.started, funnel, stages: stats.all() });
     await outputs.commit(unitStats);

@@ -9,7 +9,8 @@ import type { Logger } from '../../src/log.js';
 import { openStore } from '../../src/stores/open-store.js';
 import type { Store } from '../../src/stores/store.js';
 import { duplicatesToDrop, findNearDuplicates } from '../latent-dedup.js';
-import { readColumnTypes, unionColumns } from './column-types.js';
+import { OWN_COLUMN_TYPES, RENAME_PREFIX } from '../../src/records.js';
+import { mergeColumnType, readColumnTypes, unionColumns } from './column-types.js';
 import { FingerprintSet } from './fingerprint-set.js';
 import { deriveSeed, fingerprint64, hash32, rowIdentity } from './hash.js';
 import { planMixture, rankLayout, type MixturePlan, type RankLayout } from './mixture.js';
@@ -88,6 +89,11 @@ export interface SelectionFile {
   inputs: InputShard[];
   /** Output columns after key and latent, with the types every output shard uses. */
   columns: [string, ColumnType][];
+  /**
+   * Input columns written under another name, {input: output} (see mixColumnNames); scatter units
+   * rename them as they read. Absent in selections written before it existed (nothing renamed).
+   */
+  renamed?: Record<string, string>;
   /** Pass 1's own memory, for the record (bytes). */
   memory: { fingerprints: number; ranks: number; codes: number; latents: number };
 }
@@ -185,6 +191,7 @@ export async function computeSelection(spec: SelectionSpec, datasets: Dataset[],
   const setSeeds = spec.sets.map((s) => deriveSeed(spec.seed, `rank\u0000${s.name}`));
   const near = spec.hamming === null ? undefined : new LatentCollector();
   const typeLists: [string, ColumnType][][] = [];
+  const emptyTypeLists: [string, ColumnType][][] = [];
   const totalShards = datasets.reduce((a, d) => a + d.manifest.shards.length, 0);
   let lastLog = Date.now();
   let rowsRead = 0;
@@ -197,7 +204,8 @@ export async function computeSelection(spec: SelectionSpec, datasets: Dataset[],
       // (a guidance of 0 in one model's shards is an integer, 4.5 in another's a double).
       const src = await parquetSourceFromStore(d.store, shard.name);
       const types = await readColumnTypes(src);
-      typeLists.push(types);
+      // A shard of no rows (a unit whose images all failed) declares types no value backs.
+      (shard.rows > 0 ? typeLists : emptyTypeLists).push(types);
       const hasSource = types.some(([n]) => n === 'source');
       const columns = ['key', ...(hasSource ? ['source'] : []), ...(near ? ['latent'] : [])];
       const k = inputs.length;
@@ -311,6 +319,7 @@ export async function computeSelection(spec: SelectionSpec, datasets: Dataset[],
     codes: codes.reduce((a, c) => a + c.byteLength, 0),
     latents: near?.byteLength ?? 0,
   };
+  const named = mixColumnNames(unionColumns(typeLists, emptyTypeLists).filter(([n]) => !MIX_COLUMNS.some(([m]) => m === n)));
   return {
     format: 'bitprep-mix-selection',
     version: 1,
@@ -321,10 +330,49 @@ export async function computeSelection(spec: SelectionSpec, datasets: Dataset[],
     layout,
     sets: reports,
     inputs,
-    columns: [...unionColumns(typeLists).filter(([n]) => !MIX_COLUMNS.some(([m]) => m === n)), ...MIX_COLUMNS],
+    columns: [...named.columns, ...MIX_COLUMNS],
+    ...(Object.keys(named.renamed).length > 0 ? { renamed: named.renamed } : {}),
     memory,
     codes,
   };
+}
+
+/**
+ * Output names of the inputs' columns. Each input shard obeys the case rule of src/records.ts
+ * ColumnNames on its own, but datasets need not agree with each other (one written before the
+ * rule held both LAION's `WIDTH` and bitprep's `width`; one has `Caption` where another has
+ * `caption`). As when a job writes: bitprep's own columns keep their names, a column equal
+ * ignoring case to one of them or to an earlier column becomes `source_<name>`, and where
+ * `source_<name>` is itself a column of some input (a newer dataset's `source_WIDTH` beside an
+ * older one's `WIDTH`) the two are one output column. A rename that still collides is an error
+ * at plan time.
+ */
+export function mixColumnNames(columns: [string, ColumnType][]): { columns: [string, ColumnType][]; renamed: Record<string, string> } {
+  const own = new Set([...Object.keys(OWN_COLUMN_TYPES), ...MIX_COLUMNS.map(([n]) => n)]);
+  const taken = new Map<string, string>();
+  for (const n of own) taken.set(n.toLowerCase(), n);
+  const out = new Map<string, ColumnType>();
+  const put = (name: string, t: ColumnType) => out.set(name, out.has(name) ? mergeColumnType(out.get(name)!, t) : t);
+  const later: [string, ColumnType][] = [];
+  for (const [n, t] of columns) {
+    const holder = taken.get(n.toLowerCase());
+    if (own.has(n) || holder === undefined || holder === n) {
+      taken.set(n.toLowerCase(), n);
+      put(n, t);
+    } else later.push([n, t]);
+  }
+  const renamed: Record<string, string> = {};
+  for (const [n, t] of later) {
+    const target = RENAME_PREFIX + n;
+    const holder = taken.get(target.toLowerCase());
+    if (holder !== undefined && holder !== target) {
+      throw new Error(`training-mix: input column ${JSON.stringify(n)} differs from ${JSON.stringify(taken.get(n.toLowerCase()))} only in case, and its rename ${JSON.stringify(target)} would differ only in case from ${JSON.stringify(holder)}; rename one of them in the input datasets`);
+    }
+    taken.set(target.toLowerCase(), target);
+    put(target, t);
+    renamed[n] = target;
+  }
+  return { columns: [...out], renamed };
 }
 
 /** Latents of distinct rows for the near-duplicate search, in equal chunks (findNearDuplicates' input), and where each came from. */

@@ -1,7 +1,7 @@
 import type { Sample } from '../../src/sample.js';
 import { TarWriter } from '../../src/formats/tar-write.js';
-import { writeParquet, type ColumnType } from '../../src/formats/parquet-write.js';
-import { toRecord, webDatasetMembers } from '../../src/records.js';
+import type { ColumnType } from '../../src/formats/parquet-write.js';
+import { ColumnNames, encodeRecords, jobColumns, toRecord, webDatasetMembers } from '../../src/records.js';
 import { countInFunnel, emptyFunnel, type StatsCollector } from '../../src/stats.js';
 import type { Store } from '../../src/stores/store.js';
 import { UnitOutputs } from '../../src/units/unit-outputs.js';
@@ -15,10 +15,20 @@ export interface ImageShardSinkOptions {
   stats: StatsCollector;
   started: Date;
   onRows(n: number): void;
-  /** Record column types that must not depend on one unit's values (a guidance scale of 0 would read as an integer). */
+  /**
+   * Column types that must not depend on one unit's values (a guidance scale of 0 would read as an
+   * integer), on top of the known ones (src/records.ts KNOWN_COLUMN_TYPES).
+   */
   columnTypes?: Record<string, ColumnType>;
+  /** The job's own columns, present in every file even when no row has them; default: src/records.ts JOB_COLUMNS for `job`. */
+  columns?: readonly string[];
   /** Writes `<unit>.thumbs` with a sample of the images dropped after decoding (its remember() stages must be in the pipeline). */
   thumbnails?: DroppedThumbnails;
+}
+
+/** One unit's column names (src/records.ts ColumnNames): the job's columns and pinned types count as its own. */
+export function unitColumnNames(opts: Pick<ImageShardSinkOptions, 'job' | 'columns' | 'columnTypes'>): ColumnNames {
+  return new ColumnNames([...(opts.columns ?? jobColumns(opts.job)), ...Object.keys(opts.columnTypes ?? {})]);
 }
 
 /**
@@ -27,22 +37,28 @@ export interface ImageShardSinkOptions {
  * `<unit>.thumbs` (dropped images) when `thumbnails` is given, `<unit>.stats.json` and
  * `<unit>.done.json`. Records are held in memory for the sidecar:
  * a unit's metadata is small next to its images, which stream straight to the store.
+ *
+ * A unit with no rows, or none ok, is done like any other: an empty tar (just the end-of-archive
+ * marker) and records of no rows that still have the status columns and the job's columns, typed.
+ * The tar's `.json` members and the records name every field alike (ColumnNames: a carried
+ * column that equals another but for case is written as `source_<name>`).
  */
 export async function writeImageShards(stream: AsyncIterable<Sample>, opts: ImageShardSinkOptions): Promise<UnitStats> {
   const outputs = new UnitOutputs(opts.output, opts.job, opts.unitId);
   const funnel = emptyFunnel();
   const records: Record<string, unknown>[] = [];
+  const names = unitColumnNames(opts);
   const sinkStats = opts.stats.stage('write');
   try {
     const tarOut = await outputs.stream('.tar');
     const tar = new TarWriter(tarOut);
     for await (const s of stream) {
       countInFunnel(funnel, s);
-      records.push(toRecord(s));
+      records.push(toRecord(s, names));
       if (s.status.kind === 'ok') {
         sinkStats.in++;
         const t0 = performance.now();
-        await tar.addSample(s.key, webDatasetMembers(s));
+        await tar.addSample(s.key, webDatasetMembers(s, names));
         sinkStats.ok++;
         sinkStats.units.bytes = (sinkStats.units.bytes ?? 0) + (s.image?.length ?? 0);
         sinkStats.busySeconds += (performance.now() - t0) / 1000;
@@ -55,7 +71,7 @@ export async function writeImageShards(stream: AsyncIterable<Sample>, opts: Imag
     await tar.finish();
     await tarOut.close();
     if (opts.thumbnails) await opts.thumbnails.write(outputs);
-    await outputs.put('.parquet', writeParquet(records, { compression: 'SNAPPY', types: opts.columnTypes }));
+    await outputs.put('.parquet', encodeRecords(records, { columns: opts.columns ?? jobColumns(opts.job), types: opts.columnTypes }));
     const stats = finishedUnitStats({ job: opts.job, unitId: opts.unitId, started: opts.started, funnel, stages: opts.stats.all() });
     await outputs.commit(stats);
     return stats;
