@@ -224,7 +224,7 @@ describe('preflight: missing inputs are problems, not phantom units', () => {
     const problems = await problemsOf(cfg({ text_tokens: { tokenizer: join(dir, 'tokenizer.json') } }));
     expect(problems.length).toBeGreaterThanOrEqual(3);
     expect(problems.slice(0, -1).every((p) => p.startsWith(`encoder.model.onnx ${clipOnnx}: BIT encoder contract: `))).toBe(true);
-    expect(problems).toContain(`encoder.model.onnx ${clipOnnx}: BIT encoder contract: input name: expected "image", found "pixel_values"`);
+    expect(problems).toContain(`encoder.model.onnx ${clipOnnx}: BIT encoder contract: input name: expected "image", found "pixel_values" (re-export with tools/export_bit_encoder.py)`);
     expect(problems.at(-1)).toBe(`text_tokens.tokenizer: ${join(dir, 'tokenizer.json')} does not exist`);
   });
 });

@@ -5,7 +5,7 @@ import { stopOnSignals } from './stop-signals.js';
 import { collectValues, integerOption } from './option-parsers.js';
 import { ConfigError, loadConfig, parseOverride, validateConfig } from '../config/load-config.js';
 import { preflight } from '../config/preflight.js';
-import { commandLine } from '../units/output-lease.js';
+import { commandLine, OutputLease } from '../units/output-lease.js';
 import { CONFIG_NAME, executeLocal, readPlan } from '../executors/local.js';
 import { refilterOutput } from '../refilter.js';
 import { retryFailed } from '../retry-failed.js';
@@ -113,7 +113,8 @@ export function buildProgram(w: CliWiring): Command {
     .description("rerun only the rows of an output that failed for transient reasons, merging them into the same shards")
     .argument('<output>', 'output directory or s3://bucket/prefix of a finished or partial run')
     .option('--reasons <list>', 'comma-separated funnel reasons to retry (default: the job\'s transient ones, e.g. fetch:timeout)')
-    .action(async (output: string, o: { reasons?: string }) => {
+    .option('--json', 'print what was retried and the new summary as JSON')
+    .action(async (output: string, o: { reasons?: string; json?: boolean }) => {
       const store = openStore(output);
       const plan = await readPlan(store);
       const raw = JSON.parse(new TextDecoder().decode(await store.get(CONFIG_NAME)));
@@ -121,10 +122,19 @@ export function buildProgram(w: CliWiring): Command {
       const units = await job.plan(config, consoleLogger);
       if (units.length !== plan.units || units.some((u, i) => u.id !== plan.unit_ids[i])) throw new Error(`the inputs of ${output} changed since it was made; cannot match rows to units`);
       const reasons = o.reasons ? o.reasons.split(',').map((r) => r.trim()).filter(Boolean) : job.transientFailures;
-      const r = await retryFailed(job, config, units, store, consoleLogger, reasons);
-      const summary = await summarizeOutput(store, job.name, units);
-      await store.put('run-summary.json', JSON.stringify(summary, null, 2) + '\n');
-      process.stdout.write(`retried ${r.retried} row(s) in ${r.units} unit(s): ${r.recovered} recovered\n${formatFunnel(summary.funnel)}\n`);
+      // It rewrites shards and records: like a run, it must be the output's only writer.
+      const lease = await OutputLease.acquire(store, { scope: 'all', log: consoleLogger });
+      let r: Awaited<ReturnType<typeof retryFailed>>;
+      let summary: RunSummary;
+      try {
+        r = await retryFailed(job, config, units, store, consoleLogger, reasons);
+        summary = await summarizeOutput(store, job.name, units);
+        await store.put('run-summary.json', JSON.stringify(summary, null, 2) + '\n');
+      } finally {
+        await lease.release();
+      }
+      if (o.json) process.stdout.write(JSON.stringify({ ...r, summary }, null, 2) + '\n');
+      else process.stdout.write(`retried ${r.retried} row(s) in ${r.units} unit(s): ${r.recovered} recovered\n${formatFunnel(summary.funnel)}\n`);
     });
 
   program
