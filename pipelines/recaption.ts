@@ -7,6 +7,7 @@ import { ContentCache } from '../src/content-cache.js';
 import type { Job } from '../src/job.js';
 import type { Logger } from '../src/log.js';
 import { ChatClient } from '../src/models/openai-chat.js';
+import { DEFAULT_RETRY } from '../src/models/retry.js';
 import { pipe } from '../src/stage.js';
 import { StatsCollector } from '../src/stats.js';
 import { openInputFile } from '../src/stores/input-file.js';
@@ -55,6 +56,12 @@ export const recaptionConfig = baseJobConfig.extend({
     /** Requests in flight: vLLM batches continuously, so throughput comes from many at once. */
     max_in_flight: z.number().int().min(1).default(256),
     timeout_ms: z.number().int().min(1).default(300_000),
+    /**
+     * Retries of a request after a transient failure (429, 5xx, resets, refused connections,
+     * timeouts), with exponential backoff from 250 ms; a server still unreachable after them is an
+     * outage that stops the run.
+     */
+    retries: z.number().int().min(0).default(DEFAULT_RETRY.retries),
   }).strict(),
   /** `json`: one request per image, both captions under a JSON schema; `two_requests`: one plain request per caption. */
   mode: z.enum(['json', 'two_requests']).default('json'),
@@ -134,6 +141,7 @@ function clientFor(cfg: RecaptionConfig): ChatClient | undefined {
       apiKey: process.env[cfg.server.api_key_env] || undefined,
       maxInFlight: cfg.server.max_in_flight,
       timeoutMs: cfg.server.timeout_ms,
+      retry: { ...DEFAULT_RETRY, retries: cfg.server.retries },
       breaker: { failures: cfg.breaker.model_failures },
     });
     clients.set(cfg, c);
@@ -153,7 +161,7 @@ export const recaptionJob: Job<RecaptionConfig> = {
   description: 'add a long and a short caption to every image of image shards with Qwen2.5-VL through vLLM (or an imported batch)',
   schema: recaptionConfig,
   // How the run goes, not what it writes: these may change on a rerun of an output.
-  operational: ['server.base_url', 'server.api_key_env', 'server.max_in_flight', 'server.timeout_ms', 'concurrency', 'cache', 'captions_from'],
+  operational: ['server.base_url', 'server.api_key_env', 'server.max_in_flight', 'server.timeout_ms', 'server.retries', 'concurrency', 'cache', 'captions_from'],
   plan: (cfg) => planWebDatasetUnits(sourceOptions(cfg)),
   /** Plan-time checks (pipelines/checks.ts); bitprep plan and the start of bitprep run list every problem at once. */
   check: checkRecaption,

@@ -1,5 +1,7 @@
 import { createWriteStream } from 'node:fs';
 import { readdir, readFile, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -158,6 +160,20 @@ describe('recaption against a vLLM-shaped server', () => {
     expect([...asked].sort((a, b) => a - b)).toEqual([7, 9, 11]);
     const recs = byKey(await readAllRecords(new FileStore(join(dir, 'run2'))));
     for (const [k, rec] of firstRecords) expect(recs.get(k)!.caption_long, k).toEqual(rec.caption_long);
+  });
+
+  it('a server that is down is an outage: exit 1 naming its URL, no unit done, no row recorded as failed', async () => {
+    const gone = createServer();
+    await new Promise<void>((r) => gone.listen(0, '127.0.0.1', r));
+    const baseUrl = `http://127.0.0.1:${(gone.address() as AddressInfo).port}/v1`;
+    await new Promise((r) => gone.close(r));
+    const out = join(dir, 'down');
+    const cfg = await writeConfig(dir, 'down.json', { ...config('down', server), server: { base_url: baseUrl, model: MODEL, retries: 1 } });
+    const r = await runCli(['run', cfg, '--progress', 'off']);
+    expect(r.code, r.stderr).toBe(1);
+    expect(r.stderr).toContain(`run stopped by an outage of ${baseUrl}`);
+    expect(r.stderr).toMatch(/connection refused/);
+    expect((await readdir(out)).filter((n) => n.endsWith('.done.json') || /^\d+\.parquet$/.test(n))).toEqual([]);
   });
 
   it('a wrong model name is an outage: the run stops naming the endpoint, no unit is done, a rerun with the name fixed completes', async () => {
