@@ -6,6 +6,7 @@ export default defineConfig({
     testTimeout: 60_000,
     hookTimeout: 60_000,
     pool: 'forks',
+    globalSetup: ['test/global-setup.ts'],
     // Vitest's default (cores − 1) is one worker on a 2-core machine; most files wait on spawned
     // CLIs and servers, so two workers cut the suite from ~9 to ~7 minutes there.
     maxWorkers: 2,

@@ -1,7 +1,6 @@
 import { Command } from 'commander';
 import { integerOption } from '../src/cli/option-parsers.js';
 import { openStore } from '../src/stores/open-store.js';
-import { feedRank, PipeSink } from '../stages/mix/feed.js';
 import { readMixIndex } from '../stages/mix/mix-index.js';
 
 /**
@@ -26,6 +25,8 @@ export function feedCommand(): Command {
       }
       if (o.rank >= mix.world_size) throw new Error(`--rank ${o.rank} is outside world size ${mix.world_size}`);
       if (o.resumeFrom > mix.rank_samples) throw new Error(`--resume-from ${o.resumeFrom}: rank ${o.rank} has ${mix.rank_samples} samples`);
+      // Arrow (apache-arrow) loads when a feed starts, not with the CLI.
+      const { feedRank, PipeSink } = await import('../stages/mix/feed.js');
       await feedRank(store, mix, { rank: o.rank, from: o.resumeFrom, batchRows: o.batchRows ?? mix.rank_batch }, new PipeSink(process.stdout));
     });
 }

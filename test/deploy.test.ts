@@ -9,7 +9,7 @@ import { loadConfig, parseOverride } from '../src/config/load-config.js';
 import { jobs } from '../pipelines/index.js';
 import { generateDemoData } from '../pipelines/demo-data.js';
 import { buildBitEncoderStandin } from '../stages/bit-encoder-standin.js';
-import { repoRoot, writeConfig } from './helpers/run-cli.js';
+import { cliEntry, repoRoot, writeConfig } from './helpers/run-cli.js';
 import { tempDir } from './helpers/temp-dir.js';
 
 /** Where the documented image holds the bitprep checkout (deploy/README.md). */
@@ -170,7 +170,7 @@ describe('Slurm array scripts', () => {
     dir = await tempDir('deploy');
     // `bitprep` on PATH as the checkout's CLI (from source), the way the scripts call it.
     await mkdir(join(dir, 'bin'));
-    await writeFile(join(dir, 'bin', 'bitprep'), `#!/bin/sh\nexec "${process.execPath}" --import tsx "${join(repoRoot, 'pipelines', 'main.ts')}" "$@"\n`);
+    await writeFile(join(dir, 'bin', 'bitprep'), `#!/bin/sh\nexec "${process.execPath}" "${cliEntry}" "$@"\n`);
     await chmod(join(dir, 'bin', 'bitprep'), 0o755);
     env = {
       PATH: `${join(dir, 'bin')}:${process.env.PATH}`,

@@ -17,7 +17,7 @@ import { UnitOutputs } from '../src/units/unit-outputs.js';
 import { FeistelPermutation } from '../stages/mix/feistel.js';
 import { readMixIndex, type MixIndex } from '../stages/mix/mix-index.js';
 import { locate, planMixture, rankLayout, shardInfo } from '../stages/mix/mixture.js';
-import { repoRoot } from './helpers/run-cli.js';
+import { cliEntry, repoRoot } from './helpers/run-cli.js';
 import { startS3Server } from './helpers/s3-server.js';
 import { tempDir } from './helpers/temp-dir.js';
 
@@ -96,7 +96,7 @@ const ident = (r: Row) => `${String(r.source)}/${String(r.key)}`;
 
 /** Runs the CLI from source and captures stdout as bytes. */
 function runFeed(args: string[], opts: { stopAfterBytes?: number; env?: Record<string, string> } = {}): Promise<{ code: number | null; stdout: Uint8Array; stderr: string }> {
-  const child = spawn(process.execPath, ['--import', 'tsx', join(repoRoot, 'pipelines', 'main.ts'), 'feed', ...args], { cwd: repoRoot, env: { ...process.env, ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [cliEntry, 'feed', ...args], { cwd: repoRoot, env: { ...process.env, ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] });
   const chunks: Buffer[] = [];
   let got = 0;
   let stderr = '';

@@ -10,10 +10,26 @@
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
-import * as ort from 'onnxruntime-node';
+import type * as Ort from 'onnxruntime-node';
 import { checkInputs, TensorMismatchError, type DType, type NamedTensors, type Tensor, type TensorModel, type TensorSpec } from './tensor.js';
 
 export type ExecutionProvider = 'cpu' | 'cuda';
+
+/**
+ * onnxruntime-node is a native addon that takes a noticeable part of a second to load: it loads
+ * with the first model, not with every command that could use one.
+ */
+let runtimeModule: typeof Ort | undefined;
+
+async function onnxRuntime(): Promise<typeof Ort> {
+  return (runtimeModule ??= await import('onnxruntime-node'));
+}
+
+/** The runtime, for code that only runs once a model is loaded. */
+function loadedRuntime(): typeof Ort {
+  if (!runtimeModule) throw new Error('onnxruntime-node is not loaded: load a model first');
+  return runtimeModule;
+}
 
 export interface OnnxLoadOptions {
   /** Model name used in errors; defaults to the file's base name, or 'onnx-model' for bytes. */
@@ -33,7 +49,7 @@ export class OnnxLoadError extends Error {
   }
 }
 
-const ORT_TYPE: Record<DType, ort.Tensor.Type> = { FP32: 'float32', FP16: 'float16', UINT8: 'uint8', INT32: 'int32', INT64: 'int64', BOOL: 'bool' };
+const ORT_TYPE: Record<DType, Ort.Tensor.Type> = { FP32: 'float32', FP16: 'float16', UINT8: 'uint8', INT32: 'int32', INT64: 'int64', BOOL: 'bool' };
 const DTYPE_OF = Object.fromEntries(Object.entries(ORT_TYPE).map(([d, t]) => [t, d])) as Partial<Record<string, DType>>;
 const ARRAY_OF: Record<DType, new (b: ArrayBufferLike, off: number, len: number) => Tensor['data']> = {
   FP32: Float32Array, FP16: Uint16Array, UINT8: Uint8Array, INT32: Int32Array, INT64: BigInt64Array, BOOL: Uint8Array,
@@ -60,7 +76,7 @@ export function cudaMissingReason(): string | null {
   return existsSync(path.join(binDir, lib)) ? null : `${lib} is not installed in ${binDir}`;
 }
 
-function specsOf(model: string, kind: string, meta: readonly ort.InferenceSession.ValueMetadata[]): TensorSpec[] {
+function specsOf(model: string, kind: string, meta: readonly Ort.InferenceSession.ValueMetadata[]): TensorSpec[] {
   return meta.map((m) => {
     if (!m.isTensor) throw new OnnxLoadError(`model ${model}: ${kind} "${m.name}" is not a tensor`);
     const dtype = DTYPE_OF[m.type];
@@ -70,13 +86,14 @@ function specsOf(model: string, kind: string, meta: readonly ort.InferenceSessio
   });
 }
 
-function toOrt(model: string, name: string, t: Tensor): ort.Tensor {
+function toOrt(model: string, name: string, t: Tensor): Ort.Tensor {
   const Ctor = ARRAY_OF[t.dtype];
   if (!(t.data instanceof Ctor)) throw new TensorMismatchError(`model ${model}: input "${name}" is ${t.dtype} but its data is a ${t.data.constructor.name}, expected ${Ctor.name}`);
-  return new ort.Tensor(ORT_TYPE[t.dtype], t.data as never, t.shape);
+  const { Tensor: OrtTensor } = loadedRuntime();
+  return new OrtTensor(ORT_TYPE[t.dtype], t.data as never, t.shape);
 }
 
-function fromOrt(model: string, name: string, v: ort.OnnxValue): Tensor {
+function fromOrt(model: string, name: string, v: Ort.OnnxValue): Tensor {
   const dtype = DTYPE_OF[v.type];
   if (!dtype) throw new Error(`model ${model}: output "${name}" has unsupported element type ${v.type}`);
   const data = v.data as ArrayBufferView & { length: number };
@@ -87,7 +104,7 @@ function fromOrt(model: string, name: string, v: ort.OnnxValue): Tensor {
 }
 
 export class OnnxTensorModel implements TensorModel {
-  private session: ort.InferenceSession | null;
+  private session: Ort.InferenceSession | null;
 
   private constructor(
     readonly name: string,
@@ -95,17 +112,18 @@ export class OnnxTensorModel implements TensorModel {
     readonly outputs: TensorSpec[],
     /** The providers the session was created with, after any CUDA fallback. */
     readonly executionProviders: ExecutionProvider[],
-    session: ort.InferenceSession,
+    session: Ort.InferenceSession,
   ) {
     this.session = session;
   }
 
   static async load(source: string | Uint8Array, opts: OnnxLoadOptions = {}): Promise<OnnxTensorModel> {
+    const ort = await onnxRuntime();
     const name = opts.name ?? (typeof source === 'string' ? path.basename(source).replace(/\.onnx$/i, '') : 'onnx-model');
     const requested = opts.executionProviders?.length ? [...new Set(opts.executionProviders)] : (['cpu'] as ExecutionProvider[]);
     const warn = opts.onWarning ?? ((m: string) => process.emitWarning(m, { code: 'BITPREP_ONNX_CUDA_FALLBACK' }));
     const create = (eps: ExecutionProvider[]) => {
-      const options: ort.InferenceSession.SessionOptions = { executionProviders: eps, graphOptimizationLevel: 'all' };
+      const options: Ort.InferenceSession.SessionOptions = { executionProviders: eps, graphOptimizationLevel: 'all' };
       if (opts.intraOpThreads !== undefined) options.intraOpNumThreads = opts.intraOpThreads;
       if (opts.interOpThreads !== undefined) options.interOpNumThreads = opts.interOpThreads;
       return typeof source === 'string' ? ort.InferenceSession.create(source, options) : ort.InferenceSession.create(source, options);
@@ -124,7 +142,7 @@ export class OnnxTensorModel implements TensorModel {
     }
     const what = typeof source === 'string' ? source : `${source.byteLength} bytes`;
     const loadError = (e: unknown) => new OnnxLoadError(`model ${name}: cannot load ${what}: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
-    let session: ort.InferenceSession;
+    let session: Ort.InferenceSession;
     try {
       session = await create(eps);
     } catch (e) {
@@ -151,7 +169,7 @@ export class OnnxTensorModel implements TensorModel {
     for (const o of wanted) {
       if (!this.outputs.some((s) => s.name === o)) throw new TensorMismatchError(`model ${this.name}: unknown output tensor "${o}" (outputs: ${this.outputs.map((s) => s.name).join(', ')})`);
     }
-    const feeds: Record<string, ort.Tensor> = {};
+    const feeds: Record<string, Ort.Tensor> = {};
     for (const [k, t] of Object.entries(inputs)) feeds[k] = toOrt(this.name, k, t);
     const result = await session.run(feeds, wanted);
     // ORT cannot be interrupted mid-run from Node; honouring the signal afterwards still lets callers drop late results.

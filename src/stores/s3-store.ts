@@ -12,6 +12,7 @@ import {
 } from '@aws-sdk/client-s3';
 import type { S3ClientConfig } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
+import { parseS3Url } from './s3-url.js';
 import { assertSafeName, ObjectNotFoundError } from './store.js';
 import type { ObjectWriter, Store, WrittenObject } from './store.js';
 
@@ -102,10 +103,7 @@ export class S3Store implements Store {
   }
 
   static fromUrl(url: string, opts: S3StoreOptions = {}): S3Store {
-    const m = /^s3:\/\/([^/]+)\/*(.*?)\/*$/.exec(url);
-    if (!m) throw new Error(`invalid S3 URL ${url}: expected s3://bucket/prefix`);
-    const [, bucket, prefix] = m;
-    if (prefix) assertSafeName(prefix);
+    const { bucket, prefix } = parseS3Url(url);
     return new S3Store(opts.client ?? s3ClientFromEnv(), bucket, prefix, opts.partSize, opts.queueSize);
   }
 

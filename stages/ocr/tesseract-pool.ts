@@ -1,7 +1,8 @@
 import { availableParallelism } from 'node:os';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
-import { createWorker, OEM, type Worker } from 'tesseract.js';
+// tesseract.js loads with the first worker (the OCR stage of a run), not with the CLI.
+import type { Worker } from 'tesseract.js';
 import type { TextBox } from './text-boxes.js';
 
 const require = createRequire(import.meta.url);
@@ -54,6 +55,7 @@ export class TesseractPool {
   }
 
   private async start(): Promise<Worker> {
+    const { createWorker, OEM } = await import('tesseract.js');
     const w = await createWorker('eng', OEM.LSTM_ONLY, {
       langPath: this.langPath,
       gzip: true,

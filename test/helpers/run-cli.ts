@@ -4,7 +4,8 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 export const repoRoot = fileURLToPath(new URL('../..', import.meta.url));
-const entry = join(repoRoot, 'pipelines', 'main.ts');
+/** The built CLI, as users run it; test/global-setup.ts rebuilds dist/ before the suite. */
+export const cliEntry = join(repoRoot, 'bin', 'bitprep.js');
 
 export interface CliResult {
   code: number | null;
@@ -13,9 +14,9 @@ export interface CliResult {
   stderr: string;
 }
 
-/** Starts the real CLI from source in a child process (tsx), as a user would run it. */
-export function startCli(args: string[], opts: { env?: Record<string, string>; cwd?: string } = {}): { child: ChildProcess; done: Promise<CliResult> } {
-  const child = spawn(process.execPath, ['--import', 'tsx', entry, ...args], {
+/** Starts the real CLI (built) in a child process, as a user would run it. */
+export function startCli(args: string[], opts: { env?: Record<string, string>; cwd?: string; nodeArgs?: string[] } = {}): { child: ChildProcess; done: Promise<CliResult> } {
+  const child = spawn(process.execPath, [...(opts.nodeArgs ?? []), cliEntry, ...args], {
     cwd: opts.cwd ?? repoRoot,
     env: { ...process.env, ...opts.env },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -28,7 +29,7 @@ export function startCli(args: string[], opts: { env?: Record<string, string>; c
   return { child, done };
 }
 
-export function runCli(args: string[], opts: { env?: Record<string, string>; cwd?: string } = {}): Promise<CliResult> {
+export function runCli(args: string[], opts: { env?: Record<string, string>; cwd?: string; nodeArgs?: string[] } = {}): Promise<CliResult> {
   return startCli(args, opts).done;
 }
 
