@@ -6,7 +6,7 @@ import { executeLocal } from '../src/executors/local.js';
 import type { AnyJob } from '../src/job.js';
 import { consoleLogger } from '../src/log.js';
 import { retryFailed } from '../src/retry-failed.js';
-import { summarizeOutput } from '../src/run-summary.js';
+import { summarizeOutput, writeRunSummary } from '../src/run-summary.js';
 import { openStore } from '../src/stores/open-store.js';
 import { doneName } from '../src/units/unit.js';
 import { exportRecaptionBatch, importRecaptionBatch, RECAPTION_ANSWER_FAILURES, type RecaptionConfig } from './recaption.js';
@@ -58,7 +58,7 @@ export function recaptionCommand(jobs: Record<string, AnyJob>): Command {
         const rr = await retryFailed(job, config, doneBefore, store, consoleLogger, RECAPTION_ANSWER_FAILURES);
         process.stdout.write(`re-decided ${rr.retried} failed row(s) of ${rr.units} unit(s) finished earlier: ${rr.recovered} now captioned\n`);
         summary = { ...(await summarizeOutput(store, job.name, units)), this_run: summary.this_run };
-        await store.put('run-summary.json', JSON.stringify(summary, null, 2) + '\n');
+        await writeRunSummary(store, summary, job, units.map((u) => u.id), consoleLogger);
       }
       reportRun(summary, config.output);
     });

@@ -7,7 +7,7 @@ import { ContentCache } from '../src/content-cache.js';
 import type { Job } from '../src/job.js';
 import type { Logger } from '../src/log.js';
 import { ChatClient } from '../src/models/openai-chat.js';
-import { DEFAULT_RETRY } from '../src/models/retry.js';
+import { DEFAULT_RETRY } from '../src/retry.js';
 import { pipe } from '../src/stage.js';
 import { StatsCollector } from '../src/stats.js';
 import { openInputFile } from '../src/stores/input-file.js';

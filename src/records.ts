@@ -5,7 +5,7 @@ import { toJson } from './json-safe.js';
 import type { Sample } from './sample.js';
 
 /** Status columns that lead every record; metadata fields follow. */
-export const STATUS_COLUMNS = ['key', 'status', 'dropped_by', 'dropped_value', 'failed_stage', 'error_code', 'error'] as const;
+const STATUS_COLUMNS = ['key', 'status', 'dropped_by', 'dropped_value', 'failed_stage', 'error_code', 'error'] as const;
 
 /**
  * Every column bitprep writes itself, with the one type it has in every file of every job: a

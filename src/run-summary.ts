@@ -1,4 +1,6 @@
 import { addFunnels, emptyFunnel, funnelBalances, mergeStageStats, type Funnel, type StageStats } from './stats.js';
+import type { AnyJob } from './job.js';
+import type { Logger } from './log.js';
 import type { Store } from './stores/store.js';
 import { doneName, statsName, type DoneMarker, type Unit, type UnitStats } from './units/unit.js';
 
@@ -61,6 +63,19 @@ export async function summarizeOutput(store: Store, job: string, units: Unit[]):
     stages: mergeStageStats(stageLists),
     outputs: { files, bytes },
   };
+}
+
+export const RUN_SUMMARY_NAME = 'run-summary.json';
+
+/**
+ * Writes `run-summary.json`, then, once every planned unit is done, the job's dataset-level files
+ * (`finalize`, e.g. a latent dataset's index.json). Every writer of a summary (a run, a queue
+ * worker, `summary`, `retry-failed`) goes through here, so a dataset is finalized wherever its
+ * last unit ends.
+ */
+export async function writeRunSummary(store: Store, summary: RunSummary, job: Pick<AnyJob, 'finalize'> | undefined, unitIds: string[], log: Logger): Promise<void> {
+  await store.put(RUN_SUMMARY_NAME, JSON.stringify(summary, null, 2) + '\n');
+  if (summary.units.done === summary.units.planned) await job?.finalize?.(store, unitIds, log);
 }
 
 /** The funnel as aligned text lines for a terminal. */

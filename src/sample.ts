@@ -42,8 +42,6 @@ export function newSample(key: string, fields: Record<string, unknown> = {}): Sa
   return { key, fields, status: { kind: 'ok' } };
 }
 
-export const isOk = (s: Sample): boolean => s.status.kind === 'ok';
-
 /** Marks a sample dropped by a filter; payloads are released so dropped samples cost no memory downstream. */
 export function drop(s: Sample, by: string, value?: unknown): Sample {
   s.status = value === undefined ? { kind: 'dropped', by } : { kind: 'dropped', by, value };

@@ -14,7 +14,7 @@ import { basename } from 'node:path';
 import { NpyFile } from '../src/formats/npy.js';
 import { parquetSourceFromStore, readParquetMeta, readParquetRowGroups } from '../src/formats/parquet-read.js';
 import { modelBatchStage } from '../src/models/batcher.js';
-import { floatToHalf, halfToFloat } from '../src/models/kserve-codec.js';
+import { floatToHalf, halfToFloat } from '../src/formats/half-float.js';
 import type { ReplicaPool } from '../src/models/replica-pool.js';
 import { elementCount, type Tensor, type TensorModel } from '../src/models/tensor.js';
 import { drop, SampleError, type RawImage, type Sample } from '../src/sample.js';

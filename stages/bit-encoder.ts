@@ -9,7 +9,7 @@
  * - output `logits`: FP32 [N, 128, 64], token-major; bit = logit > 0 (see src/formats/latent-bits.ts).
  *   FP16 exports still answer FP32 logits, so a bit never depends on how the server rounds.
  */
-import { floatToHalf } from '../src/models/kserve-codec.js';
+import { floatToHalf } from '../src/formats/half-float.js';
 import type { DType, TensorModel, TensorSpec } from '../src/models/tensor.js';
 import { LATENT_BITS_PER_TOKEN, LATENT_TOKENS } from '../src/formats/latent-bits.js';
 

@@ -1,3 +1,4 @@
+import { sharpFormat, sniffImage } from '../src/images/sniff-image.js';
 import { createHash } from 'node:crypto';
 import { availableParallelism } from 'node:os';
 import type PQueue from 'p-queue';
@@ -172,14 +173,10 @@ function classify(err: unknown, bytes: Uint8Array, format: string | undefined): 
 
 const ascii = (b: Uint8Array, at: number, s: string): boolean => b.length >= at + s.length && [...s].every((c, i) => b[at + i] === c.charCodeAt(0));
 
+/** sharp's name of the format the bytes carry, for messages. */
 function sniff(b: Uint8Array): string | undefined {
-  if (ascii(b, 1, 'PNG')) return 'png';
-  if (ascii(b, 0, 'RIFF') && ascii(b, 8, 'WEBP')) return 'webp';
-  if (ascii(b, 0, 'GIF8')) return 'gif';
-  if (b[0] === 0xff && b[1] === 0xd8) return 'jpeg';
-  if (ascii(b, 0, 'II*\0') || ascii(b, 0, 'MM\0*')) return 'tiff';
-  if (ascii(b, 4, 'ftyp')) return 'heif';
-  return undefined;
+  const ext = sniffImage(b);
+  return ext && sharpFormat(ext);
 }
 
 function containerTruncated(b: Uint8Array): boolean {

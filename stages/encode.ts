@@ -1,7 +1,7 @@
 import sharp from 'sharp';
 import { LATENT_BITS, packLogits } from '../src/formats/latent-bits.js';
 import { modelBatchStage, RequestSplitter, type SplitEvent } from '../src/models/batcher.js';
-import { floatToHalf, halfToFloat } from '../src/models/kserve-codec.js';
+import { floatToHalf, halfToFloat } from '../src/formats/half-float.js';
 import type { ReplicaPool } from '../src/models/replica-pool.js';
 import type { Tensor, TensorModel } from '../src/models/tensor.js';
 import { SampleError, type RawImage } from '../src/sample.js';

@@ -1,9 +1,10 @@
 import http from 'node:http';
 import https from 'node:https';
-import { TransientError, parseRetryAfter, withRetry } from '../src/models/retry.js';
+import { TransientError, parseRetryAfter, withRetry } from '../src/retry.js';
 import { Breaker, type BreakerOptions } from '../src/outage.js';
 import { checkAddress, ipLiteral, validateAllowList } from '../src/net/address-policy.js';
 import { DnsCache, guardedLookup } from '../src/net/dns-cache.js';
+import { sniffImage } from '../src/images/sniff-image.js';
 import { robotsOptOut } from '../src/net/robots-tag.js';
 import { packageVersion } from '../src/package-root.js';
 import { drop, SampleError, type Sample } from '../src/sample.js';
@@ -110,24 +111,6 @@ function networkFailure(err: unknown, url: URL): Error {
   if (code.startsWith('HPE_')) return failure('bad_response', msg);
   if (/CERT|TLS|SSL/.test(code)) return failure('tls_error', msg);
   return failure('network_error', msg);
-}
-
-/** The image format of a body from its magic bytes, as a file extension; undefined if not an image. */
-export function sniffImage(b: Uint8Array): string | undefined {
-  const ascii = (from: number, to: number) => String.fromCharCode(...b.subarray(from, to));
-  if (b.length >= 3 && b[0] === 0xff && b[1] === 0xd8 && b[2] === 0xff) return 'jpg';
-  if (b.length >= 8 && ascii(0, 8) === '\x89PNG\r\n\x1a\n') return 'png';
-  if (b.length >= 6 && (ascii(0, 6) === 'GIF87a' || ascii(0, 6) === 'GIF89a')) return 'gif';
-  if (b.length >= 12 && ascii(0, 4) === 'RIFF' && ascii(8, 12) === 'WEBP') return 'webp';
-  if (b.length >= 4 && ['II*\0', 'MM\0*', 'II+\0', 'MM\0+'].includes(ascii(0, 4))) return 'tiff';
-  if (b.length >= 12 && ascii(4, 8) === 'ftyp') {
-    const brand = ascii(8, 12);
-    if (brand === 'avif' || brand === 'avis') return 'avif';
-    if (['heic', 'heix', 'hevc', 'hevx', 'heim', 'heis', 'mif1', 'msf1'].includes(brand)) return 'heic';
-  }
-  // "BM" alone matches too much text; also require the DIB header size of a real BMP.
-  if (b.length >= 18 && ascii(0, 2) === 'BM' && [12, 40, 52, 56, 64, 108, 124].includes(b[14] | (b[15] << 8))) return 'bmp';
-  return undefined;
 }
 
 /** Caps requests per host name; callers over the cap wait in arrival order. Idle hosts are forgotten. */

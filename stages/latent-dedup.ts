@@ -1,5 +1,5 @@
 import { LATENT_BITS, LATENT_BYTES } from '../src/formats/latent-bits.js';
-import { fmix32 } from './mix/hash.js';
+import { fmix32 } from '../src/fmix32.js';
 
 /** 32-bit words per packed latent (256). */
 const WORDS = LATENT_BYTES / 4;

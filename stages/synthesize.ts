@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { TransientError } from '../src/models/retry.js';
+import { TransientError } from '../src/retry.js';
 import { ModelResponseError } from '../src/models/openai-endpoint.js';
 import type { ImageClient, ImageResult } from '../src/models/openai-images.js';
 import type { ReplicaPool } from '../src/models/replica-pool.js';

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { modelBatchStage, type ModelBatchStageOptions } from '../src/models/batcher.js';
 import { NoReplicaError, ReplicaCallError, ReplicaPool, type ReplicaPoolOptions } from '../src/models/replica-pool.js';
-import { TransientError } from '../src/models/retry.js';
+import { TransientError } from '../src/retry.js';
 import { drop, fail, newSample, type Sample } from '../src/sample.js';
 import type { StageContext } from '../src/stage.js';
 import { StatsCollector } from '../src/stats.js';

@@ -4,7 +4,7 @@ import onnxProto from 'onnx-proto';
 import sharp, { type Sharp } from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { packLogits, unpackLatent } from '../src/formats/latent-bits.js';
-import { halfToFloat } from '../src/models/kserve-codec.js';
+import { halfToFloat } from '../src/formats/half-float.js';
 import { OnnxGraphBuilder } from '../src/models/onnx-builder.js';
 import { OnnxTensorModel } from '../src/models/onnx-model.js';
 import type { DType, TensorModel } from '../src/models/tensor.js';

@@ -9,7 +9,8 @@ import { agentToken, robotsOptOut } from '../src/net/robots-tag.js';
 import { newSample, type Sample } from '../src/sample.js';
 import type { StageContext } from '../src/stage.js';
 import { countInFunnel, emptyFunnel, funnelBalances, StatsCollector } from '../src/stats.js';
-import { fetchStage, sniffImage, TRANSIENT_FETCH_CODES, type FetchOptions } from '../stages/fetch.js';
+import { sniffImage } from '../src/images/sniff-image.js';
+import { fetchStage, TRANSIENT_FETCH_CODES, type FetchOptions } from '../stages/fetch.js';
 
 describe('address policy', () => {
   it('classifies v4, v6 and mapped addresses', () => {

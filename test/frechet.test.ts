@@ -11,7 +11,7 @@ import {
   accumulateProductNTPlain, accumulateProductNTSimd, pivotedCholesky, symmetricEigenvalues, symmetricProductEigenvalues,
 } from '../evaluation/metrics/symmetric-eigen.js';
 import { productSimdAvailable, setProductSimd } from '../evaluation/metrics/product-simd.js';
-import { halfToFloat, floatToHalf } from '../src/models/kserve-codec.js';
+import { halfToFloat, floatToHalf } from '../src/formats/half-float.js';
 import { crc32, encodeNpz, parseNpz, readNpz, writeNpz } from '../src/formats/npz.js';
 import { tempDir } from './helpers/temp-dir.js';
 

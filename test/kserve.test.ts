@@ -3,7 +3,8 @@ import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { serveCommand } from '../src/cli/serve-command.js';
 import { KServeHttpError, KServeTensorModel } from '../src/models/kserve-client.js';
-import { floatToHalf, halfToFloat, tensorFromBytes } from '../src/models/kserve-codec.js';
+import { tensorFromBytes } from '../src/models/kserve-codec.js';
+import { floatToHalf, halfToFloat } from '../src/formats/half-float.js';
 import { startKServeServer, type KServeServer } from '../src/models/kserve-server.js';
 import { TensorMismatchError, type NamedTensors, type Tensor, type TensorModel, type TensorSpec } from '../src/models/tensor.js';
 

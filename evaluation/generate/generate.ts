@@ -3,7 +3,7 @@ import { basename, join } from 'node:path';
 import sharp from 'sharp';
 import { mapConcurrent } from '../../src/concurrency.js';
 import { ImageClient } from '../../src/models/openai-images.js';
-import type { RetryOptions } from '../../src/models/retry.js';
+import type { RetryOptions } from '../../src/retry.js';
 import { packageVersion } from '../../src/package-root.js';
 import { createProgress } from '../../src/progress.js';
 import { MANIFEST, naturalCompare, type ManifestEntry } from '../images/image-folder.js';

@@ -1,4 +1,5 @@
-import { open, readFile, rename, truncate, writeFile } from 'node:fs/promises';
+import { writeFileAtomic } from '../../src/write-file-atomic.js';
+import { open, readFile, truncate } from 'node:fs/promises';
 import { join } from 'node:path';
 import { silentLogger, type Logger } from '../../src/log.js';
 import { naturalCompare } from '../images/image-folder.js';
@@ -139,9 +140,7 @@ export async function detectFolder(o: DetectFolderOptions): Promise<DetectSummar
   const foreign = [...lines.keys()].filter((k) => !inFolder.has(k)).sort(naturalCompare);
   if (foreign.length > 0) log.warn(`${o.out}: ${foreign.length} line(s) name images not in ${o.imagesDir}, e.g. ${foreign[0]}; kept`);
   const keys = [...lines.keys()].filter((k) => inFolder.has(k)).sort((a, b) => order.get(a)! - order.get(b)!).concat(foreign);
-  const tmp = `${o.out}.tmp-${process.pid}`;
-  await writeFile(tmp, keys.map((k) => `${lines.get(k)}\n`).join(''));
-  await rename(tmp, o.out);
+  await writeFileAtomic(o.out, keys.map((k) => `${lines.get(k)}\n`).join(''));
 
   let count = 0;
   for (const k of keys) if (inFolder.has(k)) for (const list of Object.values((JSON.parse(lines.get(k)!) as { detections: Record<string, unknown[]> }).detections)) count += list.length;

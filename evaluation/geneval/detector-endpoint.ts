@@ -4,7 +4,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import { ModelResponseError, OpenAIEndpoint } from '../../src/models/openai-endpoint.js';
-import type { RetryOptions } from '../../src/models/retry.js';
+import type { RetryOptions } from '../../src/retry.js';
 import { detectionsLineSchema } from './detections.js';
 import { DEFAULT_MIN_SCORE, finishDetections, GENEVAL_OBJECT_NAMES, type ClassDetections, type Detector, type DetectorImage, type RawDetection } from './detector.js';
 

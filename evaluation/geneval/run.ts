@@ -1,4 +1,5 @@
-import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { writeFileAtomic } from '../../src/write-file-atomic.js';
+import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from '../../src/log.js';
 import { FromDetections, type ColorClassifier } from './color.js';
@@ -38,12 +39,6 @@ export interface GenevalRunSummary extends GenevalSummary {
   skipped_images: string[];
   /** Detections lines whose image is not in the folder. */
   unused_detections: number;
-}
-
-async function writeAtomic(path: string, text: string): Promise<void> {
-  const tmp = `${path}.tmp-${process.pid}`;
-  await writeFile(tmp, text);
-  await rename(tmp, path);
 }
 
 /** Reads an object_names.txt (one class a line, detector order). */
@@ -115,7 +110,7 @@ export async function scoreGeneval(o: GenevalRunOptions): Promise<{ summary: Gen
   await mkdir(o.out, { recursive: true });
   const resultsPath = join(o.out, 'results.jsonl');
   const summaryPath = join(o.out, 'summary.json');
-  await writeAtomic(resultsPath, results.map((r) => JSON.stringify(r)).join('\n') + '\n');
-  await writeAtomic(summaryPath, JSON.stringify(summary, null, 2) + '\n');
+  await writeFileAtomic(resultsPath, results.map((r) => JSON.stringify(r)).join('\n') + '\n');
+  await writeFileAtomic(summaryPath, JSON.stringify(summary, null, 2) + '\n');
   return { summary, resultsPath, summaryPath };
 }

@@ -1,6 +1,7 @@
+import { writeFileAtomic } from '../../src/write-file-atomic.js';
 import { Command } from 'commander';
 import { integerOption } from '../../src/cli/option-parsers.js';
-import { mkdir, rename, writeFile } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { consoleLogger, type Logger } from '../../src/log.js';
 import { loadClipTokenizer } from '../models/clip-text.js';
@@ -34,12 +35,6 @@ export interface ClipScoreRunOptions {
 /** clip-score.json: the summary plus `model`, read by `bitprep tables` (evaluation/tables/results.ts). */
 export type ClipScoreFile = ClipScoreSummary & { model: string };
 
-async function writeAtomic(path: string, text: string): Promise<void> {
-  const tmp = `${path}.tmp-${process.pid}`;
-  await writeFile(tmp, text);
-  await rename(tmp, path);
-}
-
 /** Opens the towers, scores the folder, writes `<out>/clip-score.json` and `<out>/clip-score.jsonl`. */
 export async function runClipScore(o: ClipScoreRunOptions): Promise<{ summary: ClipScoreFile; jsonPath: string; jsonlPath: string }> {
   const tokenizer = await loadClipTokenizer(o.tokenizer);
@@ -52,8 +47,8 @@ export async function runClipScore(o: ClipScoreRunOptions): Promise<{ summary: C
       await mkdir(o.out, { recursive: true });
       const jsonPath = join(o.out, 'clip-score.json');
       const jsonlPath = join(o.out, 'clip-score.jsonl');
-      await writeAtomic(jsonlPath, rows.map((r) => JSON.stringify(r) + '\n').join(''));
-      await writeAtomic(jsonPath, JSON.stringify(file, null, 2) + '\n');
+      await writeFileAtomic(jsonlPath, rows.map((r) => JSON.stringify(r) + '\n').join(''));
+      await writeFileAtomic(jsonPath, JSON.stringify(file, null, 2) + '\n');
       return { summary: file, jsonPath, jsonlPath };
     } finally {
       await text.close();

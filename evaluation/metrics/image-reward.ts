@@ -20,7 +20,7 @@
  *   bitprep normalises it and records the constants in its output.
  * N may be dynamic (any batch size) or fixed at 1 (then batch size 1).
  */
-import { halfToFloat } from '../../src/models/kserve-codec.js';
+import { halfToFloat } from '../../src/formats/half-float.js';
 import { ReplicaPool } from '../../src/models/replica-pool.js';
 import { checkInputs, elementCount, type NamedTensors, type TensorModel } from '../../src/models/tensor.js';
 import { CLIP_SIZE, clipNormalize, clipResizeCrop } from '../../stages/clip-preprocess.js';

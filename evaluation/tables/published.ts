@@ -33,8 +33,6 @@ export interface PublishedTable {
 const text = (key: string, header: string): Column => ({ key, header, kind: 'text', decimals: 0, metric: false });
 const num = (key: string, header: string, decimals: number, metric = true): Column => ({ key, header, kind: 'number', decimals, metric });
 
-export const SOURCE = 'Instella-T2I: Pushing the Limits of 1D Discrete Latent Space Image Generation (AMD, 2025), Tables 1-3';
-
 export const PROTOCOLS = {
   table1: 'Sampling Alg. 1, alpha (CFG) 7.5, tau 0.75, 100 steps. GenEval: 553 prompts x 4 images. CLIP: 30K images from MSCOCO 2014 captions, ViT-G/14, images resized to 256. ImageReward: 100 prompts, one image each.',
   table3: 'Sampling Alg. 2, alpha 4.0, tau 0.6, 20 steps. FID: evaluation code of Kang et al. 2023 (GigaGAN), images resized to 256, compared with MSCOCO val2014.',

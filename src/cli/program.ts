@@ -12,7 +12,7 @@ import { retryFailed } from '../retry-failed.js';
 import { resolveShardSelection } from '../executors/shard-select.js';
 import type { AnyJob } from '../job.js';
 import { consoleLogger } from '../log.js';
-import { formatFunnel, summarizeOutput, type RunSummary } from '../run-summary.js';
+import { formatFunnel, summarizeOutput, writeRunSummary, type RunSummary } from '../run-summary.js';
 import { openStore } from '../stores/open-store.js';
 import { OnnxTensorModel } from '../models/onnx-model.js';
 import { planOnQueue, statusCommand, workerCommand } from './queue-commands.js';
@@ -102,8 +102,7 @@ export function buildProgram(w: CliWiring): Command {
       const store = openStore(output);
       const plan = await readPlan(store);
       const summary = await summarizeOutput(store, plan.job, plan.unit_ids.map((id) => ({ id, inputs: [] })));
-      await store.put('run-summary.json', JSON.stringify(summary, null, 2) + '\n');
-      if (summary.units.done === summary.units.planned) await w.jobs[plan.job]?.finalize?.(store, plan.unit_ids, consoleLogger);
+      await writeRunSummary(store, summary, w.jobs[plan.job], plan.unit_ids, consoleLogger);
       if (o.json) process.stdout.write(JSON.stringify(summary, null, 2) + '\n');
       else process.stdout.write(`${formatFunnel(summary.funnel)}\nunits: ${summary.units.done}/${summary.units.planned} done\n`);
     });
@@ -129,7 +128,7 @@ export function buildProgram(w: CliWiring): Command {
       try {
         r = await retryFailed(job, config, units, store, consoleLogger, reasons);
         summary = await summarizeOutput(store, job.name, units);
-        await store.put('run-summary.json', JSON.stringify(summary, null, 2) + '\n');
+        await writeRunSummary(store, summary, job, units.map((u) => u.id), consoleLogger);
       } finally {
         await lease.release();
       }

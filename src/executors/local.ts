@@ -10,7 +10,7 @@ import { createProgress, type Progress, type ProgressOptions } from '../progress
 import type { Store } from '../stores/store.js';
 import { doneName, type Unit } from '../units/unit.js';
 import { mapConcurrent } from '../concurrency.js';
-import { summarizeOutput, type RunSummary } from '../run-summary.js';
+import { RUN_SUMMARY_NAME, summarizeOutput, writeRunSummary, type RunSummary } from '../run-summary.js';
 import { runUnit } from './run-unit.js';
 import { selectUnits, type ShardSelection } from './shard-select.js';
 
@@ -211,12 +211,13 @@ async function executeHeld(job: AnyJob, cfg: BaseJobConfig, units: Unit[], opts:
     },
   };
   try {
-    await opts.output.put('run-summary.json', JSON.stringify(run, null, 2) + '\n');
+    await writeRunSummary(opts.output, run, job, units.map((u) => u.id), opts.log);
   } catch (err) {
-    // A full disk must not hide the run's own outcome behind a second error.
-    opts.log.error(`could not write ${opts.output.url}/run-summary.json: ${err instanceof Error ? err.message : String(err)}`);
+    // After a failed run (a full disk, say) a second error must not hide the first; after a clean
+    // one it is the run's failure.
+    if (!stop && failures.length === 0) throw err;
+    opts.log.error(`could not write ${opts.output.url}/${RUN_SUMMARY_NAME}: ${err instanceof Error ? err.message : String(err)}`);
   }
-  if (summary.units.done === summary.units.planned) await job.finalize?.(opts.output, units.map((u) => u.id), opts.log);
   return run;
 }
 

@@ -9,7 +9,7 @@ import type { AnyJob, BaseJobConfig } from '../job.js';
 import type { Logger } from '../log.js';
 import { findOutage, systemicWriteError } from '../outage.js';
 import { createProgress, type Progress, type ProgressOptions } from '../progress.js';
-import { summarizeOutput } from '../run-summary.js';
+import { summarizeOutput, writeRunSummary } from '../run-summary.js';
 import { openStore } from '../stores/open-store.js';
 import type { Store } from '../stores/store.js';
 import { doneName, type Unit } from '../units/unit.js';
@@ -312,11 +312,8 @@ async function workQueue(redis: Redis, opts: QueueWorkerOptions): Promise<QueueW
     const units = plan.unit_ids.map((id) => ({ id, inputs: [] }));
     const dead = (await redis.lrange(keys.dead, 0, -1)).map((d) => JSON.parse(d) as DeadLetter).map((d) => ({ unit: d.unit, error: d.error, attempts: d.attempts }));
     const summary = { ...(await summarizeOutput(ctx.store, plan.job, units)), dead };
-    await ctx.store.put('run-summary.json', JSON.stringify(summary, null, 2) + '\n');
-    if (summary.units.done === summary.units.planned) {
-      opts.log.info(`all ${summary.units.planned} unit(s) of ${ctx.cfg.output} done`);
-      await ctx.job.finalize?.(ctx.store, plan.unit_ids, opts.log);
-    }
+    if (summary.units.done === summary.units.planned) opts.log.info(`all ${summary.units.planned} unit(s) of ${ctx.cfg.output} done`);
+    await writeRunSummary(ctx.store, summary, ctx.job, plan.unit_ids, opts.log);
   };
 
   let stopping: 'graceful' | 'force' | undefined;

@@ -8,7 +8,7 @@
  * row, never the file. npyjs (the npm reader) fetches the whole file into memory, so it does not fit.
  */
 import { open, writeFile, type FileHandle } from 'node:fs/promises';
-import { floatToHalf, halfToFloat } from '../models/kserve-codec.js';
+import { floatToHalf, halfToFloat } from './half-float.js';
 
 export type NpyDType = 'f2' | 'f4' | 'f8';
 

@@ -14,7 +14,7 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import { endianness } from 'node:os';
 import { inflateRawSync } from 'node:zlib';
-import { halfToFloat } from '../models/kserve-codec.js';
+import { halfToFloat } from './half-float.js';
 import { encodeNpy, NpyError, parseNpyHeader, type NpyDType } from './npy.js';
 
 const ITEM_BYTES: Record<NpyDType, number> = { f2: 2, f4: 4, f8: 8 };

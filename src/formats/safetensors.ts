@@ -9,7 +9,7 @@
  * dtypes are listed and fail only when asked for.
  */
 import { readFile, writeFile } from 'node:fs/promises';
-import { floatToHalf, halfToFloat } from '../models/kserve-codec.js';
+import { floatToHalf, halfToFloat } from './half-float.js';
 import { elementCount } from '../models/tensor.js';
 
 export type SafetensorsFloatDType = 'F64' | 'F32' | 'F16' | 'BF16';

@@ -1,6 +1,6 @@
 import { decodeInferResponse, encodeInferRequest, HEADER_LENGTH, isDType, DTYPES } from './kserve-codec.js';
 import { Breaker, OutageError, endpointStatusReason, unreachableReason, type BreakerOptions } from '../outage.js';
-import { DEFAULT_RETRY, parseRetryAfter, TransientError, withRetry, type RetryOptions } from './retry.js';
+import { DEFAULT_RETRY, parseRetryAfter, TransientError, withRetry, type RetryOptions } from '../retry.js';
 import { checkInputs, TensorMismatchError, type NamedTensors, type TensorModel, type TensorSpec } from './tensor.js';
 
 export interface KServeClientOptions {

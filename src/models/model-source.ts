@@ -2,7 +2,7 @@ import { z } from 'zod';
 import type { BreakerOptions } from '../outage.js';
 import { KServeTensorModel } from './kserve-client.js';
 import { OnnxTensorModel } from './onnx-model.js';
-import { DEFAULT_RETRY } from './retry.js';
+import { DEFAULT_RETRY } from '../retry.js';
 import type { TensorModel } from './tensor.js';
 
 /** A tensor model: an ONNX file run in process, or KServe v2 endpoints (one replica each, e.g. one per GPU). */

@@ -2,7 +2,7 @@ import http from 'node:http';
 import https from 'node:https';
 import PQueue from 'p-queue';
 import { Breaker, OutageError, endpointStatusReason, unreachableReason, type BreakerOptions } from '../outage.js';
-import { DEFAULT_RETRY, TransientError, isTransient, parseRetryAfter, withRetry, type RetryOptions } from './retry.js';
+import { DEFAULT_RETRY, TransientError, isTransient, parseRetryAfter, withRetry, type RetryOptions } from '../retry.js';
 
 /** Options shared by the OpenAI-compatible clients (chat and images). */
 export interface OpenAIClientOptions {

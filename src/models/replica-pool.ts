@@ -1,5 +1,5 @@
 import { OutageError, isOutage } from '../outage.js';
-import { isTransient } from './retry.js';
+import { isTransient } from '../retry.js';
 
 export interface ReplicaPoolOptions {
   /** Calls one replica serves at once (default 2: one running, one queued hides the round trip). */

@@ -1,4 +1,5 @@
-import { deriveSeed, fmix32 } from './hash.js';
+import { fmix32 } from '../../src/fmix32.js';
+import { deriveSeed } from './hash.js';
 
 /**
  * A seeded pseudorandom permutation of [0, n): the training mix's global shuffle. A balanced

@@ -5,18 +5,11 @@
  * made it, and a rerun makes the same one.
  */
 
+import { fmix32 } from '../../src/fmix32.js';
+
 const C1 = 0xcc9e2d51;
 const C2 = 0x1b873593;
 
-/** MurmurHash3's 32-bit finaliser: a bijection on uint32 with full avalanche. */
-export function fmix32(h: number): number {
-  h ^= h >>> 16;
-  h = Math.imul(h, 0x85ebca6b);
-  h ^= h >>> 13;
-  h = Math.imul(h, 0xc2b2ae35);
-  h ^= h >>> 16;
-  return h >>> 0;
-}
 
 /**
  * MurmurHash3 (x86, 32-bit) of a string's UTF-16 code units, two per 32-bit block, as uint32.

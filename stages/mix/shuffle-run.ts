@@ -36,14 +36,6 @@ export function decodePayload(payload: Uint8Array): { latent: Uint8Array; fields
   return { latent: payload.slice(0, LATENT_BYTES), fields: deserialize(payload.subarray(LATENT_BYTES)) as Record<string, unknown> };
 }
 
-/** Checks a run's header: its magic and shard count. */
-export async function checkRun(store: Store, name: string, shardCount: number): Promise<void> {
-  const head = await store.getRange(name, 0, HEADER);
-  if (head.length < HEADER || String.fromCharCode(...head.subarray(0, 8)) !== MAGIC) throw new Error(`${store.url}/${name}: not a bitprep shuffle run`);
-  const n = new DataView(head.buffer, head.byteOffset, HEADER).getUint32(8, true);
-  if (n !== shardCount) throw new Error(`${store.url}/${name}: a run for ${n} output shards, this mix has ${shardCount}`);
-}
-
 /** Writes a run (records in any order; sorted here) with a streaming writer; returns its bytes. */
 export async function writeRun(store: Store, name: string, shardCount: number, records: RunRecord[]): Promise<{ bytes: number; sha256: string }> {
   const order = Array.from(records.keys()).sort((a, b) => records[a].shard - records[b].shard || records[a].row - records[b].row);

@@ -64,8 +64,3 @@ export function measureText(boxes: readonly TextBox[], width: number, height: nu
     ocr_min_height: heights.length > 0 ? Math.min(...heights) : null,
   };
 }
-
-/** Boxes scaled from a measured image back to another size (e.g. a downscaled OCR pass). */
-export function scaleBoxes(boxes: readonly TextBox[], sx: number, sy: number): TextBox[] {
-  return boxes.map((b) => ({ ...b, x0: b.x0 * sx, x1: b.x1 * sx, y0: b.y0 * sy, y1: b.y1 * sy }));
-}

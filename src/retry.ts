@@ -1,6 +1,6 @@
 import pRetry from 'p-retry';
 
-/** Retry policy for remote model calls; transient failures only (429, 5xx, resets, timeouts). */
+/** Retry policy for remote calls (models, downloads): transient failures only (429, 5xx, resets, timeouts). */
 export interface RetryOptions {
   /** Retries after the first try. */
   retries: number;
