@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { baseJobConfig } from '../src/config/load-config.js';
 import type { Job } from '../src/job.js';
 import { SampleError, fail, type Sample } from '../src/sample.js';
-import { pipe, type Stage } from '../src/stage.js';
+import { countOutcome, pipe, type Stage } from '../src/stage.js';
 import { StatsCollector } from '../src/stats.js';
 import { decodeResize } from '../stages/decode-resize.js';
 import { writeImageShards } from '../stages/sinks/image-shards.js';
@@ -86,10 +86,8 @@ function mapDalleCaptions(primary: 'short' | 'long'): Stage {
       }
       if (s.status.kind === 'ok') {
         stats.in++;
-        if (f.caption === null) {
-          fail(s, 'captions', new SampleError('no_caption', `${f.source_file}: sample ${f.source_key} has no long_caption, short_caption or .txt caption`));
-          stats.failed++;
-        } else stats.ok++;
+        if (f.caption === null) fail(s, 'captions', new SampleError('no_caption', `${f.source_file}: sample ${f.source_key} has no long_caption, short_caption or .txt caption`));
+        countOutcome(stats, s);
       }
     });
   };

@@ -62,13 +62,48 @@ export function sampleStage(name: string, fn: (s: Sample, stats: StageStats, ctx
         fail(s, name, err);
       }
       stats.busySeconds += (performance.now() - t0) / 1000;
-      // fn may have changed the status; re-read it rather than trust the narrowing above.
-      const kind = (s.status as Sample['status']).kind;
-      if (kind === 'ok') stats.ok++;
-      else if (kind === 'dropped') stats.dropped++;
-      else stats.failed++;
+      countOutcome(stats, s);
       return s;
     };
     return mapConcurrent(input, work, { concurrency: opts.concurrency ?? 1, ordered: opts.ordered ?? true, queue: opts.queue });
+  };
+}
+
+/**
+ * The stage protocol's count of one sample a stage worked on (it came in ok): its outcome now.
+ * Every stage tallies through here, so `in = ok + dropped + failed` holds for each.
+ */
+export function countOutcome(stats: StageStats, s: Sample): void {
+  const kind = s.status.kind;
+  if (kind === 'ok') stats.ok++;
+  else if (kind === 'dropped') stats.dropped++;
+  else stats.failed++;
+}
+
+/**
+ * A stage of synchronous per-sample work in input order (filters, dedup): the protocol of
+ * sampleStage (non-ok samples pass untouched, a throw fails the sample, outages stop the unit,
+ * in/outcome/busy time tallied) without a promise and a queue slot per sample. `init` runs once
+ * per stream with the stage's stats (e.g. to list every counter, zero included).
+ */
+export function syncSampleStage(name: string, fn: (s: Sample, stats: StageStats) => void, opts: { init?: (stats: StageStats) => void } = {}): Stage {
+  return async function* (input, ctx) {
+    const stats = ctx.stats.stage(name);
+    opts.init?.(stats);
+    for await (const s of input) {
+      if (s.status.kind === 'ok') {
+        stats.in++;
+        const t0 = performance.now();
+        try {
+          fn(s, stats);
+        } catch (err) {
+          rethrowOutage(err);
+          fail(s, name, err);
+        }
+        stats.busySeconds += (performance.now() - t0) / 1000;
+        countOutcome(stats, s);
+      }
+      yield s;
+    }
   };
 }

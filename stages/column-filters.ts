@@ -2,7 +2,7 @@ import { compileExpression } from 'filtrex';
 import { z } from 'zod';
 import { didYouMean } from '../src/config/preflight.js';
 import { drop, fail, SampleError, type Sample } from '../src/sample.js';
-import type { Stage } from '../src/stage.js';
+import { syncSampleStage, type Stage } from '../src/stage.js';
 
 /**
  * One named filter over metadata columns. `keep` is a filtrex expression that must be true for
@@ -165,29 +165,15 @@ export function columnFilters(filters: ColumnFilter[]): Stage {
     }
   };
 
-  return async function* (input, ctx) {
-    const stats = ctx.stats.stage(STAGE);
+  return syncSampleStage(STAGE, (s, stats) => apply(s, stats.units), {
     // Every filter appears in the stats even when it never drops, so the funnel lists them all.
-    for (const f of compiled) {
-      stats.units[f.droppedUnit] ??= 0;
-      stats.units[f.missingUnit] ??= 0;
-    }
-    for await (const s of input) {
-      if (s.status.kind !== 'ok') {
-        yield s;
-        continue;
+    init: (stats) => {
+      for (const f of compiled) {
+        stats.units[f.droppedUnit] ??= 0;
+        stats.units[f.missingUnit] ??= 0;
       }
-      stats.in++;
-      const t0 = performance.now();
-      apply(s, stats.units);
-      stats.busySeconds += (performance.now() - t0) / 1000;
-      const kind = (s.status as Sample['status']).kind;
-      if (kind === 'ok') stats.ok++;
-      else if (kind === 'dropped') stats.dropped++;
-      else stats.failed++;
-      yield s;
-    }
-  };
+    },
+  });
 }
 
 function typeName(v: unknown): string {

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { drop } from '../src/sample.js';
-import type { Stage } from '../src/stage.js';
+import { syncSampleStage, type Stage } from '../src/stage.js';
 import { DigestTable } from '../src/digest-table.js';
 
 const HEX24 = /^[0-9a-fA-F]{24}/;
@@ -117,34 +117,27 @@ export interface ExactDedupOptions {
 export function exactDedup(opts: ExactDedupOptions = {}): Stage {
   const field = opts.field ?? 'original_sha256';
   const seen = opts.seen ?? new ExactSeenSet();
-  return async function* (input, ctx) {
-    const stats = ctx.stats.stage('dedup-exact');
-    stats.units.duplicates ??= 0;
-    stats.units.no_hash ??= 0;
-    for await (const s of input) {
-      if (s.status.kind !== 'ok') {
-        yield s;
-        continue;
-      }
-      stats.in++;
+  return syncSampleStage(
+    'dedup-exact',
+    (s, stats) => {
       const digest = digestOf(s.fields[field]);
       if (digest === undefined) {
         stats.units.no_hash++;
-        stats.ok++;
-        yield s;
-        continue;
+        return;
       }
       const first = seen.add(digest, s.key);
-      if (first === undefined) {
-        stats.ok++;
-      } else {
+      if (first !== undefined) {
         drop(s, 'duplicate', { of: first });
         stats.units.duplicates++;
-        stats.dropped++;
       }
-      yield s;
-    }
-  };
+    },
+    {
+      init: (stats) => {
+        stats.units.duplicates ??= 0;
+        stats.units.no_hash ??= 0;
+      },
+    },
+  );
 }
 
 function digestOf(v: unknown): string | undefined {

@@ -1,7 +1,7 @@
 import { batch, mapConcurrent } from '../concurrency.js';
 import { causeChain, OutageError, rethrowOutage } from '../outage.js';
 import { fail, type Sample } from '../sample.js';
-import type { Stage, StageContext } from '../stage.js';
+import { countOutcome, type Stage, type StageContext } from '../stage.js';
 import { addUnits, type StageStats } from '../stats.js';
 import { ReplicaCallError, type ReplicaPool } from './replica-pool.js';
 
@@ -143,12 +143,7 @@ async function runBatch<C, X, Y>(opts: ModelBatchStageOptions<C, X, Y>, group: I
     busyMs += modelMs;
   }
 
-  for (const s of oks) {
-    const kind = s.status.kind;
-    if (kind === 'ok') stats.ok++;
-    else if (kind === 'dropped') stats.dropped++;
-    else stats.failed++;
-  }
+  for (const s of oks) countOutcome(stats, s);
   stats.busySeconds += busyMs / 1000;
   return group;
 }
