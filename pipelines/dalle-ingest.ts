@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { baseJobConfig } from '../src/config/load-config.js';
-import type { Job } from '../src/job.js';
+import type { Job, UnitContext } from '../src/job.js';
+import type { Unit, UnitStats } from '../src/units/unit.js';
 import { SampleError, fail, type Sample } from '../src/sample.js';
 import { countOutcome, pipe, type Stage } from '../src/stage.js';
 import { StatsCollector } from '../src/stats.js';
@@ -46,16 +47,8 @@ export const dalleIngestJob: Job<DalleIngestConfig> = {
   plan: (cfg) => planWebDatasetUnits(cfg.input),
   /** Plan-time checks (pipelines/checks.ts); bitprep plan and the start of bitprep run list every problem at once. */
   check: checkDalleIngest,
-  async run(unit, cfg, ctx) {
-    const started = new Date();
-    const stats = new StatsCollector();
-    const stream = pipe(webDatasetSource(unit, cfg.input), [
-      mapDalleCaptions(cfg.primary_caption),
-      decodeResize({ ...cfg.image, concurrency: cfg.decode_concurrency }),
-      nameSampleInFailures(),
-    ], { unitId: unit.id, stats, log: ctx.log, signal: ctx.signal });
-    return writeImageShards(stream, { output: ctx.output, job: 'dalle-ingest', unitId: unit.id, stats, started, onRows: ctx.onRows });
-  },
+  // Stateless: units share nothing, so the session only runs them.
+  open: (cfg) => ({ run: (unit, ctx) => runDalleUnit(unit, cfg, ctx), close: async () => {} }),
 };
 
 /**
@@ -110,4 +103,15 @@ async function* mapAll(input: AsyncIterable<Sample>, fn: (s: Sample) => void): A
     fn(s);
     yield s;
   }
+}
+
+async function runDalleUnit(unit: Unit, cfg: DalleIngestConfig, ctx: UnitContext): Promise<UnitStats> {
+  const started = new Date();
+  const stats = new StatsCollector();
+  const stream = pipe(webDatasetSource(unit, cfg.input), [
+    mapDalleCaptions(cfg.primary_caption),
+    decodeResize({ ...cfg.image, concurrency: cfg.decode_concurrency }),
+    nameSampleInFailures(),
+  ], { unitId: unit.id, stats, log: ctx.log, signal: ctx.signal });
+  return writeImageShards(stream, { output: ctx.output, job: 'dalle-ingest', unitId: unit.id, stats, started, onRows: ctx.onRows });
 }

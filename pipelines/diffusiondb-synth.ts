@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { baseJobConfig } from '../src/config/load-config.js';
-import type { Job } from '../src/job.js';
+import type { Job, JobSession } from '../src/job.js';
 import type { Logger } from '../src/log.js';
 import { ImageClient } from '../src/models/openai-images.js';
 import { ReplicaPool } from '../src/models/replica-pool.js';
@@ -151,31 +151,82 @@ export const diffusionDbSynthJob: Job<DiffusionDbSynthConfig> = {
     });
     return units;
   },
-  async run(unit, cfg, ctx) {
-    const started = new Date();
-    const stats = new StatsCollector();
-    const stream = pipe(promptSource(unit, cfg.input), await stagesOf(unit, cfg, ctx.log), { unitId: unit.id, stats, log: ctx.log, signal: ctx.signal });
-    return writeImageShards(stream, { output: ctx.output, job: 'diffusiondb-synth', unitId: unit.id, stats, started, onRows: ctx.onRows, columnTypes: FLOAT_COLUMNS });
-  },
+  open: openDiffusionDbSynth,
   transientFailures: ['timeout', 'network', 'http_status', 'malformed_response'].map((c) => `synthesize:${c}`),
-  async *rerun(unit, cfg, keys, ctx) {
-    yield* pipe(promptSource(unit, cfg.input, keys), await stagesOf(unit, cfg, ctx.log), { unitId: unit.id, stats: ctx.stats, log: ctx.log });
-  },
-  async close() {
-    for (const models of pools.values()) for (const p of models.values()) p.close();
-    pools.clear();
-    selections.clear();
-  },
 };
 
-async function stagesOf(unit: Unit, cfg: DiffusionDbSynthConfig, log: Logger) {
-  const m = modelOf(unit, cfg);
-  const { pool, concurrency } = poolFor(cfg, m);
-  return [
-    promptSelection(await selectionFor(cfg, log), m.name),
-    synthesize({ settings: generationSettings(m), pool, concurrency }),
-    decodeResize({ ...cfg.image, concurrency: cfg.decode_concurrency }),
-  ];
+/**
+ * A diffusiondb-synth session: the prompt selection, computed once (whichever unit asks first;
+ * units of every model share it), and one endpoint pool per model, so parallel units share its caps.
+ */
+function openDiffusionDbSynth(cfg: DiffusionDbSynthConfig, log: Logger): JobSession {
+  let selection: Promise<PromptSelection> | undefined;
+  const selectionOnce = (): Promise<PromptSelection> => {
+    if (!selection) {
+      const s = buildPromptSelection(cfg.input, cfg.prompts, log);
+      selection = s;
+      // A failed scan (unreadable file) is not kept: the next unit tries again and reports it.
+      s.catch(() => {
+        if (selection === s) selection = undefined;
+      });
+    }
+    return selection;
+  };
+  const pools = new Map<string, ModelPool>();
+  const poolOnce = (m: ModelConfig): ModelPool => {
+    let p = pools.get(m.name);
+    if (!p) pools.set(m.name, (p = modelPool(cfg, m)));
+    return p;
+  };
+  const stagesOf = async (unit: Unit) => {
+    const m = modelOf(unit, cfg);
+    const { pool, concurrency } = poolOnce(m);
+    return [
+      promptSelection(await selectionOnce(), m.name),
+      synthesize({ settings: generationSettings(m), pool, concurrency }),
+      decodeResize({ ...cfg.image, concurrency: cfg.decode_concurrency }),
+    ];
+  };
+  return {
+    async run(unit, ctx) {
+      const started = new Date();
+      const stats = new StatsCollector();
+      const stream = pipe(promptSource(unit, cfg.input), await stagesOf(unit), { unitId: unit.id, stats, log: ctx.log, signal: ctx.signal });
+      return writeImageShards(stream, { output: ctx.output, job: 'diffusiondb-synth', unitId: unit.id, stats, started, onRows: ctx.onRows, columnTypes: FLOAT_COLUMNS });
+    },
+    async *rerun(unit, keys, ctx) {
+      yield* pipe(promptSource(unit, cfg.input, keys), await stagesOf(unit), { unitId: unit.id, stats: ctx.stats, log: ctx.log });
+    },
+    async close() {
+      for (const p of pools.values()) p.close();
+    },
+  };
+}
+
+interface ModelPool {
+  pool: ReplicaPool<ImageClient>;
+  concurrency: number;
+  close(): void;
+}
+
+/** One model's endpoints as a replica pool, each with its own client (caps, retries, breaker). */
+function modelPool(cfg: DiffusionDbSynthConfig, m: ModelConfig): ModelPool {
+  const settings = generationSettings(m);
+  const apiKey = m.api_key_env ? process.env[m.api_key_env] || undefined : undefined;
+  const clients = m.endpoints.map((url) => ({
+    name: endpointName(url),
+    client: new ImageClient({
+      baseUrl: url,
+      model: settings.served_model,
+      apiKey,
+      maxInFlight: m.max_in_flight_per_endpoint,
+      timeoutMs: m.timeout_ms,
+      retry: { retries: m.retries, minDelayMs: m.retry_delay_ms, maxDelayMs: Math.max(m.retry_delay_ms, 30_000) },
+      breaker: { failures: cfg.breaker.model_failures },
+    }),
+  }));
+  const pool = new ReplicaPool(clients, { maxInFlightPerReplica: m.max_in_flight_per_endpoint, cooldownMs: m.endpoint_cooldown_ms });
+  return { pool, concurrency: clients.length * m.max_in_flight_per_endpoint, close: () => clients.forEach((c) => c.client.close()) };
 }
 
 /** The model a unit belongs to: its id is `<model name>-<range digits>`. */
@@ -184,53 +235,6 @@ function modelOf(unit: Unit, cfg: DiffusionDbSynthConfig): ModelConfig {
   const m = cfg.models.find((x) => x.name === name);
   if (!m) throw new Error(`unit ${unit.id} names no configured model (models: ${cfg.models.map((x) => x.name).join(', ')})`);
   return m;
-}
-
-/**
- * The selection is computed once per process and inputs, whichever unit asks first; units of
- * every model share it. Keyed by what it depends on, so plan-equal configs share it too.
- */
-const selections = new Map<string, Promise<PromptSelection>>();
-
-function selectionFor(cfg: DiffusionDbSynthConfig, log: Logger): Promise<PromptSelection> {
-  const key = JSON.stringify([cfg.input, cfg.prompts]);
-  let s = selections.get(key);
-  if (!s) {
-    s = buildPromptSelection(cfg.input, cfg.prompts, log);
-    // A failed scan (unreadable file) is not kept: the next unit tries again and reports it.
-    s.catch(() => selections.delete(key));
-    selections.set(key, s);
-  }
-  return s;
-}
-
-/** One endpoint pool per model and config in this process, so parallel units share its caps. */
-const pools = new Map<DiffusionDbSynthConfig, Map<string, { pool: ReplicaPool<ImageClient>; concurrency: number; close(): void }>>();
-
-function poolFor(cfg: DiffusionDbSynthConfig, m: ModelConfig) {
-  let models = pools.get(cfg);
-  if (!models) pools.set(cfg, (models = new Map()));
-  let p = models.get(m.name);
-  if (!p) {
-    const settings = generationSettings(m);
-    const apiKey = m.api_key_env ? process.env[m.api_key_env] || undefined : undefined;
-    const clients = m.endpoints.map((url) => ({
-      name: endpointName(url),
-      client: new ImageClient({
-        baseUrl: url,
-        model: settings.served_model,
-        apiKey,
-        maxInFlight: m.max_in_flight_per_endpoint,
-        timeoutMs: m.timeout_ms,
-        retry: { retries: m.retries, minDelayMs: m.retry_delay_ms, maxDelayMs: Math.max(m.retry_delay_ms, 30_000) },
-        breaker: { failures: cfg.breaker.model_failures },
-      }),
-    }));
-    const pool = new ReplicaPool(clients, { maxInFlightPerReplica: m.max_in_flight_per_endpoint, cooldownMs: m.endpoint_cooldown_ms });
-    p = { pool, concurrency: clients.length * m.max_in_flight_per_endpoint, close: () => clients.forEach((c) => c.client.close()) };
-    models.set(m.name, p);
-  }
-  return p;
 }
 
 /** An endpoint's name in stats and errors: its URL without any user info. */

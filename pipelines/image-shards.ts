@@ -1,7 +1,8 @@
 import { dirname } from 'node:path';
 import { z } from 'zod';
 import { baseJobConfig } from '../src/config/load-config.js';
-import type { Job } from '../src/job.js';
+import type { Job, UnitContext } from '../src/job.js';
+import type { Unit, UnitStats } from '../src/units/unit.js';
 import { pipe, type Stage } from '../src/stage.js';
 import { StatsCollector } from '../src/stats.js';
 import { decodeResize } from '../stages/decode-resize.js';
@@ -37,23 +38,26 @@ export const imageShardsJob: Job<ImageShardsConfig> = {
     if (inp.kind === 'folder') return planFolderUnits(inp);
     return planWebDatasetUnits(inp);
   },
-  async run(unit, cfg, ctx) {
-    const started = new Date();
-    const stats = new StatsCollector();
-    const inp = cfg.input;
-    const stages: Stage[] = [];
-    let source;
-    if (inp.kind === 'parquet') {
-      source = parquetSource(unit, inp);
-      stages.push(readLocal({ baseDir: (f) => dirname(String(f.source_file)), concurrency: cfg.read_concurrency }));
-    } else if (inp.kind === 'folder') {
-      source = folderSource(unit, inp);
-      stages.push(readLocal({ baseDir: (f) => String(f.source_file), concurrency: cfg.read_concurrency }));
-    } else {
-      source = webDatasetSource(unit, inp);
-    }
-    stages.push(decodeResize({ ...cfg.image, concurrency: cfg.decode_concurrency }));
-    const stream = pipe(source, stages, { unitId: unit.id, stats, log: ctx.log, signal: ctx.signal });
-    return writeImageShards(stream, { output: ctx.output, job: 'image-shards', unitId: unit.id, stats, started, onRows: ctx.onRows });
-  },
+  // Stateless: units share nothing, so the session only runs them.
+  open: (cfg) => ({ run: (unit, ctx) => runImageShardsUnit(unit, cfg, ctx), close: async () => {} }),
 };
+
+async function runImageShardsUnit(unit: Unit, cfg: ImageShardsConfig, ctx: UnitContext): Promise<UnitStats> {
+  const started = new Date();
+  const stats = new StatsCollector();
+  const inp = cfg.input;
+  const stages: Stage[] = [];
+  let source;
+  if (inp.kind === 'parquet') {
+    source = parquetSource(unit, inp);
+    stages.push(readLocal({ baseDir: (f) => dirname(String(f.source_file)), concurrency: cfg.read_concurrency }));
+  } else if (inp.kind === 'folder') {
+    source = folderSource(unit, inp);
+    stages.push(readLocal({ baseDir: (f) => String(f.source_file), concurrency: cfg.read_concurrency }));
+  } else {
+    source = webDatasetSource(unit, inp);
+  }
+  stages.push(decodeResize({ ...cfg.image, concurrency: cfg.decode_concurrency }));
+  const stream = pipe(source, stages, { unitId: unit.id, stats, log: ctx.log, signal: ctx.signal });
+  return writeImageShards(stream, { output: ctx.output, job: 'image-shards', unitId: unit.id, stats, started, onRows: ctx.onRows });
+}

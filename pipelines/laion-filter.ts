@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { baseJobConfig } from '../src/config/load-config.js';
-import type { Job, RefilterVerdict } from '../src/job.js';
+import type { Job, JobSession, RefilterVerdict } from '../src/job.js';
 import { pipe } from '../src/stage.js';
 import { StatsCollector } from '../src/stats.js';
 import { columnFilters, columnFilterSchema } from '../stages/column-filters.js';
@@ -72,45 +72,39 @@ export const laionFilterJob: Job<LaionFilterConfig> = {
   plan: (cfg) => planParquetUnits(cfg.input),
   /** Plan-time checks (pipelines/checks.ts); bitprep plan and the start of bitprep run list every problem at once. */
   check: checkLaionFilter,
-  async run(unit, cfg, ctx) {
-    const started = new Date();
-    const stats = new StatsCollector();
-    const annotators = await annotatorsFor(cfg);
-    const thumbnails = cfg.thumbnails.dropped_per_unit > 0 ? new DroppedThumbnails(cfg.thumbnails.dropped_per_unit) : undefined;
-    const stream = pipe(parquetSource(unit, cfg.input), stagesOf(cfg, new ExactSeenSet(), annotators, thumbnails), { unitId: unit.id, stats, log: ctx.log, signal: ctx.signal });
-    return writeImageShards(stream, { output: ctx.output, job: 'laion-filter', unitId: unit.id, stats, started, onRows: ctx.onRows, thumbnails });
-  },
+  open: openLaionFilter,
   transientFailures: TRANSIENT_FETCH_CODES.map((c) => `fetch:${c}`),
-  async *rerun(unit, cfg, keys, ctx) {
-    // A recovered image that duplicates one the unit already kept is dropped as in a full run.
-    const seen = new ExactSeenSet();
-    for (const r of ctx.previous) {
-      if (r.status === 'ok' && typeof r.original_sha256 === 'string' && r.original_sha256) seen.add(r.original_sha256, String(r.key));
-    }
-    yield* pipe(parquetSource(unit, cfg.input, keys), stagesOf(cfg, seen, await annotatorsFor(cfg)), { unitId: unit.id, stats: ctx.stats, log: ctx.log });
-  },
-  async close() {
-    const open = [...annotators.values()];
-    annotators.clear();
-    // Annotators that failed to open hold nothing; their error was the unit's.
-    await Promise.all(open.map((a) => a.then((x) => x.close(), () => undefined)));
-  },
   refilter: {
     reasons: ['aesthetic', 'text_density', 'text_height'],
     verdict: refilterVerdict,
   },
 };
 
-/** One set of annotators (models, OCR workers) per config in this process, shared by its units. */
-const annotators = new Map<LaionFilterConfig, Promise<Annotators>>();
-
-function annotatorsFor(cfg: LaionFilterConfig): Promise<Annotators> {
-  let a = annotators.get(cfg);
-  if (!a) {
-    a = Annotators.open(cfg);
-    annotators.set(cfg, a);
-  }
-  return a;
+/** A laion-filter session: one set of annotators (models, OCR workers) for all its units, opened by the first unit that needs them. */
+function openLaionFilter(cfg: LaionFilterConfig): JobSession {
+  let annotators: Promise<Annotators> | undefined;
+  const annotatorsOnce = () => (annotators ??= Annotators.open(cfg));
+  return {
+    async run(unit, ctx) {
+      const started = new Date();
+      const stats = new StatsCollector();
+      const thumbnails = cfg.thumbnails.dropped_per_unit > 0 ? new DroppedThumbnails(cfg.thumbnails.dropped_per_unit) : undefined;
+      const stream = pipe(parquetSource(unit, cfg.input), stagesOf(cfg, new ExactSeenSet(), await annotatorsOnce(), thumbnails), { unitId: unit.id, stats, log: ctx.log, signal: ctx.signal });
+      return writeImageShards(stream, { output: ctx.output, job: 'laion-filter', unitId: unit.id, stats, started, onRows: ctx.onRows, thumbnails });
+    },
+    async *rerun(unit, keys, ctx) {
+      // A recovered image that duplicates one the unit already kept is dropped as in a full run.
+      const seen = new ExactSeenSet();
+      for (const r of ctx.previous) {
+        if (r.status === 'ok' && typeof r.original_sha256 === 'string' && r.original_sha256) seen.add(r.original_sha256, String(r.key));
+      }
+      yield* pipe(parquetSource(unit, cfg.input, keys), stagesOf(cfg, seen, await annotatorsOnce()), { unitId: unit.id, stats: ctx.stats, log: ctx.log });
+    },
+    async close() {
+      // Annotators that failed to open hold nothing; their error was the unit's.
+      await annotators?.then((a) => a.close(), () => undefined);
+    },
+  };
 }
 
 /** The new config's decision on a recorded row, from its recorded annotations alone. */

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { baseJobConfig } from '../src/config/load-config.js';
 import { writeLatentManifest } from '../src/formats/latent-shards.js';
-import type { Job } from '../src/job.js';
+import type { Job, JobSession } from '../src/job.js';
 import type { Logger } from '../src/log.js';
 import { ReplicaPool } from '../src/models/replica-pool.js';
 import type { TensorModel } from '../src/models/tensor.js';
@@ -46,36 +46,42 @@ export type PreEncodeConfig = z.infer<typeof preEncodeConfig>;
 /** Float annotation columns, pinned: a shard whose scores happen to be whole would otherwise type them INT64. */
 const FLOAT_COLUMNS = { aesthetic_score: 'DOUBLE', ocr_density: 'DOUBLE', ocr_median_height: 'DOUBLE', ocr_min_height: 'DOUBLE', similarity: 'DOUBLE', pwatermark: 'DOUBLE', punsafe: 'DOUBLE', gen_guidance: 'DOUBLE', cfg: 'DOUBLE', image_nsfw: 'DOUBLE', prompt_nsfw: 'DOUBLE' } as const;
 
-/** Encoder replicas per config in this process, opened once and checked against the contract. */
-const pools = new Map<PreEncodeConfig, Promise<{ pool: ReplicaPool<TensorModel>; models: TensorModel[] }>>();
-
-function poolFor(cfg: PreEncodeConfig) {
-  let p = pools.get(cfg);
-  if (!p) {
-    p = (async () => {
-      const replicas = await loadTensorModels(cfg.encoder.model, 'bit-encoder', { breaker: { failures: cfg.breaker.model_failures } });
-      // A wrong export fails here, before any shard is read, not on the first batch.
-      for (const r of replicas) checkBitEncoder(r.client, { size: cfg.encoder.size });
-      return { pool: new ReplicaPool(replicas), models: replicas.map((r) => r.client) };
-    })();
-    pools.set(cfg, p);
-  }
-  return p;
+/** Encoder replicas, opened and checked against the contract (a wrong export fails before any shard is read, not on the first batch). */
+async function openEncoder(cfg: PreEncodeConfig): Promise<{ pool: ReplicaPool<TensorModel>; models: TensorModel[] }> {
+  const replicas = await loadTensorModels(cfg.encoder.model, 'bit-encoder', { breaker: { failures: cfg.breaker.model_failures } });
+  for (const r of replicas) checkBitEncoder(r.client, { size: cfg.encoder.size });
+  return { pool: new ReplicaPool(replicas), models: replicas.map((r) => r.client) };
 }
 
-/** The caption tokenizer per config in this process, loaded once (a bad path fails before any shard is read). */
-const tokenizers = new Map<PreEncodeConfig, Promise<CaptionTokenizer>>();
+async function openTokenizer(tt: TextTokensConfig, log: Logger): Promise<CaptionTokenizer> {
+  const t = await loadCaptionTokenizer(tt.tokenizer, { max_length: tt.max_length, padding: tt.padding, add_special_tokens: tt.add_special_tokens, pad_id: tt.pad_id });
+  log.info(`text_tokens: ${t.path} (sha256 ${t.sha256}), max_length ${t.maxLength}, ${t.padding} padding with id ${t.padId}, special ids before the text [${t.prefix.join(', ')}] and after it [${t.suffix.join(', ')}]`);
+  return t;
+}
 
-function tokenizerFor(cfg: PreEncodeConfig, tt: TextTokensConfig, log: Logger): Promise<CaptionTokenizer> {
-  let p = tokenizers.get(cfg);
-  if (!p) {
-    p = loadCaptionTokenizer(tt.tokenizer, { max_length: tt.max_length, padding: tt.padding, add_special_tokens: tt.add_special_tokens, pad_id: tt.pad_id }).then((t) => {
-      log.info(`text_tokens: ${t.path} (sha256 ${t.sha256}), max_length ${t.maxLength}, ${t.padding} padding with id ${t.padId}, special ids before the text [${t.prefix.join(', ')}] and after it [${t.suffix.join(', ')}]`);
-      return t;
-    });
-    tokenizers.set(cfg, p);
-  }
-  return p;
+/** A pre-encode session: one encoder pool (and caption tokenizer) for all its units, opened by the first unit. */
+function openPreEncode(cfg: PreEncodeConfig, log: Logger): JobSession {
+  let encoder: ReturnType<typeof openEncoder> | undefined;
+  let tokenizer: Promise<CaptionTokenizer> | undefined;
+  return {
+    async run(unit, ctx) {
+      const started = new Date();
+      const stats = new StatsCollector();
+      const { pool } = await (encoder ??= openEncoder(cfg));
+      const tt = cfg.text_tokens;
+      const stages = [
+        sourceStage(cfg.source),
+        ...(tt ? [captionTokensStage(await (tokenizer ??= openTokenizer(tt, log)), tt.fields)] : []),
+        ...encodeStages({ pool, size: cfg.encoder.size, batchSize: cfg.encoder.batch_size, maxBatchesInFlight: cfg.encoder.max_batches_in_flight, maxWaitMs: cfg.encoder.max_wait_ms, decodeConcurrency: cfg.decode_concurrency }),
+      ];
+      const stream = pipe(webDatasetSource(unit, sourceOptions(cfg)), stages, { unitId: unit.id, stats, log: ctx.log, signal: ctx.signal });
+      return writeLatentShards(stream, { output: ctx.output, job: 'pre-encode', unitId: unit.id, stats, started, onRows: ctx.onRows, columnTypes: tt ? { ...FLOAT_COLUMNS, ...tokenColumnTypes(tt) } : FLOAT_COLUMNS, shardOnlyFields: tt?.fields.map(tokensField) });
+    },
+    async close() {
+      // An encoder that failed to open (server down, wrong model) holds nothing; its error was the unit's.
+      await encoder?.then((x) => Promise.all(x.models.map((m) => m.close())), () => undefined);
+    },
+  };
 }
 
 function sourceStage(source: string): Stage {
@@ -107,27 +113,8 @@ export const preEncodeJob: Job<PreEncodeConfig> = {
   async plan(cfg) {
     return planWebDatasetUnits(sourceOptions(cfg));
   },
-  async run(unit, cfg, ctx) {
-    const started = new Date();
-    const stats = new StatsCollector();
-    const { pool } = await poolFor(cfg);
-    const tt = cfg.text_tokens;
-    const stages = [
-      sourceStage(cfg.source),
-      ...(tt ? [captionTokensStage(await tokenizerFor(cfg, tt, ctx.log), tt.fields)] : []),
-      ...encodeStages({ pool, size: cfg.encoder.size, batchSize: cfg.encoder.batch_size, maxBatchesInFlight: cfg.encoder.max_batches_in_flight, maxWaitMs: cfg.encoder.max_wait_ms, decodeConcurrency: cfg.decode_concurrency }),
-    ];
-    const stream = pipe(webDatasetSource(unit, sourceOptions(cfg)), stages, { unitId: unit.id, stats, log: ctx.log, signal: ctx.signal });
-    return writeLatentShards(stream, { output: ctx.output, job: 'pre-encode', unitId: unit.id, stats, started, onRows: ctx.onRows, columnTypes: tt ? { ...FLOAT_COLUMNS, ...tokenColumnTypes(tt) } : FLOAT_COLUMNS, shardOnlyFields: tt?.fields.map(tokensField) });
-  },
+  open: openPreEncode,
   async finalize(output, unitIds, log) {
     await writeLatentManifest(output, 'pre-encode', unitIds, log);
-  },
-  async close() {
-    const open = [...pools.values()];
-    pools.clear();
-    tokenizers.clear();
-    // A pool that failed to open (server down, wrong model) holds nothing; its error was the unit's.
-    for (const p of open) await p.then((x) => Promise.all(x.models.map((m) => m.close())), () => undefined);
   },
 };

@@ -4,7 +4,7 @@ import { z } from 'zod';
 import { mapConcurrent } from '../src/concurrency.js';
 import { baseJobConfig } from '../src/config/load-config.js';
 import { ContentCache } from '../src/content-cache.js';
-import type { Job } from '../src/job.js';
+import type { Job, JobSession } from '../src/job.js';
 import type { Logger } from '../src/log.js';
 import { ChatClient } from '../src/models/openai-chat.js';
 import { DEFAULT_RETRY } from '../src/retry.js';
@@ -128,29 +128,39 @@ function openCache(cfg: RecaptionConfig): ContentCache<CaptionCacheEntry> {
   return new ContentCache(openStore(cacheUrl(cfg)), isCaptionCacheEntry);
 }
 
-/** One chat client per config in this process: its in-flight cap holds across parallel units. */
-const clients = new Map<RecaptionConfig, ChatClient>();
-
-function clientFor(cfg: RecaptionConfig): ChatClient | undefined {
-  if (cfg.captions_from === 'cache') return undefined;
-  let c = clients.get(cfg);
-  if (!c) {
-    c = new ChatClient({
-      baseUrl: cfg.server.base_url,
-      model: cfg.server.model,
-      apiKey: process.env[cfg.server.api_key_env] || undefined,
-      maxInFlight: cfg.server.max_in_flight,
-      timeoutMs: cfg.server.timeout_ms,
-      retry: { ...DEFAULT_RETRY, retries: cfg.server.retries },
-      breaker: { failures: cfg.breaker.model_failures },
-    });
-    clients.set(cfg, c);
-  }
-  return c;
+function chatClient(cfg: RecaptionConfig): ChatClient {
+  return new ChatClient({
+    baseUrl: cfg.server.base_url,
+    model: cfg.server.model,
+    apiKey: process.env[cfg.server.api_key_env] || undefined,
+    maxInFlight: cfg.server.max_in_flight,
+    timeoutMs: cfg.server.timeout_ms,
+    retry: { ...DEFAULT_RETRY, retries: cfg.server.retries },
+    breaker: { failures: cfg.breaker.model_failures },
+  });
 }
 
-function stagesOf(cfg: RecaptionConfig) {
-  return [recaptionStage({ client: clientFor(cfg), cache: openCache(cfg), request: requestOptions(cfg), check: checkOptions(cfg), attempts: cfg.attempts, concurrency: cfg.concurrency })];
+/** A recaption session: one chat client for all its units, so its in-flight cap holds across parallel units. */
+function openRecaption(cfg: RecaptionConfig): JobSession {
+  const client = cfg.captions_from === 'cache' ? undefined : chatClient(cfg);
+  const stagesOf = () => [recaptionStage({ client, cache: openCache(cfg), request: requestOptions(cfg), check: checkOptions(cfg), attempts: cfg.attempts, concurrency: cfg.concurrency })];
+  return {
+    async run(unit, ctx) {
+      const started = new Date();
+      const stats = new StatsCollector();
+      const stream = pipe(webDatasetSource(unit, sourceOptions(cfg)), stagesOf(), { unitId: unit.id, stats, log: ctx.log, signal: ctx.signal });
+      return writeImageShards(stream, { output: ctx.output, job: 'recaption', unitId: unit.id, stats, started, onRows: ctx.onRows });
+    },
+    async *rerun(unit, keys, ctx) {
+      async function* only() {
+        for await (const s of webDatasetSource(unit, sourceOptions(cfg))) if (keys.has(s.key)) yield s;
+      }
+      yield* pipe(only(), stagesOf(), { unitId: unit.id, stats: ctx.stats, log: ctx.log });
+    },
+    async close() {
+      client?.close();
+    },
+  };
 }
 
 const sourceOptions = (cfg: RecaptionConfig) => ({ paths: cfg.input.paths, unit_rows: cfg.input.unit_rows, keep_keys: true });
@@ -165,23 +175,8 @@ export const recaptionJob: Job<RecaptionConfig> = {
   plan: (cfg) => planWebDatasetUnits(sourceOptions(cfg)),
   /** Plan-time checks (pipelines/checks.ts); bitprep plan and the start of bitprep run list every problem at once. */
   check: checkRecaption,
-  async run(unit, cfg, ctx) {
-    const started = new Date();
-    const stats = new StatsCollector();
-    const stream = pipe(webDatasetSource(unit, sourceOptions(cfg)), stagesOf(cfg), { unitId: unit.id, stats, log: ctx.log, signal: ctx.signal });
-    return writeImageShards(stream, { output: ctx.output, job: 'recaption', unitId: unit.id, stats, started, onRows: ctx.onRows });
-  },
+  open: openRecaption,
   transientFailures: ['recaption:timeout', 'recaption:network', 'recaption:http_status', 'recaption:malformed_response'],
-  async *rerun(unit, cfg, keys, ctx) {
-    async function* only() {
-      for await (const s of webDatasetSource(unit, sourceOptions(cfg))) if (keys.has(s.key)) yield s;
-    }
-    yield* pipe(only(), stagesOf(cfg), { unitId: unit.id, stats: ctx.stats, log: ctx.log });
-  },
-  async close() {
-    for (const c of clients.values()) c.close();
-    clients.clear();
-  },
 };
 
 /** Every funnel reason a recaption row can fail with that a newly imported batch answer may cure. */

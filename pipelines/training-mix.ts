@@ -125,9 +125,19 @@ export function scatterParts(inputs: InputShard[], scatterRows: number): number[
 
 const scatterIds = (parts: number[][]) => parts.map((_, u) => SCATTER + unitId(u, parts.length));
 
-/** Pass 1's result per output and fingerprint in this process, and its per-row codes (loaded by scatter units only). */
-const selections = new Map<string, Promise<SelectionFile>>();
-const codeSets = new Map<string, Promise<Uint8Array[]>>();
+/**
+ * What a training-mix session keeps between its units: pass 1's result per output and
+ * fingerprint, its per-row codes (loaded by scatter units only), scatter units running or finished
+ * (so a gather unit waits for one instead of redoing it), and runs seen complete.
+ */
+interface MixCaches {
+  selections: Map<string, Promise<SelectionFile>>;
+  codeSets: Map<string, Promise<Uint8Array[]>>;
+  scatters: Map<string, Promise<UnitStats>>;
+  runsSeen: Set<string>;
+}
+
+const newCaches = (): MixCaches => ({ selections: new Map(), codeSets: new Map(), scatters: new Map(), runsSeen: new Set() });
 
 function memo<T>(map: Map<string, Promise<T>>, k: string, make: () => Promise<T>): Promise<T> {
   let p = map.get(k);
@@ -140,8 +150,8 @@ function memo<T>(map: Map<string, Promise<T>>, k: string, make: () => Promise<T>
   return p;
 }
 
-function selectionFor(output: Store, fingerprint: string): Promise<SelectionFile> {
-  return memo(selections, `${output.url}\u0000${fingerprint}`, async () => {
+function selectionFor(c: MixCaches, output: Store, fingerprint: string): Promise<SelectionFile> {
+  return memo(c.selections, `${output.url}\u0000${fingerprint}`, async () => {
     const sel = await readSelectionFile(output);
     if (!sel) throw new Error(`${output.url}: no ${SELECTION_NAME}; plan the training mix first (bitprep plan or bitprep run)`);
     if (sel.fingerprint !== fingerprint) throw new Error(`${output.url}: ${SELECTION_NAME} belongs to another plan (${sel.fingerprint.slice(0, 12)}, units expect ${fingerprint.slice(0, 12)})`);
@@ -149,7 +159,7 @@ function selectionFor(output: Store, fingerprint: string): Promise<SelectionFile
   });
 }
 
-const codesFor = (output: Store, sel: SelectionFile): Promise<Uint8Array[]> => memo(codeSets, `${output.url}\u0000${sel.fingerprint}`, () => loadCodes(output, sel));
+const codesFor = (c: MixCaches, output: Store, sel: SelectionFile): Promise<Uint8Array[]> => memo(c.codeSets, `${output.url}\u0000${sel.fingerprint}`, () => loadCodes(output, sel));
 
 /**
  * Pass 1, once per output: reused when `_mix/selection.json` holds the same fingerprint (spec and
@@ -168,7 +178,7 @@ async function ensureSelection(cfg: TrainingMixConfig, output: Store, log: Logge
           'Use a new output, or delete it to start over.',
       );
     }
-    return selectionFor(output, fingerprint);
+    return selectionFor(newCaches(), output, fingerprint);
   }
   const rows = datasets.reduce((a, d) => a + d.manifest.rows, 0);
   log.info(`training-mix pass 1: ${datasets.length} dataset(s), ${rows} rows; reading keys${cfg.dedup.hamming !== null ? ' and latents' : ''}`);
@@ -179,23 +189,16 @@ async function ensureSelection(cfg: TrainingMixConfig, output: Store, log: Logge
     log.info(`  ${s.name}: ${s.input_rows} rows, ${s.duplicate_key} duplicate keys, ${s.near_duplicate} near duplicates → ${s.rows} distinct; takes ${s.take}${s.passes > 0 ? ` (${s.passes} pass(es) + ${s.extra})` : ''}`);
   }
   log.info(`  total ${m.total} (natural ${m.natural}${cfg.total !== null ? `, asked ${cfg.total}` : ''}), ${sel.layout.shards} output shards, ${sel.layout.worldSize} ranks × ${sel.layout.rankRows}`);
-  const { codes, ...file } = sel;
-  selections.set(`${output.url}\u0000${fingerprint}`, Promise.resolve(file));
-  codeSets.set(`${output.url}\u0000${fingerprint}`, Promise.resolve(codes));
+  const { codes: _codes, ...file } = sel;
   return file;
 }
 
 const scratchOf = (cfg: TrainingMixConfig, output: Store): Store => (cfg.shuffle.scratch ? openStore(cfg.shuffle.scratch) : output);
 
-/** Scatter units running or finished in this process, so a gather unit waits for one instead of redoing it. */
-const scatters = new Map<string, Promise<UnitStats>>();
-/** Runs seen complete (marker and run present) by this process. */
-const runsSeen = new Set<string>();
-
-function runScatter(cfg: TrainingMixConfig, sel: SelectionFile, output: Store, id: string, parts: number[][], onRows: (n: number) => void): Promise<UnitStats> {
-  return memo(scatters, `${output.url}\u0000${id}`, async () => {
+function runScatter(c: MixCaches, cfg: TrainingMixConfig, sel: SelectionFile, output: Store, id: string, parts: number[][], onRows: (n: number) => void): Promise<UnitStats> {
+  return memo(c.scatters, `${output.url}\u0000${id}`, async () => {
     const started = new Date();
-    const codes = await codesFor(output, sel);
+    const codes = await codesFor(c, output, sel);
     const u = Number(id.slice(SCATTER.length));
     return scatterUnit({ sel: { ...sel, codes }, inputs: parts[u], output, scratch: scratchOf(cfg, output), runName: runName(sel.fingerprint, id), job: JOB, unitId: id, started, onRows });
   });
@@ -207,19 +210,19 @@ function runScatter(cfg: TrainingMixConfig, sel: SelectionFile, output: Store, i
  * reached its gather units before another task finished scattering, or a run was deleted — is
  * written here. Scatter output is deterministic, so a run written twice is the same run.
  */
-async function ensureRuns(cfg: TrainingMixConfig, sel: SelectionFile, output: Store, parts: number[][], log: Logger): Promise<string[]> {
+async function ensureRuns(c: MixCaches, cfg: TrainingMixConfig, sel: SelectionFile, output: Store, parts: number[][], log: Logger): Promise<string[]> {
   const scratch = scratchOf(cfg, output);
   const ids = scatterIds(parts);
   for (const id of ids) {
     const k = `${output.url}\u0000${id}`;
-    if (runsSeen.has(k)) continue;
-    const running = scatters.get(k);
+    if (c.runsSeen.has(k)) continue;
+    const running = c.scatters.get(k);
     if (running) await running;
     else if (!((await output.exists(doneName(id))) && (await scratch.exists(runName(sel.fingerprint, id))))) {
       log.info(`${id}: shuffle run missing, writing it before gathering`);
-      await runScatter(cfg, sel, output, id, parts, () => {});
+      await runScatter(c, cfg, sel, output, id, parts, () => {});
     }
-    runsSeen.add(k);
+    c.runsSeen.add(k);
   }
   return ids.map((id) => runName(sel.fingerprint, id));
 }
@@ -260,18 +263,24 @@ export const trainingMixJob: Job<TrainingMixConfig> = {
     const gather: Unit[] = Array.from({ length: sel.layout.shards }, (_, i) => ({ id: unitId(i, sel.layout.shards), inputs: [ref] }));
     return [...scatter, ...gather];
   },
-  async run(unit, cfg, ctx) {
-    const sel = await selectionFor(ctx.output, fingerprintOf(unit));
-    const parts = scatterParts(sel.inputs, cfg.shuffle.scatter_rows);
-    if (unit.id.startsWith(SCATTER)) {
-      // Another process may have finished it since this run listed what was done.
-      if (await ctx.output.exists(doneName(unit.id))) {
-        return JSON.parse(new TextDecoder().decode(await ctx.output.get(statsName(unit.id)))) as UnitStats;
-      }
-      return runScatter(cfg, sel, ctx.output, unit.id, parts, ctx.onRows);
-    }
-    const runs = await ensureRuns(cfg, sel, ctx.output, parts, ctx.log);
-    return gatherShard({ sel, shard: Number(unit.id), output: ctx.output, scratch: scratchOf(cfg, ctx.output), runs, job: JOB, unitId: unit.id, started: new Date(), onRows: ctx.onRows });
+  open(cfg) {
+    const caches = newCaches();
+    return {
+      async run(unit, ctx) {
+        const sel = await selectionFor(caches, ctx.output, fingerprintOf(unit));
+        const parts = scatterParts(sel.inputs, cfg.shuffle.scatter_rows);
+        if (unit.id.startsWith(SCATTER)) {
+          // Another process may have finished it since this run listed what was done.
+          if (await ctx.output.exists(doneName(unit.id))) {
+            return JSON.parse(new TextDecoder().decode(await ctx.output.get(statsName(unit.id)))) as UnitStats;
+          }
+          return runScatter(caches, cfg, sel, ctx.output, unit.id, parts, ctx.onRows);
+        }
+        const runs = await ensureRuns(caches, cfg, sel, ctx.output, parts, ctx.log);
+        return gatherShard({ sel, shard: Number(unit.id), output: ctx.output, scratch: scratchOf(cfg, ctx.output), runs, job: JOB, unitId: unit.id, started: new Date(), onRows: ctx.onRows });
+      },
+      async close() {},
+    };
   },
   async finalize(output, unitIds, log) {
     const gatherIds = unitIds.filter((id) => !id.startsWith(SCATTER));
@@ -283,11 +292,5 @@ export const trainingMixJob: Job<TrainingMixConfig> = {
     const runs = sel ? await scratch.list(runsPrefix(sel.fingerprint)) : [];
     for (const name of runs) await scratch.delete(name);
     if (runs.length > 0) log.info(`training-mix: deleted ${runs.length} shuffle run(s) from ${scratch.url}`);
-  },
-  async close() {
-    selections.clear();
-    codeSets.clear();
-    scatters.clear();
-    runsSeen.clear();
   },
 };

@@ -52,23 +52,21 @@ export interface Job<C extends BaseJobConfig = BaseJobConfig> {
    * `output`, `lease` and `breaker` are operational for every job.
    */
   operational?: readonly string[];
-  run(unit: Unit, cfg: C, ctx: UnitContext): Promise<UnitStats>;
+  /**
+   * Opens the job for one config: the session runs its units and owns what they share (model
+   * sessions, clients with their in-flight caps, OCR workers, caches), loaded on first use. The
+   * executor that opens a session closes it; nothing outlives it, so two sessions in one process
+   * never share state.
+   */
+  open(cfg: C, log: Logger): JobSession;
   /** Funnel reasons (`stage:code`) a later attempt may cure; `bitprep retry-failed` reruns those rows. */
   transientFailures?: string[];
-  /**
-   * The samples with these keys of a unit, through every stage but the sink (for retry-failed).
-   * `previous` holds the unit's stored records, so stages that compare rows (dedup) can see the
-   * rows that are not rerun.
-   */
-  rerun?(unit: Unit, cfg: C, keys: Set<string>, ctx: { log: Logger; stats: StatsCollector; previous: Record<string, unknown>[] }): AsyncIterable<Sample>;
   /**
    * Writes dataset-level files derived from the done markers (e.g. a latent dataset's
    * `index.json`) once every planned unit is done: called at the end of such a run and by
    * `bitprep summary`, so array tasks finishing in any order still end with one.
    */
   finalize?(output: Store, unitIds: string[], log: Logger): Promise<void>;
-  /** Releases what the job holds for the whole process (model sessions, OCR workers) after its last unit. */
-  close?(): Promise<void>;
   /**
    * `bitprep refilter`: the funnel lines a new config may re-decide from recorded annotations,
    * in pipeline order, and the verdict of the new config on one record that is ok or was dropped
@@ -78,6 +76,20 @@ export interface Job<C extends BaseJobConfig = BaseJobConfig> {
     reasons: readonly string[];
     verdict(cfg: C, record: Record<string, unknown>): RefilterVerdict;
   };
+}
+
+/** One opened job: runs units of its config, then is closed by whoever opened it. */
+export interface JobSession {
+  /** Runs one unit: source → stages → sink, which writes the unit's outputs and its done marker last. */
+  run(unit: Unit, ctx: UnitContext): Promise<UnitStats>;
+  /**
+   * The samples with these keys of a unit, through every stage but the sink (for retry-failed).
+   * `previous` holds the unit's stored records, so stages that compare rows (dedup) can see the
+   * rows that are not rerun.
+   */
+  rerun?(unit: Unit, keys: Set<string>, ctx: { log: Logger; stats: StatsCollector; previous: Record<string, unknown>[] }): AsyncIterable<Sample>;
+  /** Releases what the session holds (model sessions, sockets, OCR workers); failed opens hold nothing. */
+  close(): Promise<void>;
 }
 
 /** A row's fate under new thresholds: kept, dropped (by, value), or undecidable (what is missing). */

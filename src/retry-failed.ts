@@ -1,7 +1,7 @@
 import { parquetSourceFromStore, readParquetRowGroups } from './formats/parquet-read.js';
 import { readWebDataset } from './formats/tar-read.js';
 import { TarWriter } from './formats/tar-write.js';
-import type { AnyJob, BaseJobConfig } from './job.js';
+import type { AnyJob, BaseJobConfig, JobSession } from './job.js';
 import type { Logger } from './log.js';
 import { ColumnNames, encodeRecords, jobColumns, toRecord, webDatasetMembers } from './records.js';
 import type { Sample } from './sample.js';
@@ -33,18 +33,19 @@ function recordReason(r: Record<string, unknown>): string {
  * from the records' ok rows, so a half-merged sample is never written twice.
  */
 export async function retryFailed(job: AnyJob, cfg: BaseJobConfig, units: Unit[], store: Store, log: Logger, reasons = job.transientFailures ?? []): Promise<RetryFailedResult> {
-  if (!job.rerun) throw new Error(`job ${job.name} cannot rerun single rows`);
-  const wanted = new Set(reasons);
-  const result: RetryFailedResult = { units: 0, retried: 0, recovered: 0, reasons: {} };
+  const session = job.open(cfg, log);
   try {
-    await retryUnits(job, cfg, units, store, log, wanted, result);
+    if (!session.rerun) throw new Error(`job ${job.name} cannot rerun single rows`);
+    const wanted = new Set(reasons);
+    const result: RetryFailedResult = { units: 0, retried: 0, recovered: 0, reasons: {} };
+    await retryUnits(job, session, units, store, log, wanted, result);
+    return result;
   } finally {
-    await job.close?.();
+    await session.close();
   }
-  return result;
 }
 
-async function retryUnits(job: AnyJob, cfg: BaseJobConfig, units: Unit[], store: Store, log: Logger, wanted: Set<string>, result: RetryFailedResult): Promise<void> {
+async function retryUnits(job: AnyJob, session: JobSession, units: Unit[], store: Store, log: Logger, wanted: Set<string>, result: RetryFailedResult): Promise<void> {
   for (const unit of units) {
     if (!(await store.exists(doneName(unit.id)))) continue;
     const records: Record<string, unknown>[] = [];
@@ -58,7 +59,7 @@ async function retryUnits(job: AnyJob, cfg: BaseJobConfig, units: Unit[], store:
     const started = new Date();
     const stats = new StatsCollector();
     const fresh = new Map<string, Sample>();
-    for await (const s of job.rerun!(unit, cfg, new Set(retry.map((r) => String(r.key))), { log, stats, previous: records })) fresh.set(s.key, s);
+    for await (const s of session.rerun!(unit, new Set(retry.map((r) => String(r.key))), { log, stats, previous: records })) fresh.set(s.key, s);
     const recovered = [...fresh.values()].filter((s) => s.status.kind === 'ok').sort((a, b) => (a.key < b.key ? -1 : 1));
     // Named as the job's sink names them (a carried WIDTH beside width becomes source_WIDTH).
     const names = new ColumnNames(jobColumns(job.name));

@@ -277,9 +277,12 @@ describe('preflight(): how problems are gathered', () => {
         planned++;
         return [{ id: '0', inputs: [] }];
       },
-      async run() {
-        throw new Error('not run');
-      },
+      open: () => ({
+        run: async () => {
+          throw new Error('not run');
+        },
+        close: async () => {},
+      }),
       ...over,
     };
     return { job, planned: () => planned };

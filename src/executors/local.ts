@@ -159,7 +159,7 @@ async function executeHeld(job: AnyJob, cfg: BaseJobConfig, units: Unit[], opts:
       notStarted.push(unit.id);
       return;
     }
-    const r = await runUnit(job, cfg, unit, {
+    const r = await runUnit(session, unit, {
       output: opts.output,
       log: opts.log,
       signal: stopper.signal,
@@ -182,13 +182,15 @@ async function executeHeld(job: AnyJob, cfg: BaseJobConfig, units: Unit[], opts:
     }
     progress.unitDone();
   };
+  // Opened once for the run: its units share models, clients and caches; closed however it ends.
+  const session = job.open(cfg, opts.log);
   try {
     for await (const _ of mapConcurrent(todo, runOne, { concurrency: cfg.parallel_units, ordered: false })) void _;
   } finally {
     opts.signal?.removeEventListener('abort', onCancel);
     progress.stop();
     // Releasing resources must not hide the run's outcome (or an outage) behind a second error.
-    await job.close?.().catch((err: unknown) => opts.log.warn(`closing ${job.name}: ${err instanceof Error ? err.message : String(err)}`));
+    await session.close().catch((err: unknown) => opts.log.warn(`closing ${job.name}: ${err instanceof Error ? err.message : String(err)}`));
   }
 
   const finished = new Date();

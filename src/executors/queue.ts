@@ -5,7 +5,7 @@ import { DelayedError, Queue, Worker, type Job as BullJob } from 'bullmq';
 import { Redis, type RedisOptions } from 'ioredis';
 import { validateConfig } from '../config/load-config.js';
 import { PreflightError } from '../config/preflight.js';
-import type { AnyJob, BaseJobConfig } from '../job.js';
+import type { AnyJob, BaseJobConfig, JobSession } from '../job.js';
 import type { Logger } from '../log.js';
 import { findOutage, systemicWriteError } from '../outage.js';
 import { createProgress, type Progress, type ProgressOptions } from '../progress.js';
@@ -254,6 +254,8 @@ interface PlanContext {
   job: AnyJob;
   cfg: BaseJobConfig;
   store: Store;
+  /** The job opened for this config, for every unit this worker runs of it; closed when the worker stops. */
+  session: JobSession;
 }
 
 /**
@@ -288,7 +290,7 @@ async function workQueue(redis: Redis, opts: QueueWorkerOptions): Promise<QueueW
       // What plan checked on the planning machine must hold here too (model files, inputs).
       const problems = (await job.check?.(config, opts.log)) ?? [];
       if (problems.length > 0) throw new PreflightError(`of queue ${name} on ${workerHost}`, problems);
-      ctx = { job, cfg: config, store: openStore(config.output) };
+      ctx = { job, cfg: config, store: openStore(config.output), session: job.open(config, opts.log) };
       contexts.set(text, ctx);
     }
     return ctx;
@@ -330,7 +332,7 @@ async function workQueue(redis: Redis, opts: QueueWorkerOptions): Promise<QueueW
         return { skipped: true };
       }
       opts.log.info(`unit ${unit.id}: started (${attempt})`);
-      const r = await runUnit(ctx.job, ctx.cfg, unit, { output: ctx.store, log: opts.log, onRows: (n) => progress.rows(n) });
+      const r = await runUnit(ctx.session, unit, { output: ctx.store, log: opts.log, onRows: (n) => progress.rows(n) });
       if (!r.ok) {
         const outage = findOutage(r.cause) ?? systemicWriteError(r.cause, ctx.cfg.output);
         if (outage) {
@@ -401,7 +403,7 @@ async function workQueue(redis: Redis, opts: QueueWorkerOptions): Promise<QueueW
     await worker.close(stopping === 'force');
     await Promise.all([...deadPushes]);
     progress.stop();
-    await Promise.allSettled([...new Set([...contexts.values()].map((c) => c.job))].map((j) => j.close?.()));
+    await Promise.allSettled([...contexts.values()].map((c) => c.session.close()));
     await queue.close();
   }
   return report;

@@ -1,4 +1,4 @@
-import type { AnyJob, BaseJobConfig } from '../job.js';
+import type { JobSession } from '../job.js';
 import type { Logger } from '../log.js';
 import type { Store } from '../stores/store.js';
 import type { Unit, UnitStats } from '../units/unit.js';
@@ -23,11 +23,11 @@ export type RunUnitResult = { ok: true; stats: UnitStats } | { ok: false; error:
  * failure comes back as `{ ok: false }`, so the local executor can go on with other units and
  * the queue executor can hand it to BullMQ's retries.
  */
-export async function runUnit(job: AnyJob, cfg: BaseJobConfig, unit: Unit, ctx: RunUnitContext): Promise<RunUnitResult> {
+export async function runUnit(session: JobSession, unit: Unit, ctx: RunUnitContext): Promise<RunUnitResult> {
   try {
     const stale = (await ctx.output.removePartials?.(`${unit.id}.`)) ?? 0;
     if (stale > 0) ctx.log.info(`unit ${unit.id}: removed ${stale} partial file(s) left by an interrupted run`);
-    const stats: UnitStats = await job.run(unit, cfg, { output: ctx.output, log: ctx.log, onRows: ctx.onRows, signal: ctx.signal });
+    const stats: UnitStats = await session.run(unit, { output: ctx.output, log: ctx.log, onRows: ctx.onRows, signal: ctx.signal });
     return { ok: true, stats };
   } catch (err) {
     return { ok: false, error: err instanceof Error ? err.message : String(err), cause: err };
