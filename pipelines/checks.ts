@@ -2,32 +2,22 @@ import { readdir, stat } from 'node:fs/promises';
 import { basename, isAbsolute, join, resolve } from 'node:path';
 import { didYouMean } from '../src/config/preflight.js';
 import { parquetSourceFromStore, readParquetMeta } from '../src/formats/parquet-read.js';
-import { readLatentManifest } from '../src/formats/latent-shards.js';
 import type { Logger } from '../src/log.js';
 import type { ModelSource } from '../src/models/model-source.js';
 import { CUDA_INSTALL_HINT, cudaMissingReason, OnnxTensorModel } from '../src/models/onnx-model.js';
 import type { TensorModel } from '../src/models/tensor.js';
-import { allowListProblems } from '../src/net/address-policy.js';
 import { openInputFile } from '../src/stores/input-file.js';
 import { openStore } from '../src/stores/open-store.js';
 import { AESTHETIC_DIMS, AestheticHead } from '../stages/aesthetic-head.js';
 import { checkClipModel, checkEmbeddingPairs } from '../stages/aesthetic.js';
-import { BIT_ENCODER_CONTRACT, BitEncoderContractError, checkBitEncoder } from '../stages/bit-encoder.js';
-import { loadCaptionTokenizer } from '../stages/caption-tokens.js';
-import { checkColumnFilters } from '../stages/column-filters.js';
+import { BIT_ENCODER_CONTRACT, BitEncoderContractError } from '../stages/bit-encoder.js';
 import { TextDetector } from '../stages/ocr/text-detector.js';
 import type { AestheticOptions, OcrOptions } from './annotations.js';
-import type { DalleIngestConfig } from './dalle-ingest.js';
-import type { DiffusionDbSynthConfig } from './diffusiondb-synth.js';
-import type { ImageShardsConfig } from './image-shards.js';
-import type { LaionFilterConfig } from './laion-filter.js';
-import type { PreEncodeConfig } from './pre-encode.js';
-import type { RecaptionConfig } from './recaption.js';
-import type { TrainingMixConfig } from './training-mix.js';
 
 /**
- * The plan-time checks of every job (`Job.check`): each returns every problem it finds, one line
- * naming the config key, the file and the column, and never stops at the first. They read only
+ * The pieces every job's plan-time check (`Job.check`, beside each job) is made of: inputs,
+ * Parquet columns, model files, the aesthetic and OCR sections. Each returns every problem it
+ * finds, one line naming the config key, the file and the column, and never stops at the first. They read only
  * what is cheap to read (directory listings, Parquet footers, model files up to a size), and
  * never connect to a model server.
  */
@@ -39,13 +29,13 @@ import type { TrainingMixConfig } from './training-mix.js';
  */
 export const PLAN_TIME_MODEL_LOAD_LIMIT = 256 * 1024 * 1024;
 
-const messageOf = (err: unknown): string => (err instanceof Error ? err.message : String(err));
+export const messageOf = (err: unknown): string => (err instanceof Error ? err.message : String(err));
 
 /** A path as given, with its absolute form when it is relative (the working directory may not be the one expected). */
-const shown = (p: string): string => (p.startsWith('s3://') || isAbsolute(p) ? p : `${p} (${resolve(p)})`);
+export const shown = (p: string): string => (p.startsWith('s3://') || isAbsolute(p) ? p : `${p} (${resolve(p)})`);
 
 /** Runs checks a few at a time (footers of many s3:// files), keeping their order. */
-async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T, i: number) => Promise<R>): Promise<R[]> {
+export async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T, i: number) => Promise<R>): Promise<R[]> {
   const out = new Array<R>(items.length);
   let next = 0;
   const worker = async () => {
@@ -59,7 +49,7 @@ async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T, 
 }
 
 /** The problem with a local file or an s3:// object that should exist (missing, not a file, unreadable), or undefined. */
-async function fileProblem(key: string, path: string, what = 'file'): Promise<string | undefined> {
+export async function fileProblem(key: string, path: string, what = 'file'): Promise<string | undefined> {
   if (path.startsWith('s3://')) {
     try {
       const { store, name } = openInputFile(path);
@@ -187,10 +177,10 @@ export async function checkModelSource(key: string, src: ModelSource, contract: 
 }
 
 /** Columns the parquet source hands every sample besides the file's own (stages/sources/parquet-source.ts). */
-const PARQUET_SOURCE_FIELDS = ['url', 'caption', 'source_file', 'source_row'];
+export const PARQUET_SOURCE_FIELDS = ['url', 'caption', 'source_file', 'source_row'];
 
 /** A URL/caption parquet input: files exist, footers read, url and caption columns in each. */
-async function checkParquetInput(key: string, input: { paths: string[]; url_column: string; caption_column: string }) {
+export async function checkParquetInput(key: string, input: { paths: string[]; url_column: string; caption_column: string }) {
   const listed = await listInputFiles(`${key}.paths`, input.paths, '.parquet');
   const read = await readSchemas(`${key}.paths`, listed.files);
   const problems = [...listed.problems, ...read.problems];
@@ -274,124 +264,5 @@ export async function checkOcr(key: string, o: OcrOptions, log: Logger): Promise
   return checkModelSource(`${key}.detector.model`, model, (m) => void new TextDetector(m, det), log);
 }
 
-/** laion-filter: inputs and their columns, every filter, allow_addresses, the aesthetic and OCR models. */
-export async function checkLaionFilter(cfg: LaionFilterConfig, log: Logger): Promise<string[]> {
-  const input = await checkParquetInput('input', cfg.input);
-  const problems = [...input.problems];
-  // The source hands filters the url and caption columns as `url` and `caption`.
-  const renamed: Record<string, string> = { [cfg.input.url_column]: 'url', [cfg.input.caption_column]: 'caption' };
-  for (const f of checkColumnFilters(cfg.filters, 'filters')) {
-    if (f.problem) problems.push(f.problem);
-    for (const column of f.columns) {
-      const as = renamed[column];
-      if (as !== undefined && as !== column) {
-        const key = as === 'url' ? 'input.url_column' : 'input.caption_column';
-        problems.push(`${f.label}: column ${column} is ${key}, which filters read as ${as} (write ${as} in the expression)`);
-        continue;
-      }
-      if (PARQUET_SOURCE_FIELDS.includes(column)) continue;
-      const p = missingColumnProblem(f.label, column, input.schemas, PARQUET_SOURCE_FIELDS);
-      if (p) problems.push(p);
-    }
-  }
-  problems.push(...allowListProblems(cfg.fetch.allow_addresses ?? [], 'fetch.allow_addresses'));
-  if (cfg.aesthetic) problems.push(...(await checkAesthetic('aesthetic', cfg.aesthetic, input.files, log)));
-  if (cfg.ocr) problems.push(...(await checkOcr('ocr', cfg.ocr, log)));
-  return problems;
-}
-
-/** Whether a local folder holds at least one file with one of `exts`, searching no further than the first. */
-async function holdsImage(dir: string, exts: Set<string>): Promise<boolean> {
-  for (const e of await readdir(dir, { withFileTypes: true })) {
-    const p = join(dir, e.name);
-    if (e.isFile() && exts.has(e.name.slice(e.name.lastIndexOf('.')).toLowerCase())) return true;
-    if (e.isDirectory() && (await holdsImage(p, exts))) return true;
-  }
-  return false;
-}
-
-/** image-shards: the input of its kind exists and holds what the planner looks for. */
-export async function checkImageShards(cfg: ImageShardsConfig): Promise<string[]> {
-  const inp = cfg.input;
-  if (inp.kind === 'parquet') return (await checkParquetInput('input', inp)).problems;
-  if (inp.kind === 'webdataset') return (await listInputFiles('input.paths', inp.paths, '.tar')).problems;
-  const st = await stat(inp.path).catch(() => undefined);
-  if (!st) return [`input.path: ${shown(inp.path)} does not exist`];
-  if (!st.isDirectory()) return [`input.path: ${shown(inp.path)} is not a folder`];
-  const exts = new Set(inp.extensions.map((e) => (e.startsWith('.') ? e : `.${e}`).toLowerCase()));
-  try {
-    if (!(await holdsImage(inp.path, exts))) return [`input.path: folder ${shown(inp.path)} holds no file with extension ${inp.extensions.join(', ')} (input.extensions)`];
-  } catch (err) {
-    return [`input.path: cannot list ${shown(inp.path)}: ${messageOf(err)}`];
-  }
-  return [];
-}
-
 /** Image-shard inputs (recaption, dalle-ingest, pre-encode): every path exists and holds tars. */
-const checkTarInputs = async (paths: readonly string[]): Promise<string[]> => (await listInputFiles('input.paths', paths, '.tar')).problems;
-
-/** dalle-ingest: the tars exist. */
-export async function checkDalleIngest(cfg: DalleIngestConfig): Promise<string[]> {
-  return checkTarInputs(cfg.input.paths);
-}
-
-/** recaption: the tars exist; a cache-only run has a local cache to read. */
-export async function checkRecaption(cfg: RecaptionConfig): Promise<string[]> {
-  const problems = await checkTarInputs(cfg.input.paths);
-  // As recaption's cacheUrl: the cache key, else `<output>/caption-cache`.
-  const cache = cfg.cache ?? `${cfg.output.replace(/\/+$/, '')}/caption-cache`;
-  if (cfg.captions_from === 'cache' && !cache.startsWith('s3://')) {
-    const st = await stat(cache).catch(() => undefined);
-    if (!st?.isDirectory()) problems.push(`${cfg.cache === undefined ? 'cache (default <output>/caption-cache)' : 'cache'}: ${shown(cache)} does not exist, and captions_from: cache reads every caption from it (run bitprep recaption import first)`);
-  }
-  return problems;
-}
-
-/** pre-encode: the tars exist, the encoder honours the BIT encoder contract, the tokenizer loads. */
-export async function checkPreEncode(cfg: PreEncodeConfig, log: Logger): Promise<string[]> {
-  const problems = await checkTarInputs(cfg.input.paths);
-  problems.push(...(await checkModelSource('encoder.model', cfg.encoder.model, (m) => checkBitEncoder(m, { size: cfg.encoder.size }), log)));
-  const tt = cfg.text_tokens;
-  if (tt) {
-    const missing = await fileProblem('text_tokens.tokenizer', tt.tokenizer, 'file (tokenizer.json)');
-    if (missing) problems.push(missing);
-    else {
-      try {
-        await loadCaptionTokenizer(tt.tokenizer, { max_length: tt.max_length, padding: tt.padding, add_special_tokens: tt.add_special_tokens, pad_id: tt.pad_id });
-      } catch (err) {
-        const msg = messageOf(err);
-        problems.push(msg.startsWith('text_tokens') ? msg : `text_tokens.tokenizer: ${msg}`);
-      }
-    }
-  }
-  return problems;
-}
-
-/** diffusiondb-synth: the prompt tables exist and hold the prompt column (and the NSFW one while its filter is on). */
-export async function checkDiffusionDbSynth(cfg: DiffusionDbSynthConfig): Promise<string[]> {
-  const listed = await listInputFiles('input.paths', cfg.input.paths, '.parquet');
-  const read = await readSchemas('input.paths', listed.files);
-  const problems = [...listed.problems, ...read.problems];
-  const p = missingColumnProblem('input.prompt_column', cfg.input.prompt_column, read.schemas);
-  if (p) problems.push(p);
-  if (cfg.prompts.max_prompt_nsfw !== null) {
-    const n = missingColumnProblem('input.nsfw_column', cfg.input.nsfw_column, read.schemas);
-    if (n) problems.push(`${n}; or set prompts.max_prompt_nsfw: null to filter nothing`);
-  }
-  return problems;
-}
-
-/** training-mix: every set's datasets are finished latent datasets (a readable index.json of this format). */
-export async function checkTrainingMix(cfg: TrainingMixConfig): Promise<string[]> {
-  const refs = cfg.sets.flatMap((s, i) => s.paths.map((url, j) => ({ key: `sets[${i}].paths[${j}]`, url })));
-  const found = await mapLimit(refs, 8, async ({ key, url }) => {
-    if (!url.startsWith('s3://') && !(await stat(url).catch(() => undefined))) return `${key}: ${shown(url)} does not exist`;
-    try {
-      await readLatentManifest(openStore(url));
-      return undefined;
-    } catch (err) {
-      return `${key}: ${messageOf(err)}`;
-    }
-  });
-  return found.filter((x): x is string => x !== undefined);
-}
+export const checkTarInputs = async (paths: readonly string[]): Promise<string[]> => (await listInputFiles('input.paths', paths, '.tar')).problems;

@@ -9,7 +9,7 @@ import { decodeResize } from '../stages/decode-resize.js';
 import { writeImageShards } from '../stages/sinks/image-shards.js';
 import { planWebDatasetUnits, webDatasetSource } from '../stages/sources/webdataset-source.js';
 import { decodeConcurrency, imageOptions } from './config-parts.js';
-import { checkDalleIngest } from './checks.js';
+import { checkTarInputs } from './checks.js';
 
 export const dalleIngestConfig = baseJobConfig.extend({
   job: z.literal('dalle-ingest'),
@@ -114,4 +114,9 @@ async function runDalleUnit(unit: Unit, cfg: DalleIngestConfig, ctx: UnitContext
     nameSampleInFailures(),
   ], { unitId: unit.id, stats, log: ctx.log, signal: ctx.signal });
   return writeImageShards(stream, { output: ctx.output, job: 'dalle-ingest', unitId: unit.id, stats, started, onRows: ctx.onRows });
+}
+
+/** dalle-ingest: the tars exist. */
+async function checkDalleIngest(cfg: DalleIngestConfig): Promise<string[]> {
+  return checkTarInputs(cfg.input.paths);
 }

@@ -12,7 +12,7 @@ import { buildPromptSelection, layoutPromptInputs, promptSelection, promptSource
 import { writeImageShards } from '../stages/sinks/image-shards.js';
 import { IMAGE_MODEL_PRESETS, synthesize, type GenerationSettings } from '../stages/synthesize.js';
 import { decodeConcurrency, imageOptions, unitRows } from './config-parts.js';
-import { checkDiffusionDbSynth } from './checks.js';
+import { listInputFiles, missingColumnProblem, readSchemas } from './checks.js';
 
 /** Fields the client sets itself; `extra` may not override them. */
 /** Float columns whose values are often whole (cfg 7, guidance 0): pinned so every shard has one type. */
@@ -243,4 +243,18 @@ function endpointName(url: string): string {
   u.username = '';
   u.password = '';
   return u.toString().replace(/\/+$/, '');
+}
+
+/** diffusiondb-synth: the prompt tables exist and hold the prompt column (and the NSFW one while its filter is on). */
+async function checkDiffusionDbSynth(cfg: DiffusionDbSynthConfig): Promise<string[]> {
+  const listed = await listInputFiles('input.paths', cfg.input.paths, '.parquet');
+  const read = await readSchemas('input.paths', listed.files);
+  const problems = [...listed.problems, ...read.problems];
+  const p = missingColumnProblem('input.prompt_column', cfg.input.prompt_column, read.schemas);
+  if (p) problems.push(p);
+  if (cfg.prompts.max_prompt_nsfw !== null) {
+    const n = missingColumnProblem('input.nsfw_column', cfg.input.nsfw_column, read.schemas);
+    if (n) problems.push(`${n}; or set prompts.max_prompt_nsfw: null to filter nothing`);
+  }
+  return problems;
 }

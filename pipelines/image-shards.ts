@@ -12,7 +12,9 @@ import { folderSource, planFolderUnits } from '../stages/sources/folder-source.j
 import { parquetSource, planParquetUnits } from '../stages/sources/parquet-source.js';
 import { planWebDatasetUnits, webDatasetSource } from '../stages/sources/webdataset-source.js';
 import { decodeConcurrency, imageOptions, imageShardsInput } from './config-parts.js';
-import { checkImageShards } from './checks.js';
+import { checkParquetInput, listInputFiles, messageOf, shown } from './checks.js';
+import { readdir, stat } from 'node:fs/promises';
+import { join } from 'node:path';
 
 export const imageShardsConfig = baseJobConfig.extend({
   job: z.literal('image-shards'),
@@ -60,4 +62,31 @@ async function runImageShardsUnit(unit: Unit, cfg: ImageShardsConfig, ctx: UnitC
   stages.push(decodeResize({ ...cfg.image, concurrency: cfg.decode_concurrency }));
   const stream = pipe(source, stages, { unitId: unit.id, stats, log: ctx.log, signal: ctx.signal });
   return writeImageShards(stream, { output: ctx.output, job: 'image-shards', unitId: unit.id, stats, started, onRows: ctx.onRows });
+}
+
+/** Whether a local folder holds at least one file with one of `exts`, searching no further than the first. */
+async function holdsImage(dir: string, exts: Set<string>): Promise<boolean> {
+  for (const e of await readdir(dir, { withFileTypes: true })) {
+    const p = join(dir, e.name);
+    if (e.isFile() && exts.has(e.name.slice(e.name.lastIndexOf('.')).toLowerCase())) return true;
+    if (e.isDirectory() && (await holdsImage(p, exts))) return true;
+  }
+  return false;
+}
+
+/** image-shards: the input of its kind exists and holds what the planner looks for. */
+async function checkImageShards(cfg: ImageShardsConfig): Promise<string[]> {
+  const inp = cfg.input;
+  if (inp.kind === 'parquet') return (await checkParquetInput('input', inp)).problems;
+  if (inp.kind === 'webdataset') return (await listInputFiles('input.paths', inp.paths, '.tar')).problems;
+  const st = await stat(inp.path).catch(() => undefined);
+  if (!st) return [`input.path: ${shown(inp.path)} does not exist`];
+  if (!st.isDirectory()) return [`input.path: ${shown(inp.path)} is not a folder`];
+  const exts = new Set(inp.extensions.map((e) => (e.startsWith('.') ? e : `.${e}`).toLowerCase()));
+  try {
+    if (!(await holdsImage(inp.path, exts))) return [`input.path: folder ${shown(inp.path)} holds no file with extension ${inp.extensions.join(', ')} (input.extensions)`];
+  } catch (err) {
+    return [`input.path: cannot list ${shown(inp.path)}: ${messageOf(err)}`];
+  }
+  return [];
 }

@@ -13,7 +13,10 @@ import { parquetSource, planParquetUnits } from '../stages/sources/parquet-sourc
 import { textVerdict } from '../stages/text-filter.js';
 import { aestheticOptions, Annotators, ocrOptions } from './annotations.js';
 import { decodeConcurrency, imageOptions, parquetInput, thumbnailOptions } from './config-parts.js';
-import { checkLaionFilter } from './checks.js';
+import { checkAesthetic, checkOcr, checkParquetInput, missingColumnProblem, PARQUET_SOURCE_FIELDS } from './checks.js';
+import { checkColumnFilters } from '../stages/column-filters.js';
+import { allowListProblems } from '../src/net/address-policy.js';
+import type { Logger } from '../src/log.js';
 
 /** Download settings (stages/fetch.ts); unset keys take the stage's defaults. */
 const fetchOptions = z.object({
@@ -135,4 +138,30 @@ function stagesOf(cfg: LaionFilterConfig, seen: ExactSeenSet, annotators: Annota
     ...(cfg.dedup ? [exactDedup({ seen })] : []),
     ...annotators.stages(),
   ];
+}
+
+/** laion-filter: inputs and their columns, every filter, allow_addresses, the aesthetic and OCR models. */
+async function checkLaionFilter(cfg: LaionFilterConfig, log: Logger): Promise<string[]> {
+  const input = await checkParquetInput('input', cfg.input);
+  const problems = [...input.problems];
+  // The source hands filters the url and caption columns as `url` and `caption`.
+  const renamed: Record<string, string> = { [cfg.input.url_column]: 'url', [cfg.input.caption_column]: 'caption' };
+  for (const f of checkColumnFilters(cfg.filters, 'filters')) {
+    if (f.problem) problems.push(f.problem);
+    for (const column of f.columns) {
+      const as = renamed[column];
+      if (as !== undefined && as !== column) {
+        const key = as === 'url' ? 'input.url_column' : 'input.caption_column';
+        problems.push(`${f.label}: column ${column} is ${key}, which filters read as ${as} (write ${as} in the expression)`);
+        continue;
+      }
+      if (PARQUET_SOURCE_FIELDS.includes(column)) continue;
+      const p = missingColumnProblem(f.label, column, input.schemas, PARQUET_SOURCE_FIELDS);
+      if (p) problems.push(p);
+    }
+  }
+  problems.push(...allowListProblems(cfg.fetch.allow_addresses ?? [], 'fetch.allow_addresses'));
+  if (cfg.aesthetic) problems.push(...(await checkAesthetic('aesthetic', cfg.aesthetic, input.files, log)));
+  if (cfg.ocr) problems.push(...(await checkOcr('ocr', cfg.ocr, log)));
+  return problems;
 }

@@ -14,7 +14,7 @@ import { writeLatentShards } from '../stages/sinks/latent-shards.js';
 import { planWebDatasetUnits, webDatasetSource } from '../stages/sources/webdataset-source.js';
 import { loadTensorModels, modelSource } from '../src/models/model-source.js';
 import { decodeConcurrency, unitRows } from './config-parts.js';
-import { checkPreEncode } from './checks.js';
+import { checkModelSource, checkTarInputs, fileProblem, messageOf } from './checks.js';
 
 export const preEncodeConfig = baseJobConfig.extend({
   job: z.literal('pre-encode'),
@@ -118,3 +118,23 @@ export const preEncodeJob: Job<PreEncodeConfig> = {
     await writeLatentManifest(output, 'pre-encode', unitIds, log);
   },
 };
+
+/** pre-encode: the tars exist, the encoder honours the BIT encoder contract, the tokenizer loads. */
+async function checkPreEncode(cfg: PreEncodeConfig, log: Logger): Promise<string[]> {
+  const problems = await checkTarInputs(cfg.input.paths);
+  problems.push(...(await checkModelSource('encoder.model', cfg.encoder.model, (m) => checkBitEncoder(m, { size: cfg.encoder.size }), log)));
+  const tt = cfg.text_tokens;
+  if (tt) {
+    const missing = await fileProblem('text_tokens.tokenizer', tt.tokenizer, 'file (tokenizer.json)');
+    if (missing) problems.push(missing);
+    else {
+      try {
+        await loadCaptionTokenizer(tt.tokenizer, { max_length: tt.max_length, padding: tt.padding, add_special_tokens: tt.add_special_tokens, pad_id: tt.pad_id });
+      } catch (err) {
+        const msg = messageOf(err);
+        problems.push(msg.startsWith('text_tokens') ? msg : `text_tokens.tokenizer: ${msg}`);
+      }
+    }
+  }
+  return problems;
+}

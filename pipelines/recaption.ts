@@ -20,7 +20,8 @@ import { batchCustomId, batchRequestLine, parseBatchCustomId, parseBatchOutputLi
 import { writeImageShards } from '../stages/sinks/image-shards.js';
 import { planWebDatasetUnits, webDatasetSource } from '../stages/sources/webdataset-source.js';
 import { unitRows } from './config-parts.js';
-import { checkRecaption } from './checks.js';
+import { checkTarInputs, shown } from './checks.js';
+import { stat } from 'node:fs/promises';
 
 const DEFAULT_PROMPTS = {
   version: 'v1',
@@ -302,4 +303,16 @@ export async function importRecaptionBatch(cfg: RecaptionConfig, batchOutput: st
   }
   log.info(`recaption import: ${res.lines} answers, ${res.accepted} accepted, ${Object.values(res.refused).reduce((a, b) => a + b, 0)} refused`);
   return res;
+}
+
+/** recaption: the tars exist; a cache-only run has a local cache to read. */
+async function checkRecaption(cfg: RecaptionConfig): Promise<string[]> {
+  const problems = await checkTarInputs(cfg.input.paths);
+  // As recaption's cacheUrl: the cache key, else `<output>/caption-cache`.
+  const cache = cfg.cache ?? `${cfg.output.replace(/\/+$/, '')}/caption-cache`;
+  if (cfg.captions_from === 'cache' && !cache.startsWith('s3://')) {
+    const st = await stat(cache).catch(() => undefined);
+    if (!st?.isDirectory()) problems.push(`${cfg.cache === undefined ? 'cache (default <output>/caption-cache)' : 'cache'}: ${shown(cache)} does not exist, and captions_from: cache reads every caption from it (run bitprep recaption import first)`);
+  }
+  return problems;
 }

@@ -21,7 +21,9 @@ import {
   type SelectionFile,
   type SelectionSpec,
 } from '../stages/mix/selection.js';
-import { checkTrainingMix } from './checks.js';
+import { mapLimit, messageOf, shown } from './checks.js';
+import { stat } from 'node:fs/promises';
+import { readLatentManifest } from '../src/formats/latent-shards.js';
 
 export const trainingMixConfig = baseJobConfig.extend({
   job: z.literal('training-mix'),
@@ -294,3 +296,18 @@ export const trainingMixJob: Job<TrainingMixConfig> = {
     if (runs.length > 0) log.info(`training-mix: deleted ${runs.length} shuffle run(s) from ${scratch.url}`);
   },
 };
+
+/** training-mix: every set's datasets are finished latent datasets (a readable index.json of this format). */
+async function checkTrainingMix(cfg: TrainingMixConfig): Promise<string[]> {
+  const refs = cfg.sets.flatMap((s, i) => s.paths.map((url, j) => ({ key: `sets[${i}].paths[${j}]`, url })));
+  const found = await mapLimit(refs, 8, async ({ key, url }) => {
+    if (!url.startsWith('s3://') && !(await stat(url).catch(() => undefined))) return `${key}: ${shown(url)} does not exist`;
+    try {
+      await readLatentManifest(openStore(url));
+      return undefined;
+    } catch (err) {
+      return `${key}: ${messageOf(err)}`;
+    }
+  });
+  return found.filter((x): x is string => x !== undefined);
+}

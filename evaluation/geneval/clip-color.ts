@@ -18,7 +18,8 @@ import { clipNormalize, clipResizeCrop } from '../../stages/clip-preprocess.js';
 import { readRgb } from '../images/image-folder.js';
 import type { ClipTokenizer } from '../models/clip-text.js';
 import { checkSameDim, type ClipImageTower, type ClipTextTower } from '../models/clip-towers.js';
-import { COLORS, type Color, type ColorClassifier } from './color.js';
+import type { ColorClassifier } from './color.js';
+import { COLORS, type Color } from './colors.js';
 import type { Detection } from './detections.js';
 import { rleToMask } from './rle.js';
 

@@ -1,8 +1,5 @@
+import type { Color } from './colors.js';
 import type { Detection } from './detections.js';
-
-/** The ten colors of GenEval's CLIP zero-shot classifier, in its order (reasons list counts in this order). */
-export const COLORS = ['red', 'orange', 'yellow', 'green', 'blue', 'purple', 'pink', 'brown', 'black', 'white'] as const;
-export type Color = (typeof COLORS)[number];
 
 /**
  * Gives each detected object of one class its color. The official evaluator classifies the crops of

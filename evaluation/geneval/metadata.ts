@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { COLORS } from './color.js';
+import { COLORS } from './colors.js';
 
 /** The six GenEval tasks, in the order of evaluation_metadata.jsonl; the overall score is their mean. */
 export const TASKS = ['single_object', 'two_object', 'counting', 'colors', 'position', 'color_attr'] as const;

@@ -1,4 +1,5 @@
-import { COLORS, type ColorClassifier } from './color.js';
+import type { ColorClassifier } from './color.js';
+import { COLORS } from './colors.js';
 import type { Detection } from './detections.js';
 import type { GenevalMetadata } from './metadata.js';
 import { relativePosition } from './position.js';

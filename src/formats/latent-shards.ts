@@ -3,7 +3,7 @@ import type { Store } from '../stores/store.js';
 import { doneName, type DoneMarker } from '../units/unit.js';
 import { BIT_ORDER, LATENT_BITS_PER_TOKEN, LATENT_BYTES, LATENT_TOKENS } from './latent-bits.js';
 import { parquetSourceFromStore, readParquetMeta, readParquetRowGroups } from './parquet-read.js';
-import { KNOWN_COLUMN_TYPES } from '../records.js';
+import { KNOWN_COLUMN_TYPES } from './known-columns.js';
 import { tableSchema, writeParquet, type ColumnType } from './parquet-write.js';
 
 export const LATENT_FORMAT = 'bitprep-latents';

@@ -10,7 +10,9 @@
  */
 import { readFile, writeFile } from 'node:fs/promises';
 import { floatToHalf, halfToFloat } from './half-float.js';
-import { elementCount } from '../models/tensor.js';
+
+/** Values in a tensor of this shape. */
+const valuesOf = (shape: number[]): number => shape.reduce((a, b) => a * b, 1);
 
 export type SafetensorsFloatDType = 'F64' | 'F32' | 'F16' | 'BF16';
 
@@ -66,7 +68,7 @@ export class Safetensors {
     if (!e) throw new SafetensorsError(`safetensors ${this.name}: no tensor "${tensor}" (has ${this.names.join(', ') || 'none'})`);
     if (!(e.dtype in FLOAT_BYTES)) throw new SafetensorsError(`safetensors ${this.name}: tensor "${tensor}" has dtype ${e.dtype}; only F64, F32, F16 and BF16 are read`);
     const dtype = e.dtype as SafetensorsFloatDType;
-    const n = elementCount(e.shape);
+    const n = valuesOf(e.shape);
     const view = new DataView(this.buffer.buffer, this.buffer.byteOffset + e.begin, e.end - e.begin);
     const data = new Float32Array(n);
     if (dtype === 'F32') for (let i = 0; i < n; i++) data[i] = view.getFloat32(i * 4, true);
@@ -120,7 +122,7 @@ export function parseSafetensors(bytes: Uint8Array, name = 'safetensors'): Safet
     const [begin, end] = off as [number, number];
     if (end > buffer.length) throw bad(`${where} data_offsets [${begin}, ${end}] lie outside the ${buffer.length}-byte data buffer (truncated file?)`);
     const shape = t.shape as number[];
-    const want = elementCount(shape) * size;
+    const want = valuesOf(shape) * size;
     if (end - begin !== want) throw bad(`${where} holds ${end - begin} bytes but ${t.dtype} [${shape.join(', ')}] needs ${want}`);
     entries.set(key, { dtype: t.dtype, shape, begin, end });
   }
@@ -146,7 +148,7 @@ export function encodeSafetensors(tensors: Record<string, SafetensorsInput>, met
   for (const [name, t] of Object.entries(tensors)) {
     if (name === '__metadata__') throw new SafetensorsError('"__metadata__" cannot name a tensor');
     if (!(t.dtype in FLOAT_BYTES)) throw new SafetensorsError(`tensor "${name}": unsupported dtype ${String(t.dtype)}`);
-    if (t.data.length !== elementCount(t.shape)) throw new SafetensorsError(`tensor "${name}": ${t.data.length} values for shape [${t.shape.join(', ')}]`);
+    if (t.data.length !== valuesOf(t.shape)) throw new SafetensorsError(`tensor "${name}": ${t.data.length} values for shape [${t.shape.join(', ')}]`);
     const bytes = t.data.length * FLOAT_BYTES[t.dtype];
     header[name] = { dtype: t.dtype, shape: t.shape, data_offsets: [offset, offset + bytes] };
     offset += bytes;

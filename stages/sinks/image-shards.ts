@@ -17,7 +17,7 @@ export interface ImageShardSinkOptions {
   onRows(n: number): void;
   /**
    * Column types that must not depend on one unit's values (a guidance scale of 0 would read as an
-   * integer), on top of the known ones (src/records.ts KNOWN_COLUMN_TYPES).
+   * integer), on top of the known ones (src/formats/known-columns.ts KNOWN_COLUMN_TYPES).
    */
   columnTypes?: Record<string, ColumnType>;
   /** The job's own columns, present in every file even when no row has them; default: src/records.ts JOB_COLUMNS for `job`. */
