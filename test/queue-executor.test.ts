@@ -2,7 +2,7 @@ import { mkdir, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { defaultQueueName, maskRedisUrl } from '../src/executors/queue.js';
+import { defaultQueueName, maskRedisUrl } from '../src/executors/queue-redis.js';
 import { writeParquet } from '../src/formats/parquet-write.js';
 import { FileStore } from '../src/stores/file-store.js';
 import { startFaultImageServer, type FaultImageServer } from './helpers/fault-image-server.js';

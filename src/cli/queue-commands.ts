@@ -3,14 +3,14 @@ import { EXIT } from './exit-codes.js';
 import { integerOption } from './option-parsers.js';
 import { stopOnSignals } from './stop-signals.js';
 // The executor (bullmq, ioredis) loads when a queue command runs, not with the CLI.
-import type { EnqueueOptions } from '../executors/queue.js';
+import type { EnqueueOptions } from '../executors/queue-plan.js';
 import type { AnyJob, BaseJobConfig } from '../job.js';
 import { consoleLogger } from '../log.js';
 import type { Unit } from '../units/unit.js';
 
 /** `plan --queue`: enqueues the planned units and prints what it did. */
 export async function planOnQueue(job: AnyJob, cfg: BaseJobConfig, units: Unit[], o: Omit<EnqueueOptions, 'log'> & { json?: boolean }): Promise<void> {
-  const { enqueuePlan } = await import('../executors/queue.js');
+  const { enqueuePlan } = await import('../executors/queue-plan.js');
   const r = await enqueuePlan(job, cfg, units, { ...o, log: consoleLogger });
   if (o.json) {
     process.stdout.write(JSON.stringify({ job: job.name, output: cfg.output, ...r }, null, 2) + '\n');
@@ -36,7 +36,7 @@ export function workerCommand(jobs: Record<string, AnyJob>): Command {
     .action(async (o: { queue: string; queueName?: string; concurrency?: number; exitWhenEmpty?: boolean; lockMs: number; progress: 'auto' | 'bar' | 'plain' | 'off'; json?: boolean }) => {
       const signals = stopOnSignals('finishing the running unit(s)');
       try {
-        const { runQueueWorker } = await import('../executors/queue.js');
+        const { runQueueWorker } = await import('../executors/queue-worker.js');
         const r = await runQueueWorker({
           url: o.queue,
           name: o.queueName,
@@ -67,7 +67,7 @@ export function statusCommand(): Command {
     .option('--queue-name <name>', 'queue to show (default: the only queue planned in that Redis)')
     .option('--json', 'print the status as JSON')
     .action(async (o: { queue: string; queueName?: string; json?: boolean }) => {
-      const { queueStatus } = await import('../executors/queue.js');
+      const { queueStatus } = await import('../executors/queue-status.js');
       const s = await queueStatus({ url: o.queue, name: o.queueName });
       if (o.json) {
         process.stdout.write(JSON.stringify(s, null, 2) + '\n');
