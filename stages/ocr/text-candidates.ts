@@ -1,5 +1,5 @@
+import { STROKE_SIMD_WASM } from './stroke-simd.wasm.js';
 import type { TextBox } from './text-boxes.js';
-import { section, str, uleb, vec } from '../../src/wasm-encoding.js';
 
 /**
  * A fast text-candidate finder: thin high-contrast strokes (top-hat and black-hat of a grey
@@ -201,57 +201,9 @@ export function strokeResponses(gray: Uint8Array, w: number, h: number): { brigh
   return { bright, dark };
 }
 
-// ---------------------------------------------------------------------------------------------
-// The same responses with WebAssembly SIMD (16 pixels an instruction): a hand-assembled module of
-// two functions, so no toolchain and no dependency. `strokeResponses` above is the reference.
-// ---------------------------------------------------------------------------------------------
-
-
-/**
- * `minmax5(a, b, mn, mx, i, end, s)`: for i, i+16, … < end, mn[i..i+15] = min of a at i−2s…i+2s and
- * mx[i..i+15] = max of b there (s = 1 along rows, s = width down columns).
- * `subsat(a, b, out, n)`: out = a − b, saturating at 0, for n bytes (rounded up to 16).
- */
-function simdModuleBytes(): Uint8Array<ArrayBuffer> {
-  const I32 = 0x7f;
-  const get = (i: number) => [0x20, i];
-  const set = (i: number) => [0x21, i];
-  const add = [0x6a], sub = [0x6b];
-  const load = [0xfd, 0x00, 0x00, 0x00];
-  const store = [0xfd, 0x0b, 0x00, 0x00];
-  const minU = [0xfd, 0x77], maxU = [0xfd, 0x79], subSatU = [0xfd, 0x73];
-  // minmax5 params: 0 a, 1 b, 2 mn, 3 mx, 4 i, 5 end, 6 s; local 7 s2.
-  const at = (base: number, off: number[]) => [...get(base), ...get(4), ...add, ...off, ...load];
-  const offs = [[...get(7), ...sub], [...get(6), ...sub], [], [...get(6), ...add], [...get(7), ...add]];
-  const five = (base: number, op: number[]) => [...at(base, offs[0]), ...at(base, offs[1]), ...op, ...at(base, offs[2]), ...op, ...at(base, offs[3]), ...op, ...at(base, offs[4]), ...op];
-  const mm = [
-    ...get(6), 0x41, 1, 0x74, ...set(7), // s2 = s << 1
-    0x02, 0x40, 0x03, 0x40,
-    ...get(4), ...get(5), 0x4f, 0x0d, 1, // if i >= end: break
-    ...get(2), ...get(4), ...add, ...five(0, minU), ...store,
-    ...get(3), ...get(4), ...add, ...five(1, maxU), ...store,
-    ...get(4), 0x41, 16, ...add, ...set(4),
-    0x0c, 0, 0x0b, 0x0b, 0x0b,
-  ];
-  // subsat params: 0 a, 1 b, 2 out, 3 n; local 4 i.
-  const ss = [
-    0x02, 0x40, 0x03, 0x40,
-    ...get(4), ...get(3), 0x4f, 0x0d, 1,
-    ...get(2), ...get(4), ...add, ...get(0), ...get(4), ...add, ...load, ...get(1), ...get(4), ...add, ...load, ...subSatU, ...store,
-    ...get(4), 0x41, 16, ...add, ...set(4),
-    0x0c, 0, 0x0b, 0x0b, 0x0b,
-  ];
-  const body = (locals: number[][], code: number[]) => { const b = [...vec(locals), ...code]; return [...uleb(b.length), ...b]; };
-  const bytes = [
-    0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
-    ...section(1, vec([[0x60, ...vec(Array(7).fill([I32])), 0x00], [0x60, ...vec(Array(4).fill([I32])), 0x00]])),
-    ...section(2, vec([[...str('e'), ...str('m'), 0x02, 0x00, 0x01]])),
-    ...section(3, vec([[0], [1]])),
-    ...section(7, vec([[...str('minmax5'), 0x00, 0], [...str('subsat'), 0x00, 1]])),
-    ...section(10, vec([body([[1, I32]], mm), body([[1, I32]], ss)])),
-  ];
-  return new Uint8Array(bytes);
-}
+// The same responses with WebAssembly SIMD, 16 pixels an instruction: stroke-simd.wat (its two
+// functions documented there), assembled by scripts/build-wasm.mjs. `strokeResponses` above is the
+// reference.
 
 interface SimdKernel {
   memory: WebAssembly.Memory;
@@ -265,9 +217,9 @@ let kernel: SimdKernel | null | undefined;
 function simdKernel(): SimdKernel | null {
   if (kernel !== undefined) return kernel;
   try {
-    const bytes = simdModuleBytes();
+    const bytes = Buffer.from(STROKE_SIMD_WASM, 'base64');
     const memory = new WebAssembly.Memory({ initial: 1 });
-    const inst = new WebAssembly.Instance(new WebAssembly.Module(bytes as Uint8Array<ArrayBuffer>), { e: { m: memory } });
+    const inst = new WebAssembly.Instance(new WebAssembly.Module(new Uint8Array(bytes)), { e: { m: memory } });
     const ex = inst.exports as unknown as Omit<SimdKernel, 'memory'>;
     kernel = { memory, minmax5: ex.minmax5, subsat: ex.subsat };
   } catch {
