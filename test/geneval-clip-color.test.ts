@@ -5,7 +5,7 @@ import sharp from 'sharp';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { readRgb } from '../evaluation/images/image-folder.js';
 import { ClipColorClassifier, objectCrop } from '../evaluation/geneval/clip-color.js';
-import { COLORS, type Color } from '../evaluation/geneval/colors.js';
+import { COLORS, type Color } from '../evaluation/geneval-format/colors.js';
 import type { Detection } from '../evaluation/geneval/detections.js';
 import { genevalCommand } from '../evaluation/geneval/geneval-command.js';
 import type { CocoRle } from '../evaluation/geneval/rle.js';

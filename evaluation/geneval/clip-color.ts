@@ -19,7 +19,7 @@ import { readRgb } from '../images/image-folder.js';
 import type { ClipTokenizer } from '../models/clip-text.js';
 import { checkSameDim, type ClipImageTower, type ClipTextTower } from '../models/clip-towers.js';
 import type { ColorClassifier } from './color.js';
-import { COLORS, type Color } from './colors.js';
+import { COLORS, type Color } from '../geneval-format/colors.js';
 import type { Detection } from './detections.js';
 import { rleToMask } from './rle.js';
 

@@ -1,4 +1,4 @@
-import type { Color } from './colors.js';
+import type { Color } from '../geneval-format/colors.js';
 import type { Detection } from './detections.js';
 
 /**

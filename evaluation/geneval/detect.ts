@@ -5,7 +5,7 @@ import { silentLogger, type Logger } from '../../src/log.js';
 import { naturalCompare } from '../images/image-folder.js';
 import { detectionsLineSchema, imageKey } from './detections.js';
 import type { Detector } from './detector.js';
-import { readGenevalLayout } from './layout.js';
+import { readGenevalLayout } from '../geneval-format/layout.js';
 
 export interface DetectFolderOptions {
   /** Folder in GenEval's layout (<00000>/metadata.jsonl, <00000>/samples/0000.png…). */

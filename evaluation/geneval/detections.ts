@@ -2,7 +2,7 @@ import { createReadStream } from 'node:fs';
 import { posix } from 'node:path';
 import { createInterface } from 'node:readline';
 import { z } from 'zod';
-import { COLORS, type Color } from './colors.js';
+import { COLORS, type Color } from '../geneval-format/colors.js';
 import { rleCounts, type CocoRle } from './rle.js';
 
 /**

@@ -9,7 +9,7 @@
 import { readRgb } from '../images/image-folder.js';
 import { ReplicaPool } from '../../src/models/replica-pool.js';
 import type { NamedTensors, Tensor, TensorModel, TensorSpec } from '../../src/models/tensor.js';
-import type { Color } from './colors.js';
+import type { Color } from '../geneval-format/colors.js';
 import { encodeRle, type CocoRle } from './rle.js';
 
 /** GenEval's object_names.txt: the 80 COCO detector classes, in the detector's label order. */

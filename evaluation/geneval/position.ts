@@ -1,4 +1,4 @@
-import type { Relation } from './metadata.js';
+import type { Relation } from '../geneval-format/metadata.js';
 
 const f32 = Math.fround;
 

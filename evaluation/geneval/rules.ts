@@ -1,7 +1,7 @@
 import type { ColorClassifier } from './color.js';
-import { COLORS } from './colors.js';
+import { COLORS } from '../geneval-format/colors.js';
 import type { Detection } from './detections.js';
-import type { GenevalMetadata } from './metadata.js';
+import type { GenevalMetadata } from '../geneval-format/metadata.js';
 import { relativePosition } from './position.js';
 
 export interface Verdict {

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import type { Logger } from '../../src/log.js';
 import { FromDetections, type ColorClassifier } from './color.js';
 import { readDetections } from './detections.js';
-import { readGenevalLayout } from './layout.js';
+import { readGenevalLayout } from '../geneval-format/layout.js';
 import type { GenevalProtocol } from './protocol.js';
 import { pythonJsonDumps } from './python-json.js';
 import { evaluateImage } from './rules.js';

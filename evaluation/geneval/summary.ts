@@ -1,5 +1,5 @@
 import { seededRandom } from '../../src/seeded-random.js';
-import { TASKS } from './metadata.js';
+import { TASKS } from '../geneval-format/metadata.js';
 import { percentile } from '../metrics/bootstrap.js';
 
 /** One line of results.jsonl, with the official evaluator's fields and meanings. */

@@ -3,7 +3,7 @@ import { basename, dirname, join } from 'node:path';
 import sharp from 'sharp';
 import { z } from 'zod';
 import type { RawImage } from '../../src/sample.js';
-import { readGenevalLayout } from '../geneval/layout.js';
+import { readGenevalLayout } from '../geneval-format/layout.js';
 
 /**
  * One line of `manifest.jsonl`, the file the generation driver (`bitprep eval generate`) writes

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { z } from 'zod';
-import { parseMetadata, type GenevalMetadata } from '../geneval/metadata.js';
+import { parseMetadata, type GenevalMetadata } from '../geneval-format/metadata.js';
 
 /** One evaluation prompt; `id` is stable across runs, so it can name output folders and result rows. */
 export interface PromptItem {
