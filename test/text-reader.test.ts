@@ -1,7 +1,8 @@
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { measureText, type TextMeasures } from '../stages/ocr/text-boxes.js';
-import { luminance, strokeResponses, strokeResponsesFast } from '../stages/ocr/text-candidates.js';
+import { strokeResponses, strokeResponsesFast } from '../stages/ocr/stroke-morphology.js';
+import { luminance } from '../stages/ocr/text-candidates.js';
 import { TesseractPool, type RecognizedWord } from '../stages/ocr/tesseract-pool.js';
 import { confidentWords, readText, type ReadResult } from '../stages/ocr/text-reader.js';
 import { makeTextImages, type TextImage } from './helpers/text-images.js';

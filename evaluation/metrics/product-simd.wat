@@ -1,6 +1,6 @@
 ;; The f64x2 (WebAssembly SIMD) kernel of accumulateProductNT in symmetric-eigen.ts; the plain
 ;; TypeScript loops there are the reference. Built into product-simd.wasm.ts by `npm run build:wasm`
-;; (tools/build-wasm.ts); test/wasm-kernels.test.ts checks the built bytes are this text's.
+;; (scripts/build-wasm.mjs); test/wasm-kernels.test.ts checks the built bytes are this text's.
 (module
   (type $nt4x2_t (func (param i32 i32 i32 i32 i32 i32 i32 i32 f64)))
   (import "e" "m" (memory 1))

@@ -1,6 +1,6 @@
 ;; Stroke morphology on 16 pixels an instruction (WebAssembly SIMD), for strokeResponsesFast in
-;; text-candidates.ts; `strokeResponses` there, in plain TypeScript, is the reference. Built into
-;; stroke-simd.wasm.ts by `npm run build:wasm` (tools/build-wasm.ts); test/wasm-kernels.test.ts
+;; stroke-morphology.ts; `strokeResponses` there, in plain TypeScript, is the reference. Built into
+;; stroke-simd.wasm.ts by `npm run build:wasm` (scripts/build-wasm.mjs); test/wasm-kernels.test.ts
 ;; checks the built bytes are this text's.
 (module
   (type $minmax5_t (func (param i32 i32 i32 i32 i32 i32 i32)))
