@@ -59,7 +59,7 @@ const UNREACHABLE: Record<string, string> = {
 };
 
 /** The outage reason of a socket-level error (`code` on it or its causes), if it is one. */
-export function unreachableReason(err: unknown): string | undefined {
+function unreachableReason(err: unknown): string | undefined {
   for (const e of causeChain(err)) {
     const code = (e as { code?: unknown }).code;
     if (typeof code === 'string' && UNREACHABLE[code]) return UNREACHABLE[code];
@@ -85,8 +85,20 @@ const ENDPOINT_STATUSES: Record<number, string> = {
   413: 'request_too_large',
 };
 
-export function endpointStatusReason(status: number | undefined): string | undefined {
+function endpointStatusReason(status: number | undefined): string | undefined {
   return status === undefined ? undefined : ENDPOINT_STATUSES[status] && `http_${status}_${ENDPOINT_STATUSES[status]}`;
+}
+
+/**
+ * The outage a failed call to an endpoint amounts to, if it is one: unreachable (refused, no
+ * route, no such host, after the caller's retries) or an HTTP status that makes every request
+ * fail alike (see endpointStatusReason). `message` describes the failed call.
+ */
+export function endpointOutage(target: string, err: unknown, status: number | undefined, message: string): OutageError | undefined {
+  const unreachable = unreachableReason(err);
+  if (unreachable) return new OutageError(target, unreachable, `${unreachable.replace(/_/g, ' ')}: ${message}`, { cause: err });
+  const reason = endpointStatusReason(status);
+  return reason ? new OutageError(target, reason, message, { cause: err }) : undefined;
 }
 
 /**

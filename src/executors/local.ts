@@ -74,12 +74,10 @@ export async function checkConfig(store: Store, job: AnyJob, cfg: BaseJobConfig,
     await store.put(CONFIG_NAME, text);
     return;
   }
-  {
-    throw new ConfigError(
-      `output ${store.url} was made with other settings, which change what it holds (${changes.length}):\n${formatChanges(changes)}\n` +
-        `Rerun with the values in ${CONFIG_NAME}, or write to a new output. Settings that only change how a run goes may differ: ${operationalPatterns(job).join(', ')}.`,
-    );
-  }
+  throw new ConfigError(
+    `output ${store.url} was made with other settings, which change what it holds (${changes.length}):\n${formatChanges(changes)}\n` +
+      `Rerun with the values in ${CONFIG_NAME}, or write to a new output. Settings that only change how a run goes may differ: ${operationalPatterns(job).join(', ')}.`,
+  );
 }
 
 /** Appends this run's effective settings to the output's run log (one object per run: S3 has no append). */
@@ -108,21 +106,21 @@ export interface RunStop {
 export async function executeLocal(job: AnyJob, cfg: BaseJobConfig, units: Unit[], opts: ExecuteOptions): Promise<RunSummary> {
   // One live writer per output (or per array task): a second run would delete this one's temp
   // files and race its commits. Held from before the first write to after the summary.
-  let lost: ((message: string) => void) | undefined;
+  const leaseLost = new AbortController();
   const lease = await OutputLease.acquire(opts.output, {
     scope: opts.selection ? { index: opts.selection.index, count: opts.selection.count } : 'all',
     ttlMs: (cfg.lease?.ttl_s ?? DEFAULT_LEASE_TTL_MS / 1000) * 1000,
     log: opts.log,
-    onLost: (e) => lost?.(e.message),
+    onLost: (e) => leaseLost.abort(new Error(e.message)),
   });
   try {
-    return await executeHeld(job, cfg, units, opts, (f) => (lost = f));
+    return await executeHeld(job, cfg, units, opts, leaseLost.signal);
   } finally {
     await lease.release().catch((err: unknown) => opts.log.warn(`releasing the lease on ${opts.output.url}: ${err instanceof Error ? err.message : String(err)}`));
   }
 }
 
-async function executeHeld(job: AnyJob, cfg: BaseJobConfig, units: Unit[], opts: ExecuteOptions, onLeaseLost: (f: (message: string) => void) => void): Promise<RunSummary> {
+async function executeHeld(job: AnyJob, cfg: BaseJobConfig, units: Unit[], opts: ExecuteOptions, leaseLost: AbortSignal): Promise<RunSummary> {
   const started = new Date();
   await checkPlan(opts.output, job.name, units);
   await checkConfig(opts.output, job, cfg, opts.log);
@@ -143,12 +141,16 @@ async function executeHeld(job: AnyJob, cfg: BaseJobConfig, units: Unit[], opts:
   if (opts.signal?.aborted) onCancel();
   opts.signal?.addEventListener('abort', onCancel, { once: true });
   // Another process took the output over (this one stalled past its lease): stop writing at once.
-  onLeaseLost((message) => {
+  const onLeaseLost = () => {
+    const message = (leaseLost.reason as Error).message;
     stop ??= { kind: 'outage', target: opts.output.url, reason: 'lease_lost', message };
     opts.log.error(`lease lost: ${message}`);
-    stopper.abort(new Error(message));
-  });
+    stopper.abort(leaseLost.reason);
+  };
+  leaseLost.addEventListener('abort', onLeaseLost, { once: true });
 
+  // Opened once for the run: its units share models, clients and caches; closed however it ends.
+  const session = job.open(cfg, opts.log);
   const progress: Progress = createProgress({ label: job.name, units: todo.length, mode: opts.progress ?? 'auto' });
   const failures: { unit: string; error: string }[] = [];
   const notStarted: string[] = [];
@@ -182,12 +184,11 @@ async function executeHeld(job: AnyJob, cfg: BaseJobConfig, units: Unit[], opts:
     }
     progress.unitDone();
   };
-  // Opened once for the run: its units share models, clients and caches; closed however it ends.
-  const session = job.open(cfg, opts.log);
   try {
     for await (const _ of mapConcurrent(todo, runOne, { concurrency: cfg.parallel_units, ordered: false })) void _;
   } finally {
     opts.signal?.removeEventListener('abort', onCancel);
+    leaseLost.removeEventListener('abort', onLeaseLost);
     progress.stop();
     // Releasing resources must not hide the run's outcome (or an outage) behind a second error.
     await session.close().catch((err: unknown) => opts.log.warn(`closing ${job.name}: ${err instanceof Error ? err.message : String(err)}`));

@@ -1,5 +1,5 @@
 import { decodeInferResponse, encodeInferRequest, HEADER_LENGTH, isDType, DTYPES } from './kserve-codec.js';
-import { Breaker, OutageError, endpointStatusReason, unreachableReason, type BreakerOptions } from '../outage.js';
+import { Breaker, endpointOutage, type BreakerOptions } from '../outage.js';
 import { DEFAULT_RETRY, parseRetryAfter, TransientError, withRetry, type RetryOptions } from '../retry.js';
 import { checkInputs, TensorMismatchError, type NamedTensors, type TensorModel, type TensorSpec } from './tensor.js';
 
@@ -78,10 +78,9 @@ export class KServeTensorModel implements TensorModel {
       await get(`${modelPath}/ready`, 'model readiness');
       return new KServeTensorModel(base, model, specs(model, 'input', meta.inputs), specs(model, 'output', meta.outputs), opts);
     } catch (err) {
-      const target = `${base} (model ${model})`;
       // Not serving the model, unauthorised, unreachable: nothing this run does can succeed.
-      const reason = err instanceof KServeHttpError ? endpointStatusReason(err.status) : unreachableReason(err);
-      if (reason) throw new OutageError(target, reason, err instanceof KServeHttpError ? err.message : `model ${model} at ${base}: could not connect: ${describe(err)}`, { cause: err });
+      const outage = endpointOutage(`${base} (model ${model})`, err, err instanceof KServeHttpError ? err.status : undefined, err instanceof KServeHttpError ? err.message : `model ${model} at ${base}: could not connect: ${describe(err)}`);
+      if (outage) throw outage;
       if (err instanceof KServeHttpError || err instanceof TensorMismatchError) throw err;
       throw new Error(`model ${model} at ${base}: could not connect: ${describe(err)}`, { cause: err });
     }
@@ -114,14 +113,12 @@ export class KServeTensorModel implements TensorModel {
       );
     } catch (err) {
       if (opts.signal?.aborted) throw err;
-      const target = `${this.url} (model ${this.name})`;
+      const http = err instanceof KServeHttpError ? err : undefined;
+      const message = http ? http.message : `model ${this.name} at ${this.url}: infer failed after ${attempts} attempt(s): ${describe(err, this.timeoutMs)}`;
       // 413 stays a KServeHttpError: the caller may split the batch (stages/encode.ts).
-      const status = err instanceof KServeHttpError && err.status !== 413 ? endpointStatusReason(err.status) : undefined;
-      if (status) throw new OutageError(target, status, (err as Error).message, { cause: err });
-      if (err instanceof KServeHttpError) throw err;
-      const message = `model ${this.name} at ${this.url}: infer failed after ${attempts} attempt(s): ${describe(err, this.timeoutMs)}`;
-      const unreachable = unreachableReason(err);
-      if (unreachable) throw new OutageError(target, unreachable, `${unreachable.replace(/_/g, ' ')}: ${message}`, { cause: err });
+      const outage = http?.status === 413 ? undefined : endpointOutage(`${this.url} (model ${this.name})`, err, http?.status, message);
+      if (outage) throw outage;
+      if (http) throw http;
       this.breaker.failure(failureReason(err), message);
       throw new Error(message, { cause: err });
     }

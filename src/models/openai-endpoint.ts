@@ -1,7 +1,7 @@
 import http from 'node:http';
 import https from 'node:https';
 import PQueue from 'p-queue';
-import { Breaker, OutageError, endpointStatusReason, unreachableReason, type BreakerOptions } from '../outage.js';
+import { Breaker, OutageError, endpointOutage, type BreakerOptions } from '../outage.js';
 import { DEFAULT_RETRY, TransientError, isTransient, parseRetryAfter, withRetry, type RetryOptions } from '../retry.js';
 
 /** Options shared by the OpenAI-compatible clients (chat and images). */
@@ -158,23 +158,14 @@ export class OpenAIEndpoint {
       this.count(this.stats.failures, e.code);
       if (attempts > 1 && e.message.indexOf('attempts)') < 0) e.message += ` (${attempts} attempts)`;
       if (signal?.aborted) throw e;
-      const outage = this.outageOf(e, err);
+      const target = `${this.base} (model ${this.opts.model})`;
+      const outage = endpointOutage(target, e, e.code === 'http_status' ? e.status : undefined, `${target}: ${e.message}`);
       if (outage) throw outage;
       // A malformed or cut-off answer is about this request; a 5xx, a timeout or a reset may be
       // the server's state: the breaker tells the two apart by whether anything still succeeds.
       if (e.code === 'http_status' || e.code === 'timeout' || e.code === 'network') this.breaker.failure(e.status ? `http_${e.status}` : e.code, e.message);
       throw e;
     }
-  }
-
-  /** An OutageError when the failure says the endpoint itself is unusable, whatever the request. */
-  private outageOf(e: ModelResponseError, raw: unknown): OutageError | undefined {
-    const target = `${this.base} (model ${this.opts.model})`;
-    const unreachable = unreachableReason(raw) ?? unreachableReason(e);
-    if (unreachable) return new OutageError(target, unreachable, `${target}: ${unreachable.replace(/_/g, ' ')}: ${e.message}`, { cause: e });
-    const status = e.code === 'http_status' ? endpointStatusReason(e.status) : undefined;
-    if (status) return new OutageError(target, status, `${target}: ${e.message}`, { cause: e });
-    return undefined;
   }
 
   /** Closes idle keep-alive sockets; the endpoint stays usable. */
