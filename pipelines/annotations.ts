@@ -1,4 +1,4 @@
-import type { BreakerConfig } from '../src/outage.js';
+import { modelBreaker, type BreakerConfig } from '../src/outage.js';
 import { z } from 'zod';
 import { loadTensorModels, modelSource } from '../src/models/model-source.js';
 import { ReplicaPool } from '../src/models/replica-pool.js';
@@ -72,7 +72,7 @@ export class Annotators {
   ) {}
 
   static async open(cfg: { aesthetic?: AestheticOptions; ocr?: OcrOptions; breaker?: BreakerConfig }): Promise<Annotators> {
-    const breaker = cfg.breaker && { failures: cfg.breaker.model_failures };
+    const breaker = cfg.breaker && modelBreaker(cfg.breaker);
     const models: TensorModel[] = [];
     let aesthetic;
     if (cfg.aesthetic) {

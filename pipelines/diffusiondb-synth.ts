@@ -1,3 +1,4 @@
+import { modelBreaker } from '../src/outage.js';
 import { z } from 'zod';
 import { baseJobConfig } from '../src/config/load-config.js';
 import type { Job, JobSession } from '../src/job.js';
@@ -222,7 +223,7 @@ function modelPool(cfg: DiffusionDbSynthConfig, m: ModelConfig): ModelPool {
       maxInFlight: m.max_in_flight_per_endpoint,
       timeoutMs: m.timeout_ms,
       retry: { retries: m.retries, minDelayMs: m.retry_delay_ms, maxDelayMs: Math.max(m.retry_delay_ms, 30_000) },
-      breaker: { failures: cfg.breaker.model_failures },
+      breaker: modelBreaker(cfg.breaker),
     }),
   }));
   const pool = new ReplicaPool(clients, { maxInFlightPerReplica: m.max_in_flight_per_endpoint, cooldownMs: m.endpoint_cooldown_ms });

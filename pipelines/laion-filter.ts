@@ -1,3 +1,4 @@
+import { networkBreaker } from '../src/outage.js';
 import { z } from 'zod';
 import { baseJobConfig } from '../src/config/load-config.js';
 import type { Job, JobSession, RefilterVerdict } from '../src/job.js';
@@ -131,7 +132,7 @@ function stagesOf(cfg: LaionFilterConfig, seen: ExactSeenSet, annotators: Annota
   // Thumbnails note the fetched image (for size and aspect drops) and then the resized one.
   return [
     columnFilters(cfg.filters),
-    fetchStage({ ...cfg.fetch, breaker: { failures: cfg.breaker.network_failures, minHosts: cfg.breaker.network_min_hosts } }),
+    fetchStage({ ...cfg.fetch, breaker: networkBreaker(cfg.breaker) }),
     ...(thumbnails ? [thumbnails.remember()] : []),
     decodeResize({ ...cfg.image, concurrency: cfg.decode_concurrency }),
     ...(thumbnails ? [thumbnails.remember()] : []),

@@ -1,3 +1,4 @@
+import { modelBreaker } from '../src/outage.js';
 import { z } from 'zod';
 import { baseJobConfig } from '../src/config/load-config.js';
 import { writeLatentManifest } from '../src/formats/latent-shards.js';
@@ -48,7 +49,7 @@ const FLOAT_COLUMNS = { aesthetic_score: 'DOUBLE', ocr_density: 'DOUBLE', ocr_me
 
 /** Encoder replicas, opened and checked against the contract (a wrong export fails before any shard is read, not on the first batch). */
 async function openEncoder(cfg: PreEncodeConfig): Promise<{ pool: ReplicaPool<TensorModel>; models: TensorModel[] }> {
-  const replicas = await loadTensorModels(cfg.encoder.model, 'bit-encoder', { breaker: { failures: cfg.breaker.model_failures } });
+  const replicas = await loadTensorModels(cfg.encoder.model, 'bit-encoder', { breaker: modelBreaker(cfg.breaker) });
   for (const r of replicas) checkBitEncoder(r.client, { size: cfg.encoder.size });
   return { pool: new ReplicaPool(replicas), models: replicas.map((r) => r.client) };
 }

@@ -1,3 +1,4 @@
+import { modelBreaker } from '../src/outage.js';
 import { createHash } from 'node:crypto';
 import { createInterface } from 'node:readline';
 import { z } from 'zod';
@@ -137,7 +138,7 @@ function chatClient(cfg: RecaptionConfig): ChatClient {
     maxInFlight: cfg.server.max_in_flight,
     timeoutMs: cfg.server.timeout_ms,
     retry: { ...DEFAULT_RETRY, retries: cfg.server.retries },
-    breaker: { failures: cfg.breaker.model_failures },
+    breaker: modelBreaker(cfg.breaker),
   });
 }
 

@@ -139,6 +139,15 @@ export const breakerConfig = z.object({
 
 export type BreakerConfig = z.infer<typeof breakerConfig>;
 
+/** The `breaker` section's defaults: what a job config without one, and a client given none, use. */
+export const BREAKER_DEFAULTS: BreakerConfig = breakerConfig.parse({});
+
+/** A model client's breaker from a job's `breaker` section. */
+export const modelBreaker = (c: BreakerConfig = BREAKER_DEFAULTS): BreakerOptions => ({ failures: c.model_failures });
+
+/** The download breaker from a job's `breaker` section. */
+export const networkBreaker = (c: BreakerConfig = BREAKER_DEFAULTS): BreakerOptions => ({ failures: c.network_failures, minHosts: c.network_min_hosts });
+
 /** Thresholds of a Breaker. */
 export interface BreakerOptions {
   /** Consecutive failures (no success between) with one reason that make an outage. */

@@ -1,7 +1,7 @@
 import http from 'node:http';
 import https from 'node:https';
 import { TransientError, parseRetryAfter, withRetry } from '../src/retry.js';
-import { Breaker, type BreakerOptions } from '../src/outage.js';
+import { Breaker, networkBreaker, type BreakerOptions } from '../src/outage.js';
 import { checkAddress, ipLiteral, validateAllowList } from '../src/net/address-policy.js';
 import { DnsCache, guardedLookup } from '../src/net/dns-cache.js';
 import { sniffImage } from '../src/images/sniff-image.js';
@@ -42,7 +42,7 @@ export interface FetchOptions {
   /**
    * When this many downloads in a row, over at least `minHosts` hosts, fail at the network level
    * (refused, unreachable, DNS, reset, connect timeout) and none gets any HTTP answer, the network
-   * is taken as down and the unit stops as an outage instead of failing its rows (default 50 over 5 hosts).
+   * is taken as down and the unit stops as an outage instead of failing its rows (default: the `breaker` section's network_failures and network_min_hosts).
    */
   breaker?: BreakerOptions;
 }
@@ -154,7 +154,7 @@ function resolveOptions(o: FetchOptions): Resolved {
     user_agent: o.user_agent ?? `bitprep/${packageVersion} (+https://github.com/bitprep)`,
     allow_addresses: o.allow_addresses ?? [],
     respect_robots: o.respect_robots ?? true,
-    breaker: o.breaker ?? { failures: 50, minHosts: 5 },
+    breaker: o.breaker ?? networkBreaker(),
     dns_cache: o.dns_cache,
   };
   for (const k of ['concurrency', 'per_host', 'connect_timeout_ms', 'read_timeout_ms', 'total_timeout_ms', 'max_bytes'] as const) {

@@ -2,7 +2,7 @@ import { readFile } from 'node:fs/promises';
 import YAML from 'yaml';
 import { z } from 'zod';
 import type { AnyJob } from '../job.js';
-import { breakerConfig } from '../outage.js';
+import { BREAKER_DEFAULTS, breakerConfig } from '../outage.js';
 import { leaseConfig } from '../units/output-lease.js';
 
 /** Options every job accepts; job schemas extend this. */
@@ -13,7 +13,7 @@ export const baseJobConfig = z.object({
   /** Units run at once on this machine; each unit is itself parallel inside. */
   parallel_units: z.number().int().min(1).default(1),
   /** When repeated failures become an outage that stops the run (src/outage.ts). */
-  breaker: breakerConfig.default(breakerConfig.parse({})),
+  breaker: breakerConfig.default(BREAKER_DEFAULTS),
   /** The run's lease on its output: one live writer at a time (src/units/output-lease.ts). */
   lease: leaseConfig.default(leaseConfig.parse({})),
 });

@@ -1,5 +1,5 @@
 import { decodeInferResponse, encodeInferRequest, HEADER_LENGTH, isDType, DTYPES } from './kserve-codec.js';
-import { Breaker, endpointOutage, type BreakerOptions } from '../outage.js';
+import { Breaker, endpointOutage, modelBreaker, type BreakerOptions } from '../outage.js';
 import { DEFAULT_RETRY, parseRetryAfter, TransientError, withRetry, type RetryOptions } from '../retry.js';
 import { checkInputs, TensorMismatchError, type NamedTensors, type TensorModel, type TensorSpec } from './tensor.js';
 
@@ -10,7 +10,7 @@ export interface KServeClientOptions {
   /** Binary tensor extension (default true); see KServeTensorModel for the JSON fallback. */
   binary?: boolean;
   headers?: Record<string, string>;
-  /** Calls in a row failing with one reason (5xx, timeouts), none succeeding, that make the endpoint down (default 10). */
+  /** Calls in a row failing with one reason (5xx, timeouts), none succeeding, that make the endpoint down; default: the `breaker` section's model_failures. */
   breaker?: BreakerOptions;
 }
 
@@ -52,7 +52,7 @@ export class KServeTensorModel implements TensorModel {
   private readonly breaker: Breaker;
 
   private constructor(readonly url: string, readonly name: string, readonly inputs: TensorSpec[], readonly outputs: TensorSpec[], opts: KServeClientOptions) {
-    this.breaker = new Breaker(`${url} (model ${name})`, opts.breaker ?? { failures: 10 });
+    this.breaker = new Breaker(`${url} (model ${name})`, opts.breaker ?? modelBreaker());
     this.binary = opts.binary ?? true;
     this.timeoutMs = opts.timeoutMs ?? 60_000;
     this.retry = opts.retry ?? DEFAULT_RETRY;

@@ -1,7 +1,7 @@
 import http from 'node:http';
 import https from 'node:https';
 import PQueue from 'p-queue';
-import { Breaker, OutageError, endpointOutage, type BreakerOptions } from '../outage.js';
+import { Breaker, OutageError, endpointOutage, modelBreaker, type BreakerOptions } from '../outage.js';
 import { DEFAULT_RETRY, TransientError, isTransient, parseRetryAfter, withRetry, type RetryOptions } from '../retry.js';
 
 /** Options shared by the OpenAI-compatible clients (chat and images). */
@@ -24,7 +24,7 @@ export interface OpenAIClientOptions {
   /**
    * When this many calls in a row fail with one endpoint-level reason (a 5xx status, timeouts,
    * resets) and none succeeds, the endpoint is taken as down: the call throws an OutageError
-   * instead of failing its row (default 10 calls, each after its own retries).
+   * instead of failing its row (each call after its own retries; default: the `breaker` section's model_failures).
    */
   breaker?: BreakerOptions;
 }
@@ -118,7 +118,7 @@ export class OpenAIEndpoint {
     this.agent = new this.transport.Agent({ keepAlive: true, maxSockets: opts.maxInFlight ?? 16 });
     this.headers = { 'content-type': 'application/json', accept: 'application/json' };
     if (opts.apiKey) this.headers.authorization = `Bearer ${opts.apiKey}`;
-    this.breaker = new Breaker(`${this.base} (model ${opts.model})`, opts.breaker ?? { failures: 10 });
+    this.breaker = new Breaker(`${this.base} (model ${opts.model})`, opts.breaker ?? modelBreaker());
   }
 
   /** Builds an error whose message cannot leak the API key (servers and proxies may echo headers). */
