@@ -11,7 +11,6 @@ import { readMixIndex } from '../stages/mix/mix-index.js';
  */
 export function feedCommand(): Command {
   return new Command('feed')
-    .description("stream one rank's samples of a training-mix output as Arrow IPC record batches on stdout")
     .argument('<mix-output>', 'training-mix output directory or s3://bucket/prefix (with mix.json)')
     .requiredOption('--rank <r>', 'this trainer rank (0-based)', integerOption('--rank'))
     .requiredOption('--world-size <w>', 'number of ranks; must be the mix\'s world_size', integerOption('--world-size', { min: 1 }))

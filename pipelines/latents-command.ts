@@ -17,7 +17,7 @@ async function open(dataset: string): Promise<{ store: Store; manifest: LatentMa
 
 /** `bitprep latents stats|dedup|show`: look at a latent dataset (pre-encode or training-mix output). */
 export function latentsCommand(): Command {
-  const cmd = new Command('latents').description('inspect a latent dataset (a folder or s3:// prefix with index.json): bit usage, near duplicates, pictures');
+  const cmd = new Command('latents');
 
   cmd
     .command('stats')

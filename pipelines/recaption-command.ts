@@ -1,9 +1,9 @@
-import { Command, Option } from 'commander';
-import { collectValues, integerOption } from '../src/cli/option-parsers.js';
-import { reportRun } from '../src/cli/program.js';
+import { Command } from 'commander';
+import { integerOption, progressOption, setOption } from '../src/cli/option-parsers.js';
+import { reportRun } from '../src/cli/report-run.js';
 import { loadConfig, parseOverride } from '../src/config/load-config.js';
 import { executeLocal } from '../src/executors/local.js';
-import type { AnyJob } from '../src/job.js';
+import type { AnyJob, JobsLoader } from '../src/job.js';
 import { consoleLogger } from '../src/log.js';
 import { retryFailed } from '../src/retry-failed.js';
 import { summarizeOutput, writeRunSummary } from '../src/run-summary.js';
@@ -11,15 +11,15 @@ import { openStore } from '../src/stores/open-store.js';
 import { doneName } from '../src/units/unit.js';
 import { exportRecaptionBatch, importRecaptionBatch, RECAPTION_ANSWER_FAILURES, type RecaptionConfig } from './recaption.js';
 
-async function recaptionConfigFrom(jobs: Record<string, AnyJob>, path: string, set: string[], extra: [string, unknown][] = []): Promise<{ job: AnyJob; config: RecaptionConfig }> {
-  const { job, config } = await loadConfig(path, jobs, [...set.map(parseOverride), ...extra]);
+async function recaptionConfigFrom(jobs: JobsLoader, path: string, set: string[], extra: [string, unknown][] = []): Promise<{ job: AnyJob; config: RecaptionConfig }> {
+  const { job, config } = await loadConfig(path, await jobs(), [...set.map(parseOverride), ...extra]);
   if (job.name !== 'recaption') throw new Error(`${path} is a ${job.name} config; recaption export/import need a recaption config`);
   return { job, config: config as RecaptionConfig };
 }
 
 /** `bitprep recaption export|import`: the offline batch route for GPU clusters without a server. */
-export function recaptionCommand(jobs: Record<string, AnyJob>): Command {
-  const cmd = new Command('recaption').description('offline batch captioning through `vllm run-batch` JSONL (for clusters without a long-running server)');
+export function recaptionCommand(jobs: JobsLoader): Command {
+  const cmd = new Command('recaption');
 
   cmd
     .command('export')
@@ -29,7 +29,7 @@ export function recaptionCommand(jobs: Record<string, AnyJob>): Command {
     .option('--attempt <n>', 'attempt number: picks the seed (sampling.seed + n); use 1, 2… for images a previous import refused', integerOption('--attempt'), 0)
     .option('--shard-index <n>', 'export only units i with i mod shard-count = n', integerOption('--shard-index'))
     .option('--shard-count <n>', 'number of export files the work is split into', integerOption('--shard-count'))
-    .option('--set <key=value>', 'override a config value (repeatable)', collectValues, [])
+    .addOption(setOption('override a config value (repeatable)'))
     .action(async (path: string, o: { out: string; attempt: number; shardIndex?: number; shardCount?: number; set: string[] }) => {
       const { config } = await recaptionConfigFrom(jobs, path, o.set);
       const r = await exportRecaptionBatch(config, o.out, { attempt: o.attempt, shardIndex: o.shardIndex, shardCount: o.shardCount }, consoleLogger);
@@ -42,8 +42,8 @@ export function recaptionCommand(jobs: Record<string, AnyJob>): Command {
     .description('validate a run-batch output file, cache its accepted captions, and write the output shards from the cache')
     .argument('<config>', 'the recaption config the requests were exported with')
     .argument('<results>', 'run-batch output JSONL (local path or s3:// URL)')
-    .option('--set <key=value>', 'override a config value (repeatable)', collectValues, [])
-    .addOption(new Option('--progress <mode>', 'progress display').choices(['auto', 'bar', 'plain', 'off']).default('auto'))
+    .addOption(setOption('override a config value (repeatable)'))
+    .addOption(progressOption())
     .action(async (path: string, results: string, o: { set: string[]; progress: 'auto' | 'bar' | 'plain' | 'off' }) => {
       const { job, config } = await recaptionConfigFrom(jobs, path, o.set, [['captions_from', 'cache']]);
       const r = await importRecaptionBatch(config, results, consoleLogger);

@@ -15,7 +15,6 @@ const REPORT_NAME = 'report.html';
  */
 export function reportCommand(): Command {
   return new Command('report')
-    .description('write one self-contained HTML report of an output: funnel, histograms, throughput, latent bit usage, kept and dropped thumbnails')
     .argument('<output>', 'output directory or s3://bucket/prefix')
     .option('--out <file>', `local HTML file to write (default: ${REPORT_NAME} inside the output, local or s3)`)
     .option('--thumbnails <n>', 'images per grid: kept, and each drop reason', integerOption('--thumbnails', { min: 0, max: 1000 }), 24)

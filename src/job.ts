@@ -98,3 +98,6 @@ export type RefilterVerdict = { kind: 'ok' } | { kind: 'dropped'; by: string; va
 // Jobs are stored in a heterogeneous registry; each validates its own config before use.
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 export type AnyJob = Job<any>;
+
+/** Every job a config can name, loaded when a command first needs one (listing commands load none). */
+export type JobsLoader = () => Promise<Record<string, AnyJob>>;

@@ -1,7 +1,8 @@
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { ConfigError, loadConfig, parseOverride } from '../src/config/load-config.js';
+import { ConfigError } from '../src/config/config-error.js';
+import { loadConfig, parseOverride } from '../src/config/load-config.js';
 import { jobs } from '../pipelines/index.js';
 import { tempDir } from './helpers/temp-dir.js';
 

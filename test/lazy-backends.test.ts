@@ -52,6 +52,16 @@ describe('commands that only print or plan load no back-end', () => {
     });
   }
 
+  it('bitprep --version and --help load commander and nothing else: no job, stage or command module', async () => {
+    for (const args of [['--version'], ['--help'], ['eval', '--help']]) {
+      const name = args.join('').replace(/-/g, '');
+      const pkgs = await packagesLoaded(dir, name, args);
+      expect([...pkgs], args.join(' ')).toEqual(['commander']);
+      const own = (await readFile(join(dir, `${name}.modules.txt`), 'utf8')).split('\n').filter((u) => u.includes('/dist/'));
+      expect(own.filter((u) => /\/dist\/(stages|pipelines\/(?!main\.js)|evaluation\/(?!eval-command\.js))/.test(u)), args.join(' ')).toEqual([]);
+    }
+  });
+
   it('the hook does see a back-end when a command uses one (`serve` loads onnxruntime-node)', async () => {
     const log = join(dir, 'serve.modules.txt');
     await writeFile(log, '');

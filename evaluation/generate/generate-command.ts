@@ -38,7 +38,6 @@ export function formatGenerateSummary(s: GenerateSummary): string {
  */
 export function generateCommand(): Command {
   return new Command('generate')
-    .description('generate the images of an evaluation prompt set with an OpenAI-compatible image server or a command, resumably')
     .addOption(new Option('--prompts <set>', 'geneval (evaluation_metadata.jsonl), imagereward (benchmark-prompts.json), coco (caption list or captions_val2014.json), lines (one prompt per line)').choices(PROMPT_SETS).makeOptionMandatory())
     .requiredOption('--prompt-file <file>', 'the local prompt file (never downloaded; see `bitprep fetch-assets`)')
     .requiredOption('--out <dir>', 'output folder: GenEval layout <00000>/samples/0000.png for geneval, else images/<prompt id>_<0000>.png + manifest.jsonl; rerun to resume')

@@ -39,7 +39,6 @@ interface Options {
  */
 export function detectCommand(): Command {
   return new Command('detect')
-    .description("run a detector (GenEval's is Mask2Former Swin-S) over a GenEval image folder and write the detections file for `eval geneval --detections`; resumable")
     .argument('<images-dir>', 'GenEval layout: <00000>/metadata.jsonl and <00000>/samples/0000.png… per prompt')
     .option('--detector <model>', 'tensor model: a .onnx file, or KServe v2 URLs http://host:8000/v2/models/NAME (comma-separated replicas); input image UINT8 [1,H,W,3], outputs boxes FP32 [K,4], scores FP32 [K], labels INT64 [K], optional masks [K,H,W]')
     .option('--detector-url <url>', 'HTTP endpoint: POST {"image": base64, "filename": rel} → {"detections": {"<class>": [[x1, y1, x2, y2, score], …]}}')

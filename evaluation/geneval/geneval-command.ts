@@ -59,7 +59,6 @@ async function openClipColors(o: Options): Promise<{ classifier: ColorClassifier
 export function genevalCommand(): Command {
   const p = OFFICIAL_PROTOCOL;
   return new Command('geneval')
-    .description("score a folder of GenEval images from a detections file with GenEval's official selection and correctness rules")
     .argument('<images-dir>', 'GenEval layout: <00000>/metadata.jsonl and <00000>/samples/0000.png… per prompt')
     .requiredOption('--detections <file>', 'JSON Lines, one line per image: {"image": "00000/samples/0000.png", "detections": {"<class>": [[x1, y1, x2, y2, score], …]}}')
     .option('--out <dir>', 'where results.jsonl and summary.json go (default: <images-dir>/geneval-results)')

@@ -79,7 +79,6 @@ interface Options {
 /** `bitprep eval clip-score <images-dir> --image-model M --text-model M --tokenizer FILE`: GigaGAN's CLIP score. */
 export function clipScoreCommand(): Command {
   return new Command('clip-score')
-    .description("CLIP score of generated images against their prompts as GigaGAN's evaluation computes it (open_clip ViT-g-14, \"A photo depicts \" prefix, mean raw cosine)")
     .argument('<images-dir>', 'images with prompts: manifest.jsonl (bitprep eval generate), GenEval layout, or images + captions.txt (GigaGAN)')
     .requiredOption('--image-model <model>', 'CLIP image tower: model.onnx or http://host:8000/v2/models/NAME[,…]; pixel_values FP32 [N,3,224,224] → image_embeds FP32 [N,D]')
     .requiredOption('--text-model <model>', 'CLIP text tower, the same forms; input_ids INT64 [N,77] → text_embeds FP32 [N,D]')

@@ -202,7 +202,6 @@ const runOptions = (o: CliOptions): InceptionRunOptions => ({
 export function fidStatsCommand(): Command {
   return inceptionOptions(
     new Command('fid-stats')
-      .description('Inception statistics of a reference image folder (e.g. MSCOCO val2014) for FID, as .npz with mu, sigma (float64) and n')
       .argument('<images-dir>', 'reference images')
       .requiredOption('--out <file>', '.npz to write'),
   ).action(async (imagesDir: string, o: CliOptions & { out: string }) => {
@@ -216,7 +215,6 @@ export function fidStatsCommand(): Command {
 export function fidCommand(): Command {
   return inceptionOptions(
     new Command('fid')
-      .description('FID of generated images (clean-fid clean mode after centre crop + LANCZOS 256, as GigaGAN evaluates) against reference statistics or images')
       .argument('<images-dir>', 'generated images')
       .requiredOption('--ref <npz-or-dir>', 'reference statistics (.npz with mu, sigma; e.g. from fid-stats) or a folder of reference images')
       .option('--out <dir>', 'results folder for fid.json (default: <images-dir>/fid-results)')

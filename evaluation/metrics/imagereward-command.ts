@@ -99,7 +99,6 @@ interface Options {
 /** `bitprep eval imagereward <images-dir> --model M --tokenizer tokenizer.json`: ImageReward benchmark score (Table 1, IR). */
 export function imageRewardCommand(): Command {
   return new Command('imagereward')
-    .description('ImageReward benchmark score of a folder of generated images: mean over prompts of the mean normalised reward of each prompt\'s images')
     .argument('<images-dir>', 'images with prompts: manifest.jsonl (bitprep eval generate), GenEval layout, or images + captions.txt')
     .requiredOption('--model <model>', 'reward model: an .onnx file or KServe URLs http://host:8000/v2/models/NAME (comma-separated replicas); inputs pixel_values FP32 [N,3,224,224], input_ids and attention_mask INT64 [N,35]; output the RAW reward FP32 [N] or [N,1]')
     .requiredOption('--tokenizer <file>', "bert-base-uncased's tokenizer.json (ImageReward's BLIP text side), local")

@@ -248,7 +248,6 @@ const fmtCi = (ci: BootstrapCi | null, d: number) => (ci ? ` [${ci.low.toFixed(d
 /** `bitprep eval reconstruction <originals-dir> <reconstructions-dir> --dataset imagenet|coco`: PSNR, SSIM and rFID (Table 2). */
 export function reconstructionCommand(): Command {
   return new Command('reconstruction')
-    .description('tokenizer reconstruction quality: PSNR, SSIM (named convention) with bootstrap 95% intervals, and rFID with --inception')
     .argument('<originals-dir>', 'original images')
     .argument('<reconstructions-dir>', 'reconstructions, paired with the originals by file name without extension')
     .addOption(new Option('--dataset <name>', 'the Table 2 benchmark these are: its entry in reconstruction.json').choices(['imagenet', 'coco']).makeOptionMandatory())

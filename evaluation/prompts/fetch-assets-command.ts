@@ -127,7 +127,6 @@ export function formatRegistry(registry: readonly Asset[]): string {
 /** `bitprep fetch-assets [names...] --dir DIR`: the explicit, opt-in download of evaluation prompt files. */
 export function fetchAssetsCommand(registry: readonly Asset[] = ASSETS): Command {
   return new Command('fetch-assets')
-    .description('download evaluation prompt files (GenEval, ImageReward, MSCOCO captions), verified against pinned SHA-256 and size')
     .argument('[names...]', 'asset names (see --list); default: every pinned asset')
     .option('--dir <dir>', 'directory the files are written to, as DIR/<name>')
     .option('--allow-unpinned', 'also download assets without a pinned hash (printed afterwards, not verified)', false)

@@ -61,7 +61,6 @@ interface Options {
  */
 export function speedCommand(): Command {
   return new Command('speed')
-    .description('seconds per image of an OpenAI-compatible image endpoint at a stated batch size and number of steps (median over timed runs)')
     .requiredOption('--endpoint <url>', 'base URL up to and including /v1, e.g. http://host:8000/v1')
     .requiredOption('--model <name>', 'model name the server serves')
     .requiredOption('--steps <n>', 'sampling steps: recorded in speed.json and sent as the --steps-field request field', integerOption('--steps', { min: 1 }))

@@ -19,7 +19,6 @@ interface Options {
 /** `bitprep tables <results-dir...>`: the paper's Tables 1–3 with the user's rows and deltas against a published row. */
 export function tablesCommand(): Command {
   return new Command('tables')
-    .description("print the paper's Tables 1-3 with rows computed from results directories, and deltas against a published row")
     .argument('<results-dir...>', `one row each; files read: ${RESULT_FILES.join(', ')} (all optional; missing metrics print as "\u2014")`)
     .addOption(new Option('--table <n>', 'which table').choices(['1', '2', '3', 'all']).default('1'))
     .addOption(new Option('--format <f>', 'output format').choices([...FORMATS]).default('markdown'))

@@ -1,4 +1,4 @@
-import { InvalidArgumentError } from 'commander';
+import { InvalidArgumentError, Option } from 'commander';
 
 /**
  * Shared commander option-value parsers. Each factory takes the option's flag (e.g. `'--seed'`)
@@ -79,4 +79,22 @@ export function sizeOption(name: string): (v: string) => { width: number; height
 /** A repeatable string option: each occurrence is appended (use with default `[]`). */
 export function collectValues(v: string, prev: string[]): string[] {
   return [...prev, v];
+}
+
+/** `--set key=value`, repeatable: a config override, parsed by `parseOverride` (values are YAML). */
+export function setOption(
+  help = 'override a config value, e.g. --set image.size=256 (repeatable; values are read as YAML; --set key=null unsets an optional key or section, ' +
+    'e.g. --set aesthetic=null runs laion-filter download-only, and gives a defaulted key its default)',
+): Option {
+  return new Option('--set <key=value>', help).argParser(collectValues).default([]);
+}
+
+/** `-o, --output <url>`: where a job writes, instead of the config's `output`. */
+export function outputOption(): Option {
+  return new Option('-o, --output <url>', 'output directory or s3://bucket/prefix (overrides output)');
+}
+
+/** `--progress <mode>`: how a run shows its progress. */
+export function progressOption(): Option {
+  return new Option('--progress <mode>', 'progress display').choices(['auto', 'bar', 'plain', 'off']).default('auto');
 }

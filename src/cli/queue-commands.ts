@@ -1,10 +1,10 @@
-import { Command, Option } from 'commander';
+import { Command } from 'commander';
 import { EXIT } from './exit-codes.js';
-import { integerOption } from './option-parsers.js';
+import { integerOption, progressOption } from './option-parsers.js';
 import { stopOnSignals } from './stop-signals.js';
 // The executor (bullmq, ioredis) loads when a queue command runs, not with the CLI.
 import type { EnqueueOptions } from '../executors/queue-plan.js';
-import type { AnyJob, BaseJobConfig } from '../job.js';
+import type { AnyJob, BaseJobConfig, JobsLoader } from '../job.js';
 import { consoleLogger } from '../log.js';
 import type { Unit } from '../units/unit.js';
 
@@ -23,15 +23,14 @@ export async function planOnQueue(job: AnyJob, cfg: BaseJobConfig, units: Unit[]
 }
 
 /** `bitprep worker`: runs units from a queue until stopped (or until it is empty, with --exit-when-empty). */
-export function workerCommand(jobs: Record<string, AnyJob>): Command {
+export function workerCommand(jobs: JobsLoader): Command {
   return new Command('worker')
-    .description('take units from a queue (bitprep plan --queue) and run them; any number of workers on any machines')
     .requiredOption('--queue <url>', 'Redis URL of the queue, e.g. redis://:password@host:6379/0')
     .option('--queue-name <name>', 'queue to work on (default: the only queue planned in that Redis)')
     .option('--concurrency <n>', "units run at once by this worker (default: the config's parallel_units)", integerOption('--concurrency', { min: 1 }))
     .option('--exit-when-empty', 'exit once no unit is waiting, delayed or running (batch jobs)')
     .option('--lock-ms <ms>', "heartbeat lock: a dead worker's unit goes back to the queue within about twice this", integerOption('--lock-ms', { min: 1000 }), 30_000)
-    .addOption(new Option('--progress <mode>', 'progress display').choices(['auto', 'bar', 'plain', 'off']).default('auto'))
+    .addOption(progressOption())
     .option('--json', "print this worker's report as JSON")
     .action(async (o: { queue: string; queueName?: string; concurrency?: number; exitWhenEmpty?: boolean; lockMs: number; progress: 'auto' | 'bar' | 'plain' | 'off'; json?: boolean }) => {
       const signals = stopOnSignals('finishing the running unit(s)');
@@ -40,7 +39,7 @@ export function workerCommand(jobs: Record<string, AnyJob>): Command {
         const r = await runQueueWorker({
           url: o.queue,
           name: o.queueName,
-          jobs,
+          jobs: await jobs(),
           concurrency: o.concurrency,
           exitWhenEmpty: o.exitWhenEmpty ?? false,
           lockMs: o.lockMs,
@@ -62,7 +61,6 @@ export function workerCommand(jobs: Record<string, AnyJob>): Command {
 /** `bitprep status`: progress of a queue and its output. */
 export function statusCommand(): Command {
   return new Command('status')
-    .description('show the progress of a queue: BullMQ counts, dead-letter units, done units of the output')
     .requiredOption('--queue <url>', 'Redis URL of the queue')
     .option('--queue-name <name>', 'queue to show (default: the only queue planned in that Redis)')
     .option('--json', 'print the status as JSON')

@@ -15,7 +15,6 @@ const modelArg = (v: string, prev: [string, string][] = []): [string, string][] 
  */
 export function serveCommand(loadModel: (path: string, name: string) => Promise<TensorModel>): Command {
   return new Command('serve')
-    .description('serve models over the KServe v2 HTTP protocol (JSON and binary tensor data)')
     .requiredOption('--model <name=path>', 'a model to serve, e.g. --model clip=clip.onnx (repeatable)', modelArg)
     .option('--port <n>', 'port (0 = any free one)', integerOption('--port'), 8000)
     .option('--host <host>', 'address to listen on', '127.0.0.1')

@@ -1,6 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import YAML from 'yaml';
 import { z } from 'zod';
+import { ConfigError } from './config-error.js';
 import type { AnyJob } from '../job.js';
 import { BREAKER_DEFAULTS, breakerConfig } from '../outage.js';
 import { leaseConfig } from '../units/output-lease.js';
@@ -17,14 +18,6 @@ export const baseJobConfig = z.object({
   /** The run's lease on its output: one live writer at a time (src/units/output-lease.ts). */
   lease: leaseConfig.default(leaseConfig.parse({})),
 });
-
-/** A config error that names the file, the key and the problem. */
-export class ConfigError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'ConfigError';
-  }
-}
 
 /**
  * Sets `a.b.c` in a nested object, creating objects on the way. A numeric segment indexes an

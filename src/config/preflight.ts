@@ -1,7 +1,7 @@
 import type { BaseJobConfig, Job } from '../job.js';
 import type { Logger } from '../log.js';
 import type { Unit } from '../units/unit.js';
-import { ConfigError } from './load-config.js';
+import { ConfigError } from './config-error.js';
 
 /**
  * Everything wrong with a config that could be found before any work, listed at once. A

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { hostname } from 'node:os';
-import { ConfigError } from '../config/load-config.js';
+import { ConfigError } from '../config/config-error.js';
 import { changedSettings, formatChanges, operationalPatterns } from '../config/fixed-settings.js';
 import { findOutage, systemicWriteError } from '../outage.js';
 import { DEFAULT_LEASE_TTL_MS, OutputLease } from '../units/output-lease.js';

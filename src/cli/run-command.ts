@@ -1,0 +1,41 @@
+import { Command } from 'commander';
+import { integerOption, outputOption, progressOption, setOption } from './option-parsers.js';
+import { reportRun } from './report-run.js';
+import { stopOnSignals } from './stop-signals.js';
+import { loadConfig, parseOverride } from '../config/load-config.js';
+import { preflight } from '../config/preflight.js';
+import { executeLocal } from '../executors/local.js';
+import { resolveShardSelection } from '../executors/shard-select.js';
+import type { JobsLoader } from '../job.js';
+import { consoleLogger } from '../log.js';
+import { openStore } from '../stores/open-store.js';
+import { commandLine } from '../units/output-lease.js';
+
+/** `bitprep run <config>`: runs a job's units on this machine; rerunning resumes. */
+export function runCommand(jobs: JobsLoader): Command {
+  return new Command('run')
+    .argument('<config>', 'job config (.yaml or .json)')
+    .addOption(outputOption())
+    .addOption(setOption())
+    .option('--shard-index <n>', 'run only units i with i mod shard-count = n (array jobs)', integerOption('--shard-index'))
+    .option('--shard-count <n>', 'number of array tasks', integerOption('--shard-count'))
+    .option('--parallel-units <n>', 'units run at once on this machine (overrides parallel_units)', integerOption('--parallel-units'))
+    .addOption(progressOption())
+    .option('--json', 'print the run summary as JSON on stdout')
+    .action(async (configPath: string, o: { output?: string; set: string[]; shardIndex?: number; shardCount?: number; parallelUnits?: number; progress: 'auto' | 'bar' | 'plain' | 'off'; json?: boolean }) => {
+      const overrides = o.set.map(parseOverride);
+      if (o.output) overrides.push(['output', o.output]);
+      if (o.parallelUnits !== undefined) overrides.push(['parallel_units', o.parallelUnits]);
+      const { job, config } = await loadConfig(configPath, await jobs(), overrides);
+      const selection = resolveShardSelection({ shardIndex: o.shardIndex, shardCount: o.shardCount });
+      const { units } = await preflight(job, config, consoleLogger, configPath);
+      consoleLogger.info(`${job.name}: ${units.length} unit(s) → ${config.output}`);
+      const signals = stopOnSignals('stopping the running unit(s), which stay undone');
+      try {
+        const summary = await executeLocal(job, config, units, { output: openStore(config.output), log: consoleLogger, selection, progress: o.progress, signal: signals.signal, command: commandLine() });
+        reportRun(summary, config.output, { json: o.json });
+      } finally {
+        signals.dispose();
+      }
+    });
+}
