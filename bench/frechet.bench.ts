@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { FeatureStatistics, frechetDistanceTerms, writeFrechetStatistics, type FrechetStatistics, type FrechetTerms } from '../evaluation/metrics/frechet.js';
 import { productSimdAvailable } from '../evaluation/metrics/product-simd.js';
-import { symmetricEigenvalues } from '../evaluation/metrics/symmetric-eigen.js';
+import { symmetricEigenvalues } from '../evaluation/metrics/tridiagonal-eigen.js';
 import { writeNpy } from '../src/formats/npy.js';
 import { seededRandom } from '../src/seeded-random.js';
 import { timeMedian, type BenchResult } from './harness.js';

@@ -7,9 +7,10 @@ import {
   FeatureStatistics, featureStatistics, frechetDistance, frechetDistanceTerms, readFrechetStatistics, writeFrechetStatistics,
   type FrechetStatistics,
 } from '../evaluation/metrics/frechet.js';
-import {
-  accumulateProductNTPlain, accumulateProductNTSimd, pivotedCholesky, symmetricEigenvalues, symmetricProductEigenvalues,
-} from '../evaluation/metrics/symmetric-eigen.js';
+import { accumulateProductNTPlain, accumulateProductNTSimd } from '../evaluation/metrics/matrix-product.js';
+import { pivotedCholesky } from '../evaluation/metrics/pivoted-cholesky.js';
+import { symmetricProductEigenvalues } from '../evaluation/metrics/product-eigenvalues.js';
+import { symmetricEigenvalues } from '../evaluation/metrics/tridiagonal-eigen.js';
 import { productSimdAvailable, setProductSimd } from '../evaluation/metrics/product-simd.js';
 import { halfToFloat, floatToHalf } from '../src/formats/half-float.js';
 import { crc32, encodeNpz, parseNpz, readNpz, writeNpz } from '../src/formats/npz.js';

@@ -9,7 +9,7 @@
  * below 1e-3 (raising otherwise), adds 1e-6·I to both Σ when the root is not finite, and sums the
  * root's diagonal. Tr √(Σ1Σ2) is the sum of the square roots of the eigenvalues of Σ1Σ2, which
  * are real and ≥ 0 because Σ1Σ2 is similar to the symmetric semidefinite Fᵀ Σ2 F (Σ1 = F Fᵀ).
- * bitprep computes exactly that sum from the symmetric form (symmetric-eigen.ts:
+ * bitprep computes exactly that sum from the symmetric form (product-eigenvalues.ts:
  * symmetricProductEigenvalues), which is at least as accurate: a backward-stable symmetric
  * eigensolver gets every eigenvalue to an absolute n·ε·‖Σ1‖‖Σ2‖, whatever the conditioning,
  * while the Schur route on the non-normal product carries its eigenvector conditioning into the
@@ -25,7 +25,8 @@
  */
 import { readNpz, writeNpz } from '../../src/formats/npz.js';
 import { productKernel, productSimdAvailable } from './product-simd.js';
-import { accumulateProductNT, symmetricProductEigenvalues } from './symmetric-eigen.js';
+import { accumulateProductNT } from './matrix-product.js';
+import { symmetricProductEigenvalues } from './product-eigenvalues.js';
 
 /** Gaussian statistics of a feature set, as FID stats files (.npz with `mu`, `sigma`) hold them. */
 export interface FrechetStatistics {

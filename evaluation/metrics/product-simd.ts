@@ -1,5 +1,5 @@
 /**
- * WebAssembly SIMD (f64x2) kernel for accumulateProductNT (symmetric-eigen.ts), written as text in
+ * WebAssembly SIMD (f64x2) kernel for accumulateProductNT (matrix-product.ts), written as text in
  * product-simd.wat. Where WebAssembly SIMD is missing, `productKernel` gives null and the plain
  * TypeScript loops run; those stay the reference.
  *

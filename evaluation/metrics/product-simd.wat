@@ -1,4 +1,4 @@
-;; The f64x2 (WebAssembly SIMD) kernel of accumulateProductNT in symmetric-eigen.ts; the plain
+;; The f64x2 (WebAssembly SIMD) kernel of accumulateProductNT in matrix-product.ts; the plain
 ;; TypeScript loops there are the reference. Built into product-simd.wasm.ts by `npm run build:wasm`
 ;; (scripts/build-wasm.mjs); test/wasm-kernels.test.ts checks the built bytes are this text's.
 (module
