@@ -1,17 +1,12 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { link, mkdir, open, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import type { Readable } from 'node:stream';
 import { assertSafeName, ObjectNotFoundError } from './store.js';
 import type { ObjectWriter, Store, WrittenObject } from './store.js';
+import { PARTIAL_NAME, partialName, writeFileAtomic } from '../write-file-atomic.js';
 
-/** Matches the temp names written by put/putStream, so list() never reports half-written objects. */
-const PARTIAL = /\.partial-\d+-[0-9a-f]{12}$/;
-
-function tempName(path: string): string {
-  return `${path}.partial-${process.pid}-${randomBytes(6).toString('hex')}`;
-}
 
 function isMissing(err: unknown): boolean {
   const code = (err as NodeJS.ErrnoException | undefined)?.code;
@@ -92,14 +87,7 @@ export class FileStore implements Store {
     const path = this.path(name);
     const bytes = typeof data === 'string' ? Buffer.from(data, 'utf8') : data;
     await mkdir(dirname(path), { recursive: true });
-    const tmp = tempName(path);
-    try {
-      await writeFile(tmp, bytes);
-      await rename(tmp, path);
-    } catch (err) {
-      await rm(tmp, { force: true });
-      throw err;
-    }
+    await writeFileAtomic(path, bytes);
     return { name, bytes: bytes.byteLength, sha256: createHash('sha256').update(bytes).digest('hex') };
   }
 
@@ -113,7 +101,7 @@ export class FileStore implements Store {
     const path = this.path(name);
     const bytes = typeof data === 'string' ? Buffer.from(data, 'utf8') : data;
     await mkdir(dirname(path), { recursive: true });
-    const tmp = tempName(path);
+    const tmp = partialName(path);
     await writeFile(tmp, bytes, { flag: 'wx' });
     try {
       await link(tmp, path);
@@ -137,7 +125,7 @@ export class FileStore implements Store {
   async putStream(name: string): Promise<ObjectWriter> {
     const path = this.path(name);
     await mkdir(dirname(path), { recursive: true });
-    const tmp = tempName(path);
+    const tmp = partialName(path);
     const fh = await open(tmp, 'wx');
     const hash = createHash('sha256');
     let bytes = 0;
@@ -198,7 +186,7 @@ export class FileStore implements Store {
         const name = rel ? `${rel}/${e.name}` : e.name;
         if (e.isDirectory()) {
           if (`${name}/`.startsWith(prefix)) await walk(name);
-        } else if (e.isFile() && !PARTIAL.test(e.name) && name.startsWith(prefix)) out.push(name);
+        } else if (e.isFile() && !PARTIAL_NAME.test(e.name) && name.startsWith(prefix)) out.push(name);
       }
     };
     await walk(base);
@@ -216,7 +204,7 @@ export class FileStore implements Store {
       if (isMissing(err)) return [] as string[];
       throw err;
     });
-    const stale = entries.filter((n) => n.startsWith(base) && PARTIAL.test(n));
+    const stale = entries.filter((n) => n.startsWith(base) && PARTIAL_NAME.test(n));
     await Promise.all(stale.map((n) => rm(join(this.root, dir, n), { force: true })));
     return stale.length;
   }

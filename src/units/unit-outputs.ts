@@ -1,5 +1,6 @@
 import type { ObjectWriter, Store, WrittenObject } from '../stores/store.js';
-import { doneName, type DoneMarker, type UnitStats } from './unit.js';
+import type { Funnel, StageStats } from '../stats.js';
+import { doneName, finishedUnitStats, type DoneMarker, type UnitStats } from './unit.js';
 
 /**
  * Collects a unit's outputs and commits them: every output is written atomically under its final
@@ -44,6 +45,16 @@ export class UnitOutputs {
   keep(obj: WrittenObject): void {
     if (!obj.name.startsWith(`${this.unitId}.`)) throw new Error(`unit ${this.unitId}: cannot keep ${obj.name}, which is not one of its outputs`);
     this.written.push(obj);
+  }
+
+  /**
+   * Commits a unit that ran now: its stats (finished now, `rows` per second: default the funnel's
+   * rows in), then the marker. Returns the stats.
+   */
+  async finish(o: { started: Date; funnel: Funnel; stages: StageStats[]; rows?: number }): Promise<UnitStats> {
+    const stats = finishedUnitStats({ ...o, job: this.job, unitId: this.unitId });
+    await this.commit(stats);
+    return stats;
   }
 
   async commit(stats: UnitStats): Promise<DoneMarker> {

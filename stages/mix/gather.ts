@@ -3,7 +3,7 @@ import { encodeLatentShard, latentShardName } from '../../src/formats/latent-sha
 import { emptyFunnel, StatsCollector } from '../../src/stats.js';
 import type { Store } from '../../src/stores/store.js';
 import { UnitOutputs } from '../../src/units/unit-outputs.js';
-import { finishedUnitStats, type UnitStats } from '../../src/units/unit.js';
+import type { UnitStats } from '../../src/units/unit.js';
 import { CAPTION_KINDS } from './caption-policy.js';
 import { shardInfo } from './mixture.js';
 import type { SelectionFile } from './selection.js';
@@ -68,9 +68,7 @@ export async function gatherShard(o: GatherOptions): Promise<UnitStats> {
     Object.assign(st.units, { samples: rows.length, bytes: shard.bytes, runs_read: o.runs.length, ...kinds });
     st.busySeconds = (performance.now() - t0) / 1000;
     o.onRows(rows.length);
-    const unitStats = finishedUnitStats({ job: o.job, unitId: o.unitId, started: o.started, funnel: emptyFunnel(), stages: stats.all(), rows: rows.length });
-    await outputs.commit(unitStats);
-    return unitStats;
+    return await outputs.finish({ started: o.started, funnel: emptyFunnel(), stages: stats.all(), rows: rows.length });
   } catch (err) {
     await outputs.abort();
     throw err;

@@ -5,7 +5,7 @@ import { countInFunnel, emptyFunnel, StatsCollector } from '../../src/stats.js';
 import { openStore } from '../../src/stores/open-store.js';
 import type { Store } from '../../src/stores/store.js';
 import { UnitOutputs } from '../../src/units/unit-outputs.js';
-import { finishedUnitStats, type UnitStats } from '../../src/units/unit.js';
+import type { UnitStats } from '../../src/units/unit.js';
 import { captionDraw, chooseCaption } from './caption-policy.js';
 import { FeistelPermutation } from './feistel.js';
 import { deriveSeed, hash32, rowIdentity } from './hash.js';
@@ -120,9 +120,7 @@ export async function scatterUnit(o: ScatterOptions): Promise<UnitStats> {
     // A unit of only empty input shards still writes its (empty) records, with their columns.
     await outputs.put('.parquet', encodeRecords(records, { columns }));
     st.busySeconds = (performance.now() - t0) / 1000;
-    const unitStats = finishedUnitStats({ job: o.job, unitId: o.unitId, started: o.started, funnel, stages: stats.all() });
-    await outputs.commit(unitStats);
-    return unitStats;
+    return await outputs.finish({ started: o.started, funnel, stages: stats.all() });
   } catch (err) {
     await outputs.abort();
     throw err;

@@ -5,7 +5,7 @@ import { ColumnNames, encodeRecords, jobColumns, toRecord, webDatasetMembers } f
 import { countInFunnel, emptyFunnel, type StatsCollector } from '../../src/stats.js';
 import type { Store } from '../../src/stores/store.js';
 import { UnitOutputs } from '../../src/units/unit-outputs.js';
-import { finishedUnitStats, type UnitStats } from '../../src/units/unit.js';
+import type { UnitStats } from '../../src/units/unit.js';
 import type { DroppedThumbnails } from './dropped-thumbnails.js';
 
 export interface ImageShardSinkOptions {
@@ -72,9 +72,7 @@ export async function writeImageShards(stream: AsyncIterable<Sample>, opts: Imag
     await tarOut.close();
     if (opts.thumbnails) await opts.thumbnails.write(outputs);
     await outputs.put('.parquet', encodeRecords(records, { columns: opts.columns ?? jobColumns(opts.job), types: opts.columnTypes }));
-    const stats = finishedUnitStats({ job: opts.job, unitId: opts.unitId, started: opts.started, funnel, stages: opts.stats.all() });
-    await outputs.commit(stats);
-    return stats;
+    return await outputs.finish({ started: opts.started, funnel, stages: opts.stats.all() });
   } catch (err) {
     await outputs.abort();
     throw err;

@@ -3,7 +3,7 @@ import { encodeRecords, jobColumns, toRecord } from '../../src/records.js';
 import type { Sample } from '../../src/sample.js';
 import { countInFunnel, emptyFunnel } from '../../src/stats.js';
 import { UnitOutputs } from '../../src/units/unit-outputs.js';
-import { finishedUnitStats, type UnitStats } from '../../src/units/unit.js';
+import type { UnitStats } from '../../src/units/unit.js';
 import { unitColumnNames, type ImageShardSinkOptions } from './image-shards.js';
 
 export interface LatentShardSinkOptions extends ImageShardSinkOptions {
@@ -52,9 +52,7 @@ export async function writeLatentShards(stream: AsyncIterable<Sample>, opts: Lat
     sinkStats.units.bytes = shard.bytes;
     await outputs.put('.parquet', encodeRecords(records, { columns, types: opts.columnTypes }));
     sinkStats.busySeconds += (performance.now() - t0) / 1000;
-    const stats = finishedUnitStats({ job: opts.job, unitId: opts.unitId, started: opts.started, funnel, stages: opts.stats.all() });
-    await outputs.commit(stats);
-    return stats;
+    return await outputs.finish({ started: opts.started, funnel, stages: opts.stats.all() });
   } catch (err) {
     await outputs.abort();
     throw err;
