@@ -5,12 +5,12 @@ import { ReplicaPool } from '../src/models/replica-pool.js';
 import type { TensorModel } from '../src/models/tensor.js';
 import type { Stage } from '../src/stage.js';
 import { AestheticHead } from '../stages/aesthetic-head.js';
-import { aestheticFilter, checkClipModel, checkEmbeddingPairs, clipAestheticStage, embeddingAestheticStage } from '../stages/aesthetic.js';
-import { textDetectorStage } from '../stages/ocr/detector-stage.js';
+import { aestheticFilter, checkClipModel, checkEmbeddingPairs, clipAestheticOptions, clipAestheticStage, embeddingAestheticOptions, embeddingAestheticStage } from '../stages/aesthetic.js';
+import { textDetectorStage, textDetectorStageOptions } from '../stages/ocr/detector-stage.js';
 import { tesseractOcrStage } from '../stages/ocr/ocr-stage.js';
-import { TesseractPool } from '../stages/ocr/tesseract-pool.js';
-import { textFilter, TEXT_DEFAULTS } from '../stages/text-filter.js';
-
+import { TesseractPool, tesseractPoolOptions } from '../stages/ocr/tesseract-pool.js';
+import { textFilter, textThresholds } from '../stages/text-filter.js';
+import { unsetDefaults } from './config-parts.js';
 
 /** The LAION improved aesthetic predictor (stages/aesthetic.ts); README: Aesthetic score. */
 export const aestheticOptions = z.object({
@@ -19,17 +19,10 @@ export const aestheticOptions = z.object({
   /** Embeddings from a CLIP ViT-L/14 image tower… */
   clip: z.object({
     model: modelSource,
-    input_name: z.string().default('pixel_values'),
-    output_name: z.string().default('image_embeds'),
-    image_size: z.number().int().min(8).default(224),
-    batch_size: z.number().int().min(1).default(32),
+    ...clipAestheticOptions.pick({ input_name: true, output_name: true, image_size: true, batch_size: true }).shape,
   }).strict().optional(),
   /** …or LAION's precomputed img_emb_*.npy with their metadata_*.parquet. */
-  embeddings: z.object({
-    pairs: z.array(z.object({ embeddings: z.string(), metadata: z.string() }).strict()).min(1),
-    join: z.enum(['row', 'url']),
-    url_column: z.string().default('url'),
-  }).strict().optional(),
+  embeddings: embeddingAestheticOptions.pick({ pairs: true, join: true, url_column: true }).optional(),
   /** Drop below this score (funnel line `aesthetic`); LAION-Aesthetics V2 subsets use 4.5, 5, 6, 6.5. Unset: annotate only. */
   min_score: z.number().optional(),
 }).strict().refine((a) => (a.clip ? 1 : 0) + (a.embeddings ? 1 : 0) === 1, { message: 'give exactly one of aesthetic.clip and aesthetic.embeddings' });
@@ -38,23 +31,14 @@ export const aestheticOptions = z.object({
 export const ocrOptions = z.object({
   /** tesseract: tesseract.js workers, offline; detector: a DBNet-style text-detection model. */
   backend: z.enum(['tesseract', 'detector']).default('tesseract'),
-  /** tesseract.js workers (default one per core). */
-  workers: z.number().int().min(1).optional(),
+  /** tesseract.js workers (unset: the pool's default, one per core). */
+  workers: unsetDefaults(tesseractPoolOptions).shape.workers,
+  /** The detector model and its options (stages/ocr/detector-stage.ts); unset keys take the stage's defaults when it runs. */
   detector: z.object({
     model: modelSource,
-    input_name: z.string().optional(),
-    output_name: z.string().optional(),
-    limit_side: z.number().int().min(32).optional(),
-    threshold: z.number().min(0).max(1).optional(),
-    box_threshold: z.number().min(0).max(1).optional(),
-    unclip_ratio: z.number().min(0).optional(),
-    channel_order: z.enum(['rgb', 'bgr']).optional(),
-    batch_size: z.number().int().min(1).optional(),
+    ...unsetDefaults(textDetectorStageOptions.pick({ input_name: true, output_name: true, limit_side: true, threshold: true, box_threshold: true, unclip_ratio: true, channel_order: true, batch_size: true })).shape,
   }).strict().optional(),
-  /** Drop when text boxes cover more than this fraction of the image (funnel line `text_density`). */
-  max_density: z.number().min(0).max(1).default(TEXT_DEFAULTS.max_density),
-  /** Drop when there is text and its median word height is below this fraction of the image height (`text_height`). */
-  min_text_height: z.number().min(0).max(1).default(TEXT_DEFAULTS.min_text_height),
+  ...textThresholds.shape,
 }).strict().refine((o) => o.backend !== 'detector' || o.detector !== undefined, { message: 'backend detector needs ocr.detector.model' });
 
 export type AestheticOptions = z.infer<typeof aestheticOptions>;
@@ -111,8 +95,10 @@ export class Annotators {
     const out: Stage[] = [];
     if (this.aesthetic) {
       const { head, pool, cfg } = this.aesthetic;
-      if (cfg.clip && pool) out.push(clipAestheticStage({ head, pool, ...cfg.clip }));
-      else if (cfg.embeddings) out.push(embeddingAestheticStage({ head, ...cfg.embeddings }));
+      if (cfg.clip && pool) {
+        const { model: _model, ...clip } = cfg.clip;
+        out.push(clipAestheticStage({ head, pool, ...clip }));
+      } else if (cfg.embeddings) out.push(embeddingAestheticStage({ head, ...cfg.embeddings }));
       if (cfg.min_score !== undefined) out.push(aestheticFilter({ min: cfg.min_score }));
     }
     if (this.ocr) {

@@ -11,7 +11,7 @@ import { openStore } from '../src/stores/open-store.js';
 import { AESTHETIC_DIMS, AestheticHead } from '../stages/aesthetic-head.js';
 import { checkClipModel, checkEmbeddingPairs } from '../stages/aesthetic.js';
 import { BIT_ENCODER_CONTRACT, BitEncoderContractError } from '../stages/bit-encoder.js';
-import { TextDetector } from '../stages/ocr/text-detector.js';
+import { checkDetectorModel } from '../stages/ocr/detector-stage.js';
 import type { AestheticOptions, OcrOptions } from './annotations.js';
 
 /**
@@ -261,7 +261,7 @@ export async function checkOcr(key: string, o: OcrOptions, log: Logger): Promise
   if (o.backend !== 'detector' || !o.detector) return [];
   const { model, ...det } = o.detector;
   // The options as the pipeline hands them to the stage (pipelines/annotations.ts).
-  return checkModelSource(`${key}.detector.model`, model, (m) => void new TextDetector(m, det), log);
+  return checkModelSource(`${key}.detector.model`, model, (m) => checkDetectorModel(m, det), log);
 }
 
 /** Image-shard inputs (recaption, dalle-ingest, pre-encode): every path exists and holds tars. */

@@ -1,5 +1,5 @@
-import { availableParallelism } from 'node:os';
 import { z } from 'zod';
+import { decodeResizeOptions } from '../stages/decode-resize.js';
 
 /** Rows (or files) per unit, and so per output shard (img2dataset: 10,000). */
 export const unitRows = z.number().int().min(1).default(10_000);
@@ -30,35 +30,19 @@ const input = z.discriminatedUnion('kind', [
   }).strict(),
 ]);
 
-/** Decode and resize settings (stages/decode-resize.ts). */
-export const imageOptions = z.object({
-  /** Target size in pixels (square side for centre_crop and border, longer side for keep_ratio). */
-  size: z.number().int().min(8).max(16384).default(512),
-  mode: z.enum(['centre_crop', 'keep_ratio', 'border', 'none']).default('centre_crop'),
-  /** Images whose shorter edge is below this are dropped (the paper: half the target size). */
-  min_edge: z.number().int().min(0).default(0),
-  max_aspect_ratio: z.number().min(1).optional(),
-  format: z.enum(['jpeg', 'webp', 'png']).default('jpeg'),
-  quality: z.number().int().min(1).max(100).default(95),
-  /** Decompression-bomb guard: larger images fail without being decoded. */
-  max_pixels: z.number().int().min(1).default(100_000_000),
-}).strict();
+/** Decode and resize settings: the keys of stages/decode-resize.ts that configs expose, with its defaults. */
+export const imageOptions = decodeResizeOptions.pick({ size: true, mode: true, min_edge: true, max_aspect_ratio: true, format: true, quality: true, max_pixels: true });
+
+type Unset<T> = T extends z.ZodDefault<infer U extends z.core.SomeType> ? z.ZodOptional<U> : T extends z.ZodOptional ? T : T extends z.core.SomeType ? z.ZodOptional<T> : never;
 
 /**
- * Thumbnails of dropped images for `bitprep report` (`<unit>.thumbs`). Bounded per unit so
- * the sidecar stays small at LAION scale: 60k units × 12 × ~5 KB ≈ 3.6 GB at 600M rows, about
- * 0.1% of the dataset.
+ * A stage's options schema with every key optional and no defaults, for config sections whose
+ * unset keys stay unset in the parsed config (and in the config an output records) and take the
+ * stage's defaults when the stage parses them.
  */
-export const thumbnailOptions = z.object({
-  /** Dropped samples kept as thumbnails per unit, spread round-robin over drop reasons; 0 writes no sidecar. */
-  dropped_per_unit: z.number().int().min(0).default(12),
-}).strict();
-
-/**
- * Images decoded and encoded at once. sharp runs on libuv's thread pool, and the main thread
- * needs slack for tar and records: two per core (at least 4) measured level with bare sharp at
- * its best (bench/decode-resize.bench.ts), where one per core cost 15–25% more.
- */
-export const decodeConcurrency = z.number().int().min(1).default(Math.max(4, 2 * availableParallelism()));
+export function unsetDefaults<S extends z.ZodRawShape>(schema: z.ZodObject<S, z.core.$strict>): z.ZodObject<{ [K in keyof S]: Unset<S[K]> }, z.core.$strict> {
+  const shape = Object.fromEntries(Object.entries(schema.shape).map(([k, v]) => [k, (v instanceof z.ZodDefault ? (v.removeDefault() as z.ZodType) : (v as z.ZodType)).optional()]));
+  return z.object(shape).strict() as never;
+}
 
 export { input as imageShardsInput };

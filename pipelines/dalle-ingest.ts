@@ -5,10 +5,10 @@ import type { Unit, UnitStats } from '../src/units/unit.js';
 import { SampleError, fail, type Sample } from '../src/sample.js';
 import { countOutcome, pipe, type Stage } from '../src/stage.js';
 import { StatsCollector } from '../src/stats.js';
-import { decodeResize } from '../stages/decode-resize.js';
+import { decodeConcurrency, decodeResize } from '../stages/decode-resize.js';
 import { writeImageShards } from '../stages/sinks/image-shards.js';
 import { planWebDatasetUnits, webDatasetSource } from '../stages/sources/webdataset-source.js';
-import { decodeConcurrency, imageOptions } from './config-parts.js';
+import { imageOptions } from './config-parts.js';
 import { checkTarInputs } from './checks.js';
 
 export const dalleIngestConfig = baseJobConfig.extend({

@@ -3,16 +3,16 @@ import { z } from 'zod';
 import { baseJobConfig } from '../src/config/load-config.js';
 import type { Job, JobSession } from '../src/job.js';
 import type { Logger } from '../src/log.js';
-import { ImageClient } from '../src/models/openai-images.js';
+import { IMAGE_REQUEST_TIMEOUT_MS, ImageClient } from '../src/models/openai-images.js';
 import { ReplicaPool } from '../src/models/replica-pool.js';
 import { pipe } from '../src/stage.js';
 import { StatsCollector } from '../src/stats.js';
 import type { Unit } from '../src/units/unit.js';
-import { decodeResize } from '../stages/decode-resize.js';
+import { decodeConcurrency, decodeResize } from '../stages/decode-resize.js';
 import { buildPromptSelection, layoutPromptInputs, promptSelection, promptSource, setUnitId, type PromptSelection } from '../stages/prompt-selection.js';
 import { writeImageShards } from '../stages/sinks/image-shards.js';
 import { IMAGE_MODEL_PRESETS, synthesize, type GenerationSettings } from '../stages/synthesize.js';
-import { decodeConcurrency, imageOptions, unitRows } from './config-parts.js';
+import { imageOptions, unitRows } from './config-parts.js';
 import { listInputFiles, missingColumnProblem, readSchemas } from './checks.js';
 
 /** Fields the client sets itself; `extra` may not override them. */
@@ -45,7 +45,7 @@ const modelConfig = z.object({
   /** Requests one endpoint gets at once; 2 keeps a GPU busy across the round trip. */
   max_in_flight_per_endpoint: z.number().int().min(1).default(2),
   /** Per request; a queue on a busy server counts too. */
-  timeout_ms: z.number().int().min(1).default(300_000),
+  timeout_ms: z.number().int().min(1).default(IMAGE_REQUEST_TIMEOUT_MS),
   /** Retries of a transient failure on the same endpoint before the call moves to another. */
   retries: z.number().int().min(0).default(2),
   /** First retry backoff; doubles per retry with jitter. */

@@ -5,13 +5,13 @@ import type { Job, UnitContext } from '../src/job.js';
 import type { Unit, UnitStats } from '../src/units/unit.js';
 import { pipe, type Stage } from '../src/stage.js';
 import { StatsCollector } from '../src/stats.js';
-import { decodeResize } from '../stages/decode-resize.js';
-import { readLocal } from '../stages/read-local.js';
+import { decodeConcurrency, decodeResize } from '../stages/decode-resize.js';
+import { readConcurrency, readLocal } from '../stages/read-local.js';
 import { writeImageShards } from '../stages/sinks/image-shards.js';
 import { folderSource, planFolderUnits } from '../stages/sources/folder-source.js';
 import { parquetSource, planParquetUnits } from '../stages/sources/parquet-source.js';
 import { planWebDatasetUnits, webDatasetSource } from '../stages/sources/webdataset-source.js';
-import { decodeConcurrency, imageOptions, imageShardsInput } from './config-parts.js';
+import { imageOptions, imageShardsInput } from './config-parts.js';
 import { checkParquetInput, listInputFiles, messageOf, shown } from './checks.js';
 import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -22,7 +22,7 @@ export const imageShardsConfig = baseJobConfig.extend({
   image: imageOptions.default(imageOptions.parse({})),
   decode_concurrency: decodeConcurrency,
   /** Local files read at once. */
-  read_concurrency: z.number().int().min(1).default(16),
+  read_concurrency: readConcurrency,
 }).strict();
 
 export type ImageShardsConfig = z.infer<typeof imageShardsConfig>;

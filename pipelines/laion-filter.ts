@@ -5,49 +5,27 @@ import type { Job, JobSession, RefilterVerdict } from '../src/job.js';
 import { pipe } from '../src/stage.js';
 import { StatsCollector } from '../src/stats.js';
 import { columnFilters, columnFilterSchema } from '../stages/column-filters.js';
-import { decodeResize } from '../stages/decode-resize.js';
+import { decodeConcurrency, decodeResize } from '../stages/decode-resize.js';
 import { exactDedup, ExactSeenSet } from '../stages/dedup-exact.js';
-import { fetchStage, TRANSIENT_FETCH_CODES } from '../stages/fetch.js';
-import { DroppedThumbnails } from '../stages/sinks/dropped-thumbnails.js';
+import { fetchOptions, fetchStage, TRANSIENT_FETCH_CODES } from '../stages/fetch.js';
+import { DroppedThumbnails, droppedThumbnailOptions } from '../stages/sinks/dropped-thumbnails.js';
 import { writeImageShards } from '../stages/sinks/image-shards.js';
 import { parquetSource, planParquetUnits } from '../stages/sources/parquet-source.js';
 import { textVerdict } from '../stages/text-filter.js';
 import { aestheticOptions, Annotators, ocrOptions } from './annotations.js';
-import { decodeConcurrency, imageOptions, parquetInput, thumbnailOptions } from './config-parts.js';
+import { imageOptions, parquetInput, unsetDefaults } from './config-parts.js';
 import { checkAesthetic, checkOcr, checkParquetInput, missingColumnProblem, PARQUET_SOURCE_FIELDS } from './checks.js';
 import { checkColumnFilters } from '../stages/column-filters.js';
 import { allowListProblems } from '../src/net/address-policy.js';
 import type { Logger } from '../src/log.js';
-
-/** Download settings (stages/fetch.ts); unset keys take the stage's defaults. */
-const fetchOptions = z.object({
-  /** Downloads in flight at once, all hosts together. */
-  concurrency: z.number().int().min(1).optional(),
-  /** Downloads in flight per host name. */
-  per_host: z.number().int().min(1).optional(),
-  connect_timeout_ms: z.number().int().min(1).optional(),
-  /** Longest silence between two chunks of a body. */
-  read_timeout_ms: z.number().int().min(1).optional(),
-  total_timeout_ms: z.number().int().min(1).optional(),
-  /** Retries of transient failures (timeouts, resets, 429, 5xx). */
-  retries: z.number().int().min(0).optional(),
-  /** First retry backoff; doubles per retry with jitter, capped at 30 s. */
-  retry_delay_ms: z.number().int().min(0).optional(),
-  max_redirects: z.number().int().min(0).optional(),
-  max_bytes: z.number().int().min(1).optional(),
-  user_agent: z.string().optional(),
-  /** Addresses (CIDR) allowed although private, loopback or link-local, e.g. ["127.0.0.1/32"]. */
-  allow_addresses: z.array(z.string()).optional(),
-  /** Honour X-Robots-Tag noai / noimageai / noindex / noimageindex opt-outs. */
-  respect_robots: z.boolean().optional(),
-}).strict();
 
 export const laionFilterConfig = baseJobConfig.extend({
   job: z.literal('laion-filter'),
   input: parquetInput,
   /** Column filters applied before anything is downloaded, in order; each is a funnel line. */
   filters: columnFilterSchema.default([]),
-  fetch: fetchOptions.default({}),
+  /** Download settings (stages/fetch.ts); unset keys take the stage's defaults when it runs. */
+  fetch: unsetDefaults(fetchOptions).default({}),
   image: imageOptions.default(imageOptions.parse({})),
   /** Drop exact duplicates (same original bytes) within a unit. */
   dedup: z.boolean().default(true),
@@ -57,7 +35,7 @@ export const laionFilterConfig = baseJobConfig.extend({
   /** OCR text density and size (and their filters), after the aesthetic filter. */
   ocr: ocrOptions.optional(),
   /** Thumbnails of dropped images for `bitprep report`. */
-  thumbnails: thumbnailOptions.default(thumbnailOptions.parse({})),
+  thumbnails: droppedThumbnailOptions.default(droppedThumbnailOptions.parse({})),
 }).strict();
 
 export type LaionFilterConfig = z.infer<typeof laionFilterConfig>;
@@ -92,7 +70,7 @@ function openLaionFilter(cfg: LaionFilterConfig): JobSession {
     async run(unit, ctx) {
       const started = new Date();
       const stats = new StatsCollector();
-      const thumbnails = cfg.thumbnails.dropped_per_unit > 0 ? new DroppedThumbnails(cfg.thumbnails.dropped_per_unit) : undefined;
+      const thumbnails = DroppedThumbnails.fromOptions(cfg.thumbnails);
       const stream = pipe(parquetSource(unit, cfg.input), stagesOf(cfg, new ExactSeenSet(), await annotatorsOnce(), thumbnails), { unitId: unit.id, stats, log: ctx.log, signal: ctx.signal });
       return writeImageShards(stream, { output: ctx.output, job: 'laion-filter', unitId: unit.id, stats, started, onRows: ctx.onRows, thumbnails });
     },

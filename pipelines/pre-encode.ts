@@ -10,11 +10,11 @@ import { pipe, type Stage } from '../src/stage.js';
 import { StatsCollector } from '../src/stats.js';
 import { checkBitEncoder } from '../stages/bit-encoder.js';
 import { captionTokensStage, loadCaptionTokenizer, tokenColumnTypes, tokensField, textTokensConfig, type CaptionTokenizer, type TextTokensConfig } from '../stages/caption-tokens.js';
-import { encodeStages } from '../stages/encode.js';
+import { encoderOptions, encodeStages } from '../stages/encode.js';
 import { writeLatentShards } from '../stages/sinks/latent-shards.js';
 import { planWebDatasetUnits, webDatasetSource } from '../stages/sources/webdataset-source.js';
 import { loadTensorModels, modelSource } from '../src/models/model-source.js';
-import { decodeConcurrency, unitRows } from './config-parts.js';
+import { unitRows } from './config-parts.js';
 import { checkModelSource, checkTarInputs, fileProblem, messageOf } from './checks.js';
 
 export const preEncodeConfig = baseJobConfig.extend({
@@ -29,15 +29,10 @@ export const preEncodeConfig = baseJobConfig.extend({
   /** The BIT encoder: an ONNX export in process, or KServe v2 endpoints (one per GPU). */
   encoder: z.object({
     model: modelSource,
-    /** Input side in pixels; images are centre-cropped and resized to it (the paper: 512). */
-    size: z.number().int().min(16).default(512),
-    /** Images per encoder call. */
-    batch_size: z.number().int().min(1).default(32),
-    /** Batches decoded ahead and in flight (default 2 per replica). */
-    max_batches_in_flight: z.number().int().min(1).optional(),
-    max_wait_ms: z.number().int().min(0).default(100),
+    /** Size, batching and waiting (stages/encode.ts). */
+    ...encoderOptions.omit({ decode_concurrency: true }).shape,
   }).strict(),
-  decode_concurrency: decodeConcurrency,
+  decode_concurrency: encoderOptions.shape.decode_concurrency,
   /** Optional: caption token ids stored beside the latent (stages/caption-tokens.ts documents the options). */
   text_tokens: textTokensConfig.optional(),
 }).strict();

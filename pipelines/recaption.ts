@@ -83,12 +83,12 @@ export const recaptionConfig = baseJobConfig.extend({
     seed: z.number().int().min(0).default(0),
     /** Extra top-level request fields, e.g. {top_p: 0.9, repetition_penalty: 1.05}. */
     extra: z.record(z.string(), z.unknown()).default({}),
-  }).strict().default({ max_tokens: 512, temperature: 0.3, seed: 0, extra: {} }),
+  }).strict().prefault({}),
   /** The image as sent: fitted inside max_side (Qwen2.5-VL spends a visual token per 28×28 pixels), JPEG. */
   request_image: z.object({
     max_side: z.number().int().min(28).default(448),
     quality: z.number().int().min(1).max(100).default(90),
-  }).strict().default({ max_side: 448, quality: 90 }),
+  }).strict().prefault({}),
   /** What a caption must satisfy (stages/recaption/caption-check.ts). */
   validation: z.object({
     long: captionRules.default(CAPTION_CHECK_DEFAULTS.long),

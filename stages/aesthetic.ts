@@ -11,6 +11,7 @@
  *   row-aligned with their `metadata_XXXX.parquet`, so no model runs at all.
  */
 import { basename } from 'node:path';
+import { z } from 'zod';
 import { NpyFile } from '../src/formats/npy.js';
 import { parquetSourceFromStore, readParquetMeta, readParquetRowGroups } from '../src/formats/parquet-read.js';
 import { modelBatchStage } from '../src/models/batcher.js';
@@ -23,50 +24,55 @@ import { addUnits } from '../src/stats.js';
 import { openInputFile } from '../src/stores/input-file.js';
 import type { AestheticHead } from './aesthetic-head.js';
 import { CLIP_SIZE, clipNormalize, clipResizeCrop, decodeForClip } from './clip-preprocess.js';
+import { parseStageOptions } from './stage-options.js';
 
 export const AESTHETIC_FIELD = 'aesthetic_score';
 
 // ---------------------------------------------------------------------------------------------
 // CLIP image tower → head
 
-export interface ClipAestheticOptions {
+/** Options of clipAestheticStage (unset keys take the defaults below). */
+export const clipAestheticOptions = z.object({
+  /** Model input taking [N, 3, size, size] FP32 (or FP16) pixels. */
+  input_name: z.string().default('pixel_values'),
+  /** Model output holding [N, 768] embeddings, normalised or not. */
+  output_name: z.string().default('image_embeds'),
+  /** Crop size of the tower (224; 336 for ViT-L/14@336px). */
+  image_size: z.number().int().min(8).default(CLIP_SIZE),
+  /** Images per model call. */
+  batch_size: z.number().int().min(1).default(32),
+  /** Send a partial batch after this long. */
+  max_wait_ms: z.number().int().min(0).default(50),
+  /** Batches between input and output at once (default 2 × replicas). */
+  max_batches_in_flight: z.number().int().min(1).optional(),
+  /** Field the score goes to. */
+  field: z.string().min(1).default(AESTHETIC_FIELD),
+}).strict();
+
+/** What clipAestheticStage takes: the options and the loaded models. */
+export type ClipAestheticOptions = z.input<typeof clipAestheticOptions> & {
   /** The loaded head (AestheticHead.load), so a missing or malformed file fails at start-up. */
   head: AestheticHead;
   /** Replicas of the CLIP ViT-L/14 image tower. */
   pool: ReplicaPool<TensorModel>;
-  /** Model input taking [N, 3, size, size] FP32 (or FP16) pixels (default `pixel_values`). */
-  input_name?: string;
-  /** Model output holding [N, 768] embeddings, normalised or not (default `image_embeds`). */
-  output_name?: string;
-  /** Crop size of the tower (default 224; 336 for ViT-L/14@336px). */
-  image_size?: number;
-  /** Images per model call (default 32). */
-  batch_size?: number;
-  /** Send a partial batch after this long (default 50 ms). */
-  max_wait_ms?: number;
-  /** Batches between input and output at once (default 2 × replicas). */
-  max_batches_in_flight?: number;
-  /** Field the score goes to (default aesthetic_score). */
-  field?: string;
-}
+};
 
-export interface ClipModelCheck {
-  input_name?: string;
-  output_name?: string;
-  image_size?: number;
-  batch_size?: number;
+/** The options that decide whether a tower fits (checkClipModel). */
+const clipModelOptions = clipAestheticOptions.pick({ input_name: true, output_name: true, image_size: true, batch_size: true });
+
+export type ClipModelCheck = z.input<typeof clipModelOptions> & {
   /** Embedding width the head takes. */
   dim: number;
-}
+};
 
 /**
  * Throws, naming the model and the tensor, when a tower cannot serve the stage: call it on each
  * replica at start-up. The stage checks again on a replica's first call.
  */
 export function checkClipModel(model: TensorModel, opts: ClipModelCheck): void {
-  const inName = opts.input_name ?? 'pixel_values';
-  const outName = opts.output_name ?? 'image_embeds';
-  const size = opts.image_size ?? CLIP_SIZE;
+  // Only the options that decide the fit: callers pass their whole section (model source included).
+  const o = parseStageOptions('aesthetic-clip', clipModelOptions, { input_name: opts.input_name, output_name: opts.output_name, image_size: opts.image_size, batch_size: opts.batch_size });
+  const { input_name: inName, output_name: outName, image_size: size } = o;
   const names = (l: { name: string }[]) => l.map((t) => t.name).join(', ');
   const inp = model.inputs.find((t) => t.name === inName);
   if (!inp) throw new Error(`model ${model.name}: no input "${inName}" (inputs: ${names(model.inputs)}); set aesthetic input_name`);
@@ -77,7 +83,7 @@ export function checkClipModel(model: TensorModel, opts: ClipModelCheck): void {
     throw new Error(`model ${model.name}: input "${inName}" has shape [${inp.shape.join(', ')}], expected [N, ${want.join(', ')}]`);
   }
   const n = inp.shape[0];
-  if (n >= 0 && !(n === 1 && (opts.batch_size ?? 1) === 1)) throw new Error(`model ${model.name}: input "${inName}" has a fixed batch of ${n}; export it with a dynamic batch axis (or use batch_size 1 with a batch-1 model)`);
+  if (n >= 0 && !(n === 1 && o.batch_size === 1)) throw new Error(`model ${model.name}: input "${inName}" has a fixed batch of ${n}; export it with a dynamic batch axis (or use batch_size 1 with a batch-1 model)`);
   const out = model.outputs.find((t) => t.name === outName);
   if (!out) throw new Error(`model ${model.name}: no output "${outName}" (outputs: ${names(model.outputs)}); set aesthetic output_name`);
   if (out.dtype !== 'FP32' && out.dtype !== 'FP16') throw new Error(`model ${model.name}: output "${outName}" is ${out.dtype}, expected FP32 or FP16`);
@@ -104,13 +110,10 @@ function embeddingsOf(model: string, name: string, t: Tensor, n: number, dim: nu
  */
 export function clipAestheticStage(opts: ClipAestheticOptions): Stage {
   const name = 'aesthetic-clip';
-  const inName = opts.input_name ?? 'pixel_values';
-  const outName = opts.output_name ?? 'image_embeds';
-  const size = opts.image_size ?? CLIP_SIZE;
-  const field = opts.field ?? AESTHETIC_FIELD;
-  const batchSize = opts.batch_size ?? 32;
-  const { head } = opts;
-  const check: ClipModelCheck = { input_name: inName, output_name: outName, image_size: size, batch_size: batchSize, dim: head.dim };
+  const { head, pool, ...options } = opts;
+  const o = parseStageOptions(name, clipAestheticOptions, options);
+  const { input_name: inName, output_name: outName, image_size: size, field } = o;
+  const check: ClipModelCheck = { input_name: inName, output_name: outName, image_size: size, batch_size: o.batch_size, dim: head.dim };
   const checked = new WeakSet<TensorModel>();
   const per = 3 * size * size;
 
@@ -118,10 +121,10 @@ export function clipAestheticStage(opts: ClipAestheticOptions): Stage {
     const stats = ctx.stats.stage(name);
     const inner = modelBatchStage<TensorModel, RawImage, Float32Array>({
       name,
-      pool: opts.pool,
-      batchSize,
-      maxWaitMs: opts.max_wait_ms ?? 50,
-      maxBatchesInFlight: opts.max_batches_in_flight ?? 2 * opts.pool.names.length,
+      pool,
+      batchSize: o.batch_size,
+      maxWaitMs: o.max_wait_ms,
+      maxBatchesInFlight: o.max_batches_in_flight ?? 2 * pool.names.length,
       // Held until the call as 224×224 RGB bytes: a quarter of the float tensor's memory.
       prepare: async (s) => {
         if (!s.image) throw new SampleError('no_image', 'no image bytes to score (sample.image is missing)');
@@ -161,15 +164,17 @@ export function clipAestheticStage(opts: ClipAestheticOptions): Stage {
 // Precomputed embeddings → head
 
 /** One LAION embedding part: `img_emb_XXXX.npy` and its row-aligned `metadata_XXXX.parquet`. */
-export interface EmbeddingPair {
-  embeddings: string;
+export const embeddingPair = z.object({
+  embeddings: z.string(),
   /** Local path or s3:// URL. */
-  metadata: string;
-}
+  metadata: z.string(),
+}).strict();
 
-export interface EmbeddingAestheticOptions {
-  head: AestheticHead;
-  pairs: EmbeddingPair[];
+export type EmbeddingPair = z.output<typeof embeddingPair>;
+
+/** Options of embeddingAestheticStage (unset keys take the defaults below). */
+export const embeddingAestheticOptions = z.object({
+  pairs: z.array(embeddingPair).min(1),
   /**
    * How a sample finds its embedding:
    * - `row`: the input parquet *is* a pair's metadata file (LAION's metadata parquet used as the
@@ -180,13 +185,20 @@ export interface EmbeddingAestheticOptions {
    *   (every URL of every pair, ~100 bytes each: list only the parts the input covers) is built
    *   once, on first use, and shared by all units; a URL listed twice keeps its first row.
    */
-  join: 'row' | 'url';
-  /** Metadata column with the image URL for the `url` join (default `url`). */
-  url_column?: string;
-  /** Samples looked up at once (default 16). */
-  concurrency?: number;
-  field?: string;
-}
+  join: z.enum(['row', 'url']),
+  /** Metadata column with the image URL for the `url` join. */
+  url_column: z.string().default('url'),
+  /** Samples looked up at once. */
+  concurrency: z.number().int().min(1).default(16),
+  /** Field the score goes to. */
+  field: z.string().min(1).default(AESTHETIC_FIELD),
+}).strict();
+
+/** What embeddingAestheticStage takes: the options and the loaded head. */
+export type EmbeddingAestheticOptions = z.input<typeof embeddingAestheticOptions> & { head: AestheticHead };
+
+/** The options that say where the embeddings are (checkEmbeddingPairs). */
+const embeddingSourceOptions = embeddingAestheticOptions.pick({ pairs: true, join: true, url_column: true });
 
 /** Packs (pair, row) into one number: rows stay below 2^32, pairs below 2^20. */
 const pack = (pair: number, row: number): number => pair * 2 ** 32 + row;
@@ -218,12 +230,13 @@ async function checkPair(p: EmbeddingPair, dim: number): Promise<void> {
  * column present): call at start-up so a bad pairing fails before any unit runs.
  */
 export async function checkEmbeddingPairs(opts: Pick<EmbeddingAestheticOptions, 'head' | 'pairs' | 'join' | 'url_column'>): Promise<void> {
-  for (const p of opts.pairs) {
+  const o = parseStageOptions('aesthetic-embeddings', embeddingSourceOptions, { pairs: opts.pairs, join: opts.join, url_column: opts.url_column });
+  for (const p of o.pairs) {
     await checkPair(p, opts.head.dim);
-    if (opts.join === 'url') {
+    if (o.join === 'url') {
       const { store, name } = openInputFile(p.metadata);
       const meta = await readParquetMeta(await parquetSourceFromStore(store, name));
-      const col = opts.url_column ?? 'url';
+      const col = o.url_column;
       if (!meta.columns.includes(col)) throw new Error(`${p.metadata} has no column ${JSON.stringify(col)} (columns: ${meta.columns.join(', ')}); set url_column`);
     }
   }
@@ -257,19 +270,17 @@ async function buildUrlMap(pairs: EmbeddingPair[], column: string): Promise<{ ma
  */
 export function embeddingAestheticStage(opts: EmbeddingAestheticOptions): Stage {
   const name = 'aesthetic-embeddings';
-  const { head, pairs } = opts;
-  const field = opts.field ?? AESTHETIC_FIELD;
-  const column = opts.url_column ?? 'url';
-  if (pairs.length === 0) throw new Error(`${name}: no embedding pairs given`);
+  const { head, ...options } = opts;
+  const o = parseStageOptions(name, embeddingAestheticOptions, options);
+  const { pairs, field, url_column: column } = o;
   if (pairs.length >= 2 ** 20) throw new Error(`${name}: at most ${2 ** 20 - 1} pairs`);
-  if (opts.join !== 'row' && opts.join !== 'url') throw new Error(`${name}: join must be 'row' or 'url', got ${String(opts.join)}`);
 
   // Row join: which pair a source file is.
   const byPath = new Map(pairs.map((p, i) => [p.metadata, i]));
   const byBase = new Map<string, number>();
   for (const [i, p] of pairs.entries()) {
     const b = basename(p.metadata);
-    if (opts.join === 'row' && byBase.has(b)) throw new Error(`${name}: pairs ${pairs[byBase.get(b)!].metadata} and ${p.metadata} share the file name ${b}, so join 'row' cannot tell them apart`);
+    if (o.join === 'row' && byBase.has(b)) throw new Error(`${name}: pairs ${pairs[byBase.get(b)!].metadata} and ${p.metadata} share the file name ${b}, so join 'row' cannot tell them apart`);
     byBase.set(b, i);
   }
 
@@ -296,7 +307,7 @@ export function embeddingAestheticStage(opts: EmbeddingAestheticOptions): Stage 
     };
 
     const locate = async (s: Sample): Promise<{ pair: number; row: number; what: string }> => {
-      if (opts.join === 'url') {
+      if (o.join === 'url') {
         const url = s.fields.url;
         if (typeof url !== 'string' || url === '') throw new SampleError('no_embedding', 'sample has no url to look its embedding up by');
         if (!urls) {
@@ -334,7 +345,7 @@ export function embeddingAestheticStage(opts: EmbeddingAestheticOptions): Stage 
         s.fields[field] = head.score(await f.readRows(row, row + 1));
         addUnits(stats, 'scored');
       },
-      { concurrency: opts.concurrency ?? 16, ordered: true },
+      { concurrency: o.concurrency, ordered: true },
     );
 
     return (async function* () {
@@ -352,11 +363,15 @@ export function embeddingAestheticStage(opts: EmbeddingAestheticOptions): Stage 
 // ---------------------------------------------------------------------------------------------
 // Filter
 
-export interface AestheticFilterOptions {
+/** Options of aestheticFilter. */
+export const aestheticFilterOptions = z.object({
   /** Samples scoring below this are dropped (LAION-Aesthetics subsets: 4.5, 5, 6, 6.5). */
-  min: number;
-  field?: string;
-}
+  min: z.number(),
+  /** Field the score is read from. */
+  field: z.string().min(1).default(AESTHETIC_FIELD),
+}).strict();
+
+export type AestheticFilterOptions = z.input<typeof aestheticFilterOptions>;
 
 /**
  * Drops samples whose score is below `min` under the name `aesthetic` with the score as the
@@ -364,11 +379,10 @@ export interface AestheticFilterOptions {
  * not run) fails with code no_aesthetic_score rather than passing unjudged.
  */
 export function aestheticFilter(opts: AestheticFilterOptions): Stage {
-  const field = opts.field ?? AESTHETIC_FIELD;
-  if (!Number.isFinite(opts.min)) throw new Error(`aesthetic-filter: min must be a number, got ${opts.min}`);
+  const { min, field } = parseStageOptions('aesthetic-filter', aestheticFilterOptions, opts);
   return sampleStage('aesthetic-filter', (s) => {
     const v = s.fields[field];
     if (typeof v !== 'number' || Number.isNaN(v)) throw new SampleError('no_aesthetic_score', `no ${field} to filter on; run an aesthetic stage first`);
-    if (v < opts.min) drop(s, 'aesthetic', v);
+    if (v < min) drop(s, 'aesthetic', v);
   });
 }

@@ -3,8 +3,24 @@ import { createHash } from 'node:crypto';
 import { availableParallelism } from 'node:os';
 import type PQueue from 'p-queue';
 import sharp, { type Metadata, type OutputInfo } from 'sharp';
+import { z } from 'zod';
 import { drop, SampleError } from '../src/sample.js';
 import { sampleStage, type Stage } from '../src/stage.js';
+import { parseStageOptions } from './stage-options.js';
+
+/**
+ * Images decoded and encoded at once. sharp runs on libuv's thread pool, and the main thread
+ * needs slack for tar and records: two per core (at least 4) measured level with bare sharp at
+ * its best (bench/decode-resize.bench.ts), where one per core cost 15–25% more.
+ */
+export const decodeConcurrency = z.number().int().min(1).default(Math.max(4, 2 * availableParallelism()));
+
+/**
+ * Refuse images whose header declares more pixels than this (decompression bombs), before any
+ * pixel is decoded. Default 100 megapixels: above any real photo, below sharp's own 268 MP
+ * default, and small enough that a worker decoding several at once stays within memory.
+ */
+export const maxPixels = z.number().int().min(1).default(100_000_000);
 
 /**
  * Options of the decode-resize stage. It reads `sample.image` (the original encoded bytes),
@@ -25,9 +41,9 @@ import { sampleStage, type Stage } from '../src/stage.js';
  * Failure codes: no_image, empty, unsupported_format, pixel_limit, truncated, decode_error.
  * Drops: `min_edge` (value: shorter edge), `max_aspect_ratio` (value: long/short ratio).
  */
-export interface DecodeResizeOptions {
-  /** Target edge in pixels, e.g. 256, 512, 1024. */
-  size: number;
+export const decodeResizeOptions = z.object({
+  /** Target size in pixels (square side for centre_crop and border, longer side for keep_ratio), e.g. 256, 512, 1024. */
+  size: z.number().int().min(8).max(16384).default(512),
   /**
    * img2dataset's resize modes:
    * - `centre_crop`: shorter side to `size`, then centre crop to size×size;
@@ -35,60 +51,49 @@ export interface DecodeResizeOptions {
    * - `border`: fit inside, then pad to size×size with `border_color`;
    * - `none`: no resize (still oriented, flattened, converted and re-encoded).
    */
-  mode: 'centre_crop' | 'keep_ratio' | 'border' | 'none';
-  /**
-   * Scale small images up to `size` (default true, like img2dataset). When false, a smaller image
-   * keeps its size: `centre_crop` only crops what exceeds size×size, `border` pads around it.
-   */
-  upscale?: boolean;
-  /** Padding colour of `border` mode, any CSS colour (default black). */
-  border_color?: string;
-  /** Output encoding (default jpeg). */
-  format?: 'jpeg' | 'webp' | 'png';
-  /** JPEG/WebP quality 1–100 (default 95, img2dataset's default). PNG is lossless and ignores it. */
-  quality?: number;
-  /** Drop images whose shorter edge (original, oriented) is below this. */
-  min_edge?: number;
+  mode: z.enum(['centre_crop', 'keep_ratio', 'border', 'none']).default('centre_crop'),
+  /** Images whose shorter edge (original, oriented) is below this are dropped (the paper: half the target size). */
+  min_edge: z.number().int().min(0).default(0),
   /** Drop images whose longer/shorter edge ratio exceeds this. */
-  max_aspect_ratio?: number;
+  max_aspect_ratio: z.number().min(1).optional(),
+  /** Output encoding. */
+  format: z.enum(['jpeg', 'webp', 'png']).default('jpeg'),
+  /** JPEG/WebP quality 1–100 (95 is img2dataset's default). PNG is lossless and ignores it. */
+  quality: z.number().int().min(1).max(100).default(95),
+  /** Decompression-bomb guard: images declaring more pixels fail without being decoded (see maxPixels). */
+  max_pixels: maxPixels,
   /**
-   * Refuse images whose header declares more pixels than this (decompression bombs), before any
-   * pixel is decoded. Default 100 megapixels: above any real photo, below sharp's own 268 MP
-   * default, and small enough that a worker decoding several at once stays within memory.
+   * Scale small images up to `size` (like img2dataset). When false, a smaller image keeps its
+   * size: `centre_crop` only crops what exceeds size×size, `border` pads around it.
    */
-  max_pixels?: number;
+  upscale: z.boolean().default(true),
+  /** Padding colour of `border` mode, any CSS colour. */
+  border_color: z.string().default('#000000'),
   /** Image formats accepted, by sharp's name (default: raster formats; SVG and PDF are refused). */
-  formats?: readonly string[];
-  /** Images processed at once (default `os.availableParallelism()`). */
-  concurrency?: number;
-  /** Shared limiter, e.g. one CPU pool for all image work. */
-  queue?: PQueue;
-}
+  formats: z.array(z.string()).readonly().default(['jpeg', 'png', 'webp', 'gif', 'tiff', 'heif']),
+  /** Images processed at once (see decodeConcurrency: two per core, at least 4). */
+  concurrency: decodeConcurrency,
+}).strict();
 
-const DEFAULT_FORMATS = ['jpeg', 'png', 'webp', 'gif', 'tiff', 'heif'];
+/** What decodeResize takes: the options (unset keys take their defaults), and a shared limiter, e.g. one CPU pool for all image work. */
+export type DecodeResizeOptions = z.input<typeof decodeResizeOptions> & { queue?: PQueue };
+
 const EXT = { jpeg: 'jpg', webp: 'webp', png: 'png' } as const;
 const FIT = { centre_crop: 'cover', keep_ratio: 'inside', border: 'contain' } as const;
 
 /**
- * Decodes, orients, resizes and re-encodes images (see DecodeResizeOptions).
+ * Decodes, orients, resizes and re-encodes images (see decodeResizeOptions).
  *
  * Global sharp settings (sharp.concurrency, cache, UV_THREADPOOL_SIZE) are left alone because
  * they are process-wide and shared with every other sharp user. Note that sharp runs on libuv's
  * thread pool (4 threads unless UV_THREADPOOL_SIZE is set before start-up), so more than that
  * many images only decode at once when the process is started with a larger pool.
  */
-export function decodeResize(opts: DecodeResizeOptions): Stage {
-  const format = opts.format ?? 'jpeg';
-  const quality = opts.quality ?? 95;
-  const maxPixels = opts.max_pixels ?? 100_000_000;
-  const border = opts.border_color ?? '#000000';
-  const formats = new Set(opts.formats ?? DEFAULT_FORMATS);
-  const upscale = opts.upscale ?? true;
-  if (!(Number.isInteger(opts.size) && opts.size > 0)) throw new Error(`decode-resize: size must be a positive integer, got ${opts.size}`);
-  if (!['centre_crop', 'keep_ratio', 'border', 'none'].includes(opts.mode)) throw new Error(`decode-resize: mode must be centre_crop, keep_ratio, border or none, got ${opts.mode}`);
-  if (!(format in EXT)) throw new Error(`decode-resize: format must be jpeg, webp or png, got ${format}`);
-  if (!(Number.isInteger(quality) && quality >= 1 && quality <= 100)) throw new Error(`decode-resize: quality must be an integer 1–100, got ${quality}`);
-  if (!(Number.isInteger(maxPixels) && maxPixels > 0)) throw new Error(`decode-resize: max_pixels must be a positive integer, got ${maxPixels}`);
+export function decodeResize(opts: DecodeResizeOptions = {}): Stage {
+  const { queue, ...options } = opts;
+  const o = parseStageOptions('decode-resize', decodeResizeOptions, options);
+  const { format, quality, max_pixels: pixelLimit, border_color: border, upscale } = o;
+  const formats = new Set(o.formats);
   // Parses the colour now, so a typo fails at start-up instead of failing every sample.
   sharp({ create: { width: 1, height: 1, channels: 3, background: border } });
 
@@ -116,24 +121,24 @@ export function decodeResize(opts: DecodeResizeOptions): Stage {
       s.fields.original_height = oh;
       s.fields.exif_orientation = meta.orientation ?? null;
       s.fields.exif = meta.exif ? readExif(meta.exif) : null;
-      if (ow * oh > maxPixels) throw new SampleError('pixel_limit', `image is ${ow}×${oh} = ${ow * oh} pixels, over max_pixels ${maxPixels}; refused without decoding`);
+      if (ow * oh > pixelLimit) throw new SampleError('pixel_limit', `image is ${ow}×${oh} = ${ow * oh} pixels, over max_pixels ${pixelLimit}; refused without decoding`);
 
       const shorter = Math.min(ow, oh);
-      if (opts.min_edge !== undefined && shorter < opts.min_edge) {
+      if (shorter < o.min_edge) {
         drop(s, 'min_edge', shorter);
         return;
       }
       const ratio = Math.max(ow, oh) / shorter;
-      if (opts.max_aspect_ratio !== undefined && ratio > opts.max_aspect_ratio) {
+      if (o.max_aspect_ratio !== undefined && ratio > o.max_aspect_ratio) {
         drop(s, 'max_aspect_ratio', ratio);
         return;
       }
 
       // 'truncated' fails on cut-off data (with 'none', libjpeg fills the rest with grey and
       // succeeds) but tolerates the harmless warnings common on the web that PIL also accepts.
-      let img = sharp(input, { failOn: 'truncated', limitInputPixels: maxPixels, autoOrient: true });
+      let img = sharp(input, { failOn: 'truncated', limitInputPixels: pixelLimit, autoOrient: true });
       // Giving the target size lets sharp shrink JPEG/WebP on load, the main speed win here.
-      if (opts.mode !== 'none') img = img.resize(opts.size, opts.size, { fit: FIT[opts.mode], position: 'centre', background: border, withoutEnlargement: !upscale, kernel: 'lanczos3' });
+      if (o.mode !== 'none') img = img.resize(o.size, o.size, { fit: FIT[o.mode], position: 'centre', background: border, withoutEnlargement: !upscale, kernel: 'lanczos3' });
       img = img.flatten({ background: '#ffffff' }).toColourspace('srgb');
       if (format === 'jpeg') img = img.jpeg({ quality });
       else if (format === 'webp') img = img.webp({ quality });
@@ -153,7 +158,7 @@ export function decodeResize(opts: DecodeResizeOptions): Stage {
       stats.units.bytes_out = (stats.units.bytes_out ?? 0) + out.data.byteLength;
       stats.units.pixels_out = (stats.units.pixels_out ?? 0) + out.info.width * out.info.height;
     },
-    { concurrency: opts.concurrency ?? availableParallelism(), ordered: true, queue: opts.queue },
+    { concurrency: o.concurrency, ordered: true, queue },
   );
 }
 

@@ -1,4 +1,5 @@
 import sharp from 'sharp';
+import { z } from 'zod';
 import { LATENT_BITS, packLogits } from '../src/formats/latent-bits.js';
 import { modelBatchStage, RequestSplitter, type SplitEvent } from '../src/models/batcher.js';
 import { floatToHalf, halfToFloat } from '../src/formats/half-float.js';
@@ -8,20 +9,32 @@ import { SampleError, type RawImage } from '../src/sample.js';
 import { sampleStage, type Stage } from '../src/stage.js';
 import { addUnits } from '../src/stats.js';
 import { BIT_ENCODER_CONTRACT, checkBitEncoder, imageToEncoderInput } from './bit-encoder.js';
+import { decodeConcurrency } from './decode-resize.js';
+import { parseStageOptions } from './stage-options.js';
 
+/** Settings of the encoder half of pre-encoding (unset keys take the defaults below). */
+export const encoderOptions = z.object({
+  /** Input side in pixels; images are centre-cropped and resized to it (the paper's tokenizer: 512). */
+  size: z.number().int().min(16).default(512),
+  /** Images per encoder call. */
+  batch_size: z.number().int().min(1).default(32),
+  /** Batches decoded ahead and in flight at once (default 2 per replica: one running, one queued). */
+  max_batches_in_flight: z.number().int().min(1).optional(),
+  /** Send a partial batch after this long. */
+  max_wait_ms: z.number().int().min(0).default(100),
+  /** Images decoded at once (sharp's thread pool); see decodeConcurrency. */
+  decode_concurrency: decodeConcurrency,
+}).strict();
+
+/** What encodeStages takes: the replicas, and encoderOptions' settings by their camel-case names (unset: the defaults). */
 export interface EncodeOptions {
   /** BIT encoder replicas (ONNX sessions in process or KServe endpoints, one per GPU). */
   pool: ReplicaPool<TensorModel>;
-  /** Square input side (512 for the paper's tokenizer). */
-  size: number;
-  /** Images per encoder call. */
-  batchSize: number;
-  /** Batches decoded ahead and in flight at once (default 2 per replica: one running, one queued). */
+  size?: number;
+  batchSize?: number;
   maxBatchesInFlight?: number;
-  /** Send a partial batch after this long (default 100 ms). */
   maxWaitMs?: number;
-  /** Images decoded at once (sharp's thread pool). */
-  decodeConcurrency: number;
+  decodeConcurrency?: number;
 }
 
 /** One splitter per replica pool, so what one unit learns of an endpoint's limit serves the next. */
@@ -55,7 +68,8 @@ function splitterFor(pool: ReplicaPool<TensorModel>): RequestSplitter<TensorMode
  * still refused is an outage that stops the unit (see RequestSplitter).
  */
 export function encodeStages(opts: EncodeOptions): Stage[] {
-  const { size } = opts;
+  const o = parseStageOptions('encode', encoderOptions, { size: opts.size, batch_size: opts.batchSize, max_batches_in_flight: opts.maxBatchesInFlight, max_wait_ms: opts.maxWaitMs, decode_concurrency: opts.decodeConcurrency });
+  const { size } = o;
   const per = 3 * size * size;
   const decodedAt = new WeakMap<object, number>();
   const checked = new WeakSet<TensorModel>();
@@ -80,7 +94,7 @@ export function encodeStages(opts: EncodeOptions): Stage[] {
       decodedAt.set(s, performance.now());
       addUnits(stats, 'images');
     },
-    { concurrency: opts.decodeConcurrency },
+    { concurrency: o.decode_concurrency },
   );
 
   const encode: Stage = (input, ctx) => {
@@ -109,9 +123,9 @@ export function encodeStages(opts: EncodeOptions): Stage[] {
     const inner = modelBatchStage<TensorModel, Uint8Array, Uint8Array>({
       name: 'encode',
       pool: opts.pool,
-      batchSize: opts.batchSize,
-      maxWaitMs: opts.maxWaitMs ?? 100,
-      maxBatchesInFlight: opts.maxBatchesInFlight ?? 2 * opts.pool.names.length,
+      batchSize: o.batch_size,
+      maxWaitMs: o.max_wait_ms,
+      maxBatchesInFlight: o.max_batches_in_flight ?? 2 * opts.pool.names.length,
       prepare: (s) => {
         const t = decodedAt.get(s);
         if (t !== undefined) addUnits(stats, 'decoded_wait_seconds', (performance.now() - t) / 1000);

@@ -1,5 +1,6 @@
 import http from 'node:http';
 import https from 'node:https';
+import { z } from 'zod';
 import { TransientError, parseRetryAfter, withRetry } from '../src/retry.js';
 import { Breaker, networkBreaker, type BreakerOptions } from '../src/outage.js';
 import { checkAddress, ipLiteral, validateAllowList } from '../src/net/address-policy.js';
@@ -10,33 +11,38 @@ import { packageVersion } from '../src/package-root.js';
 import { drop, SampleError, type Sample } from '../src/sample.js';
 import { sampleStage, type Stage, type StageContext } from '../src/stage.js';
 import type { StageStats } from '../src/stats.js';
+import { parseStageOptions } from './stage-options.js';
 
-/** Download settings; every field is optional and defaults as noted. */
-export interface FetchOptions {
-  /** Downloads in flight at once, all hosts together (default 64). */
-  concurrency?: number;
-  /** Requests in flight per host name (default 8); also the agents' sockets per host. */
-  per_host?: number;
-  /** Longest wait for DNS plus TCP connect (default 10 000 ms) → 'connect_timeout'. */
-  connect_timeout_ms?: number;
-  /** Longest silence while waiting for headers or between two body chunks (default 20 000 ms) → 'timeout'. */
-  read_timeout_ms?: number;
-  /** Longest time for one attempt, redirects and body included (default 60 000 ms) → 'timeout'. */
-  total_timeout_ms?: number;
-  /** Retries of transient failures after the first attempt (default 2). */
-  retries?: number;
-  /** First retry backoff (default 1000 ms); doubles per retry with jitter, capped at 30 s. */
-  retry_delay_ms?: number;
-  /** Redirects followed per attempt (default 5). */
-  max_redirects?: number;
-  /** Largest body accepted, by Content-Length and while streaming (default 32 MiB) → 'too_large'. */
-  max_bytes?: number;
-  /** Default `bitprep/<version> (+https://github.com/bitprep)`; its product name is the X-Robots-Tag agent token. */
-  user_agent?: string;
-  /** CIDRs or addresses allowed although private, loopback or link-local (default none), e.g. ['127.0.0.1/32']. */
-  allow_addresses?: string[];
-  /** Drop images whose X-Robots-Tag opts out (noai, noimageai, noindex, noimageindex) before their body is read (default true). */
-  respect_robots?: boolean;
+/** Download settings (unset keys take the defaults below). */
+export const fetchOptions = z.object({
+  /** Downloads in flight at once, all hosts together. */
+  concurrency: z.number().int().min(1).default(64),
+  /** Requests in flight per host name; also the agents' sockets per host. */
+  per_host: z.number().int().min(1).default(8),
+  /** Longest wait for DNS plus TCP connect → 'connect_timeout'. */
+  connect_timeout_ms: z.number().int().min(1).default(10_000),
+  /** Longest silence while waiting for headers or between two body chunks → 'timeout'. */
+  read_timeout_ms: z.number().int().min(1).default(20_000),
+  /** Longest time for one attempt, redirects and body included → 'timeout'. */
+  total_timeout_ms: z.number().int().min(1).default(60_000),
+  /** Retries of transient failures (timeouts, resets, 429, 5xx) after the first attempt. */
+  retries: z.number().int().min(0).default(2),
+  /** First retry backoff; doubles per retry with jitter, capped at 30 s. */
+  retry_delay_ms: z.number().int().min(0).default(1000),
+  /** Redirects followed per attempt. */
+  max_redirects: z.number().int().min(0).default(5),
+  /** Largest body accepted (32 MiB), by Content-Length and while streaming → 'too_large'. */
+  max_bytes: z.number().int().min(1).default(32 * 1024 * 1024),
+  /** `bitprep/<version> (+https://github.com/bitprep)` unless set; its product name is the X-Robots-Tag agent token. */
+  user_agent: z.string().default(`bitprep/${packageVersion} (+https://github.com/bitprep)`),
+  /** CIDRs or addresses allowed although private, loopback or link-local (default none), e.g. ["127.0.0.1/32"]. */
+  allow_addresses: z.array(z.string()).default([]),
+  /** Drop images whose X-Robots-Tag opts out (noai, noimageai, noindex, noimageindex) before their body is read. */
+  respect_robots: z.boolean().default(true),
+}).strict();
+
+/** What fetchStage takes: the download settings (unset keys take their defaults) and the stream's shared objects. */
+export type FetchOptions = z.input<typeof fetchOptions> & {
   /** DNS answers shared between streams (default: a fresh 60 s cache per stream); its resolver can be replaced. */
   dns_cache?: DnsCache;
   /**
@@ -45,7 +51,7 @@ export interface FetchOptions {
    * is taken as down and the unit stops as an outage instead of failing its rows (default: the `breaker` section's network_failures and network_min_hosts).
    */
   breaker?: BreakerOptions;
-}
+};
 
 /**
  * Failure codes a later attempt may cure; `retry-failed` reruns rows failed with these.
@@ -138,33 +144,13 @@ class HostLimiter {
 /** Failures that say nothing reached the host: what the network breaker watches. */
 const NETWORK_LEVEL = new Set(['connection_refused', 'host_unreachable', 'network_unreachable', 'connection_reset', 'connect_timeout', 'dns_error']);
 
-type Resolved = Required<Omit<FetchOptions, 'dns_cache'>> & { dns_cache?: DnsCache };
+type Resolved = z.output<typeof fetchOptions> & { breaker: BreakerOptions; dns_cache?: DnsCache };
 
-function resolveOptions(o: FetchOptions): Resolved {
-  const r: Resolved = {
-    concurrency: o.concurrency ?? 64,
-    per_host: o.per_host ?? 8,
-    connect_timeout_ms: o.connect_timeout_ms ?? 10_000,
-    read_timeout_ms: o.read_timeout_ms ?? 20_000,
-    total_timeout_ms: o.total_timeout_ms ?? 60_000,
-    retries: o.retries ?? 2,
-    retry_delay_ms: o.retry_delay_ms ?? 1000,
-    max_redirects: o.max_redirects ?? 5,
-    max_bytes: o.max_bytes ?? 32 * 1024 * 1024,
-    user_agent: o.user_agent ?? `bitprep/${packageVersion} (+https://github.com/bitprep)`,
-    allow_addresses: o.allow_addresses ?? [],
-    respect_robots: o.respect_robots ?? true,
-    breaker: o.breaker ?? networkBreaker(),
-    dns_cache: o.dns_cache,
-  };
-  for (const k of ['concurrency', 'per_host', 'connect_timeout_ms', 'read_timeout_ms', 'total_timeout_ms', 'max_bytes'] as const) {
-    if (!(Number.isFinite(r[k]) && r[k] >= 1)) throw new Error(`fetch: ${k} must be at least 1, got ${r[k]}`);
-  }
-  for (const k of ['retries', 'retry_delay_ms', 'max_redirects'] as const) {
-    if (!(Number.isInteger(r[k]) && r[k] >= 0)) throw new Error(`fetch: ${k} must be a non-negative integer, got ${r[k]}`);
-  }
-  validateAllowList(r.allow_addresses);
-  return r;
+function resolveOptions(opts: FetchOptions): Resolved {
+  const { dns_cache, breaker, ...options } = opts;
+  const o = parseStageOptions('fetch', fetchOptions, options);
+  validateAllowList(o.allow_addresses);
+  return { ...o, breaker: breaker ?? networkBreaker(), dns_cache };
 }
 
 type Hop =

@@ -1,14 +1,17 @@
 import { readFile } from 'node:fs/promises';
 import { isAbsolute, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { z } from 'zod';
 import { SampleError } from '../src/sample.js';
 import { sampleStage, type Stage } from '../src/stage.js';
+
+/** Files read at once: local disks and network file systems both want many reads in flight. */
+export const readConcurrency = z.number().int().min(1).default(16);
 
 export interface ReadLocalOptions {
   /** Directory that relative paths in `url` are resolved against, per sample. */
   baseDir: (fields: Record<string, unknown>) => string;
-  /** Files read at once. */
-  concurrency?: number;
+  concurrency?: z.input<typeof readConcurrency>;
 }
 
 /** Reads `fields.url` as a local path or file:// URL into `sample.image`. */
@@ -28,6 +31,6 @@ export function readLocal(opts: ReadLocalOptions): Stage {
       }
       stats.units.bytes = (stats.units.bytes ?? 0) + s.image.length;
     },
-    { concurrency: opts.concurrency ?? 16 },
+    { concurrency: readConcurrency.parse(opts.concurrency) },
   );
 }

@@ -275,8 +275,8 @@ describe('laion-filter when every image host stops answering', () => {
   it('refuses a second run on an output a live run holds, naming the holder; the first run is unharmed', async () => {
     const out = join(dir, 'held');
     const cfg = await writeConfig(dir, 'held.json', config('held'));
-    // Slow enough (24 rows, 2 at a time) that the first run still holds the output while a second CLI starts.
-    hosts.delayMs = 600;
+    // Its image requests are held, so the first run still holds the output while a second CLI starts.
+    const release = hosts.hold();
     try {
       const first = startCli(['run', cfg, '--progress', 'off']);
       const deadline = Date.now() + 30_000;
@@ -285,10 +285,11 @@ describe('laion-filter when every image host stops answering', () => {
       expect(second.code, second.stderr).toBe(2);
       expect(second.stderr).toContain(`pid ${first.child.pid}`);
       expect(second.stderr).toMatch(/is in use: the whole output is leased to run/);
+      release();
       const r = await first.done;
       expect(r.code, r.stderr).toBe(0);
     } finally {
-      hosts.delayMs = 0;
+      release();
     }
     const files = /^\d+\.(tar|parquet)$/;
     expect(await outputBytes(out, files)).toEqual(await outputBytes(join(dir, 'unbroken'), files));

@@ -296,7 +296,7 @@ describe('toy text detector through OnnxTensorModel', () => {
   });
 
   it('fails clearly on a model that does not fit the contract or a bad image', async () => {
-    expect(() => new TextDetector(model, { input: 'pixels' })).toThrow(/model toy-det has no input "pixels" \(inputs: x\)/);
+    expect(() => new TextDetector(model, { input_name: 'pixels' })).toThrow(/model toy-det has no input "pixels" \(inputs: x\)/);
     expect(() => new TextDetector(model, { limit_side: 10 })).toThrow(/limit_side must be an integer ≥ 32/);
     await expect(detector.detect(new TextEncoder().encode('not an image at all'))).rejects.toThrow(/unsupported image format/i);
     await expect(detector.detect({ data: new Uint8Array(5), width: 4, height: 4, channels: 3 })).rejects.toThrow(/needs 48 bytes, got 5/);
@@ -376,7 +376,7 @@ describe('textDetectorStage', () => {
   it('rejects bad options at start-up', () => {
     const pool = new ReplicaPool<TensorModel>([{ name: 'a', client: model }]);
     expect(() => textDetectorStage({ pool, box_threshold: 2 })).toThrow(/box_threshold must be in \[0, 1\)/);
-    expect(() => textDetectorStage({ pool, batch_size: 0 })).toThrow(/batchSize must be a positive integer/);
+    expect(() => textDetectorStage({ pool, batch_size: 0 })).toThrow(/batch_size must be a positive integer/);
   });
 });
 

@@ -186,7 +186,7 @@ export async function generateImages(opts: GenerateOptions): Promise<GenerateSum
   }
   const todo = plan.images.filter((img) => !present.has(img.file));
 
-  const client = b.kind === 'endpoint' ? new ImageClient({ baseUrl: b.endpoint, model: b.model, apiKey: b.apiKey, maxInFlight: b.concurrency ?? 4, retry: b.retry, timeoutMs: b.timeoutMs ?? 300_000 }) : undefined;
+  const client = b.kind === 'endpoint' ? new ImageClient({ baseUrl: b.endpoint, model: b.model, apiKey: b.apiKey, maxInFlight: b.concurrency ?? 4, retry: b.retry, timeoutMs: b.timeoutMs }) : undefined;
   const makeImage = async (img: PlannedImage, tmpPath: string): Promise<Buffer> => {
     if (client) {
       const r = await client.generate({ prompt: img.prompt, size, seed: img.seed, extra: opts.params, signal: opts.signal });

@@ -25,6 +25,9 @@ export interface ImageResult {
   raw: unknown;
 }
 
+/** Longest wait for one generation request: a queue on a busy server counts too. */
+export const IMAGE_REQUEST_TIMEOUT_MS = 300_000;
+
 /**
  * Client for OpenAI-compatible `/images/generations` with `response_format: 'b64_json'`.
  * Same retry policy as ChatClient. A payload that is not an image ('not_an_image') or has the
@@ -35,7 +38,7 @@ export class ImageClient {
   private readonly http: OpenAIEndpoint;
 
   constructor(private readonly opts: OpenAIClientOptions) {
-    this.http = new OpenAIEndpoint(opts, (code, msg, status, cause) => new ImageResponseError(code, msg, status, { cause }), 300_000);
+    this.http = new OpenAIEndpoint(opts, (code, msg, status, cause) => new ImageResponseError(code, msg, status, { cause }), IMAGE_REQUEST_TIMEOUT_MS);
   }
 
   get stats(): ClientStats {

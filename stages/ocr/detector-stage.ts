@@ -1,27 +1,45 @@
+import { z } from 'zod';
 import { modelBatchStage } from '../../src/models/batcher.js';
 import type { ReplicaPool } from '../../src/models/replica-pool.js';
 import type { TensorModel } from '../../src/models/tensor.js';
 import { SampleError } from '../../src/sample.js';
 import type { Stage } from '../../src/stage.js';
 import type { ProbabilityMap } from './db-postprocess.js';
+import { parseStageOptions } from '../stage-options.js';
 import { measureText } from './text-boxes.js';
-import { checkDetectorOptions, prepareDetectorInput, TextDetector, type DetectorInput, type TextDetectorOptions } from './text-detector.js';
+import { prepareDetectorInput, TextDetector, textDetectorOptions, type DetectorInput } from './text-detector.js';
 
 /**
+ * Options of the detector stage: the detector's (text-detector.ts) and the batching ones.
  * Images are decoded and resized before a replica is chosen, so for a model with a static input
  * size give `input_size` here; otherwise every batch fails with an error saying so.
  */
-export interface TextDetectorStageOptions extends TextDetectorOptions {
+export const textDetectorStageOptions = textDetectorOptions.extend({
+  /** Stage name in stats and failure records. */
+  name: z.string().min(1).default('ocr-detector'),
+  /** Images per model call. */
+  batch_size: z.number().int().min(1).default(8),
+  /** Send a partial batch once its first image has waited this long. */
+  max_wait_ms: z.number().int().min(0).default(50),
+  /** Batches in flight at once (default 2 per replica, so each replica has one queued behind the running one). */
+  max_batches_in_flight: z.number().int().min(1).optional(),
+});
+
+/** What textDetectorStage takes: the options (unset keys take their defaults) and the replicas. */
+export type TextDetectorStageOptions = z.input<typeof textDetectorStageOptions> & {
   /** Replicas of one DBNet-style model (ONNX in process or KServe endpoints). */
   pool: ReplicaPool<TensorModel>;
-  /** Stage name in stats and failure records (default 'ocr-detector'). */
-  name?: string;
-  /** Images per model call (default 8). */
-  batch_size?: number;
-  /** Send a partial batch once its first image has waited this long (default 50 ms). */
-  max_wait_ms?: number;
-  /** Batches in flight at once (default 2 per replica, so each replica has one queued behind the running one). */
-  max_batches_in_flight?: number;
+};
+
+/** The stage's options parsed (defaults filled in), split into the batching ones and the detector's. */
+function settingsOf(options: z.input<typeof textDetectorStageOptions>) {
+  const { name, batch_size, max_wait_ms, max_batches_in_flight, ...detector } = parseStageOptions('text-detector stage', textDetectorStageOptions, options);
+  return { name, batch_size, max_wait_ms, max_batches_in_flight, detector };
+}
+
+/** Throws, naming the model and the tensor, when a model cannot serve the stage with these options; for start-up checks. */
+export function checkDetectorModel(model: TensorModel, options: z.input<typeof textDetectorStageOptions>): void {
+  void new TextDetector(model, settingsOf(options).detector);
 }
 
 /**
@@ -37,9 +55,9 @@ export interface TextDetectorStageOptions extends TextDetectorOptions {
  * on the model.
  */
 export function textDetectorStage(opts: TextDetectorStageOptions): Stage {
-  const { pool, name = 'ocr-detector', batch_size, max_wait_ms, max_batches_in_flight, ...detectorOpts } = opts;
+  const { pool, ...options } = opts;
   // Checked now, so a bad option fails at start-up rather than on every sample.
-  checkDetectorOptions(detectorOpts);
+  const { name, batch_size, max_wait_ms, max_batches_in_flight, detector: detectorOpts } = settingsOf(options);
   // Each replica is its own TensorModel; one detector per replica, made on first use.
   const detectors = new Map<TensorModel, TextDetector>();
   const detectorFor = (m: TensorModel): TextDetector => {
@@ -53,8 +71,8 @@ export function textDetectorStage(opts: TextDetectorStageOptions): Stage {
   return modelBatchStage<TensorModel, DetectorInput, { map: ProbabilityMap; input: DetectorInput; detector: TextDetector }>({
     name,
     pool,
-    batchSize: batch_size ?? 8,
-    maxWaitMs: max_wait_ms ?? 50,
+    batchSize: batch_size,
+    maxWaitMs: max_wait_ms,
     maxBatchesInFlight: max_batches_in_flight ?? 2 * pool.names.length,
     prepare: async (s) => {
       if (!s.image) throw new SampleError('no_image', `sample ${s.key}: no image bytes to detect text in (sample.image is missing)`);

@@ -1,8 +1,10 @@
 import { availableParallelism } from 'node:os';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
+import { z } from 'zod';
 // tesseract.js loads with the first worker (the OCR stage of a run), not with the CLI.
 import type { Worker } from 'tesseract.js';
+import { parseStageOptions } from '../stage-options.js';
 import type { TextBox } from './text-boxes.js';
 
 const require = createRequire(import.meta.url);
@@ -16,12 +18,14 @@ export function bundledLangPath(): string {
   return join(dirname(require.resolve('@tesseract.js-data/eng/package.json')), '4.0.0_best_int');
 }
 
-export interface TesseractPoolOptions {
-  /** Workers (each a WebAssembly tesseract on its own thread); default one per core. */
-  workers?: number;
-  /** Folder holding eng.traineddata.gz; default the bundled one. */
-  langPath?: string;
-}
+export const tesseractPoolOptions = z.object({
+  /** tesseract.js workers, each a WebAssembly tesseract on its own thread (default one per core). */
+  workers: z.number().int().min(1).default(availableParallelism()),
+  /** Folder holding eng.traineddata.gz (default the bundled one, bundledLangPath()). */
+  langPath: z.string().optional(),
+}).strict();
+
+export type TesseractPoolOptions = z.input<typeof tesseractPoolOptions>;
 
 export interface RecognizeOptions {
   /** Tesseract page segmentation mode: 11 sparse text, 6 one block, 7 one line, 3 automatic. */
@@ -49,9 +53,9 @@ export class TesseractPool {
   private closed = false;
 
   constructor(opts: TesseractPoolOptions = {}) {
-    this.size = opts.workers ?? availableParallelism();
-    if (!(Number.isInteger(this.size) && this.size >= 1)) throw new Error(`tesseract pool: workers must be a positive integer, got ${this.size}`);
-    this.langPath = opts.langPath ?? bundledLangPath();
+    const o = parseStageOptions('tesseract pool', tesseractPoolOptions, opts);
+    this.size = o.workers;
+    this.langPath = o.langPath ?? bundledLangPath();
   }
 
   private async start(): Promise<Worker> {

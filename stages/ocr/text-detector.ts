@@ -13,33 +13,58 @@
 import sharp from 'sharp';
 import type { RawImage } from '../../src/sample.js';
 import type { Tensor, TensorModel, TensorSpec } from '../../src/models/tensor.js';
-import { dbPostprocess, resolveDbOptions, type DbPostprocessOptions, type ProbabilityMap } from './db-postprocess.js';
+import { z } from 'zod';
+import { maxPixels } from '../decode-resize.js';
+import { parseStageOptions } from '../stage-options.js';
+import { DB_DEFAULTS, dbPostprocess, type DbPostprocessOptions, type ProbabilityMap } from './db-postprocess.js';
 import type { TextBox } from './text-boxes.js';
 
 /** Encoded bytes (anything sharp decodes) or decoded interleaved pixels. */
 export type DetectorImage = Uint8Array | RawImage;
 
-export interface TextDetectorOptions extends DbPostprocessOptions {
+/** A side of a fixed model input: DBNet downsamples by 32. */
+const inputSide = z.number().int().min(32).multipleOf(32);
+const inUnit = z.number().min(0, 'must be in [0, 1)').lt(1, 'must be in [0, 1)');
+
+/**
+ * Options of the text detector: tensor names, pre-processing (PaddleOCR's det pre-processing)
+ * and DB post-processing (db-postprocess.ts, whose DB_DEFAULTS are the post-processing defaults).
+ */
+export const textDetectorOptions = z.object({
   /** Input tensor name (default: the model's only input, else 'x', PaddleOCR's name). */
-  input?: string;
+  input_name: z.string().optional(),
   /** Output tensor name (default: the model's first output). */
-  output?: string;
+  output_name: z.string().optional(),
   /**
-   * Longer side limit, PaddleOCR's det_limit_side_len with det_limit_type 'max' (default 736):
-   * larger images are scaled down to it, smaller ones keep their scale; both sides are then
-   * rounded to a multiple of 32 (at least 32), which may stretch the aspect ratio slightly.
+   * Longer side limit, PaddleOCR's det_limit_side_len with det_limit_type 'max': larger images
+   * are scaled down to it, smaller ones keep their scale; both sides are then rounded to a
+   * multiple of 32 (at least 32), which may stretch the aspect ratio slightly.
    */
-  limit_side?: number;
+  limit_side: z.number().int().min(32).default(736),
   /**
    * A fixed model input size (for exports with static H and W): every image is stretched to it
    * and `limit_side` is ignored. Taken from the model's declared input when that is static.
    */
-  input_size?: { width: number; height: number };
-  /** Channel order the model was trained on (default 'rgb'; 'bgr' for PaddleOCR's own models, see above). */
-  channel_order?: 'rgb' | 'bgr';
-  /** Encoded images declaring more pixels than this are refused before decoding (default 100 MP). */
-  max_pixels?: number;
-}
+  input_size: z.object({ width: inputSide, height: inputSide }).strict().optional(),
+  /** Channel order the model was trained on ('bgr' for PaddleOCR's own models, see above). */
+  channel_order: z.enum(['rgb', 'bgr']).default('rgb'),
+  /** Encoded images declaring more pixels than this are refused before decoding. */
+  max_pixels: maxPixels,
+  /** Pixels with probability above this are text (PaddleOCR's det_db_thresh). */
+  threshold: inUnit.default(DB_DEFAULTS.threshold),
+  /** Components whose mean probability is below this are dropped (det_db_box_thresh). */
+  box_threshold: inUnit.default(DB_DEFAULTS.box_threshold),
+  /** Components whose shorter side is below this many map pixels are dropped. */
+  min_size: z.number().min(0).default(DB_DEFAULTS.min_size),
+  /** DB's expansion ratio: offset = area × ratio / perimeter (det_db_unclip_ratio). */
+  unclip_ratio: z.number().min(0).default(DB_DEFAULTS.unclip_ratio),
+  /** At most this many components are considered, in raster order of their first pixel. */
+  max_candidates: z.number().int().min(1).default(DB_DEFAULTS.max_candidates),
+}).strict();
+
+/** Detector options as given (unset keys take their defaults). */
+export type TextDetectorOptions = z.input<typeof textDetectorOptions>;
+type DetectorSettings = z.output<typeof textDetectorOptions>;
 
 /** One image ready for the model: normalised planes plus the sizes needed to map boxes back. */
 export interface DetectorInput {
@@ -63,39 +88,14 @@ export function detectorInputSize(width: number, height: number, limitSide: numb
   return { width: to32(width), height: to32(height) };
 }
 
-interface PrepareOptions {
-  limit_side: number;
-  input_size?: { width: number; height: number };
-  channel_order: 'rgb' | 'bgr';
-  max_pixels: number;
-}
-
-function resolvePrepare(opts: TextDetectorOptions): PrepareOptions {
-  const o: PrepareOptions = { limit_side: opts.limit_side ?? 736, input_size: opts.input_size, channel_order: opts.channel_order ?? 'rgb', max_pixels: opts.max_pixels ?? 100_000_000 };
-  if (!(Number.isInteger(o.limit_side) && o.limit_side >= 32)) throw new Error(`text-detector: limit_side must be an integer ≥ 32, got ${o.limit_side}`);
-  if (o.input_size) {
-    const { width, height } = o.input_size;
-    if (!(Number.isInteger(width) && Number.isInteger(height) && width > 0 && height > 0 && width % 32 === 0 && height % 32 === 0)) {
-      throw new Error(`text-detector: input_size must be positive multiples of 32, got ${width}×${height}`);
-    }
-  }
-  if (o.channel_order !== 'rgb' && o.channel_order !== 'bgr') throw new Error(`text-detector: channel_order must be rgb or bgr, got ${String(o.channel_order)}`);
-  if (!(Number.isInteger(o.max_pixels) && o.max_pixels > 0)) throw new Error(`text-detector: max_pixels must be a positive integer, got ${o.max_pixels}`);
-  return o;
-}
-
-/** Throws on invalid options (detector and post-processing), so a stage can fail at start-up. */
-export function checkDetectorOptions(opts: TextDetectorOptions): void {
-  resolvePrepare(opts);
-  resolveDbOptions(opts);
-}
+const settingsOf = (opts: TextDetectorOptions): DetectorSettings => parseStageOptions('text-detector', textDetectorOptions, opts);
 
 /** Decodes (or takes) an image, resizes it for the model and normalises it into planes. */
 export async function prepareDetectorInput(image: DetectorImage, opts: TextDetectorOptions = {}): Promise<DetectorInput> {
-  return prepareWith(image, resolvePrepare(opts));
+  return prepareWith(image, settingsOf(opts));
 }
 
-async function prepareWith(image: DetectorImage, o: PrepareOptions): Promise<DetectorInput> {
+async function prepareWith(image: DetectorImage, o: DetectorSettings): Promise<DetectorInput> {
   let rgb: RawImage;
   if (image instanceof Uint8Array) {
     if (image.length === 0) throw new Error('image is empty (0 bytes)');
@@ -149,19 +149,20 @@ function normalise(px: RawImage, order: 'rgb' | 'bgr'): Float32Array {
 export class TextDetector {
   readonly inputName: string;
   readonly outputName: string;
-  private readonly prep: PrepareOptions;
+  private readonly prep: DetectorSettings;
   private readonly db: Required<DbPostprocessOptions>;
   private readonly perCall: number;
 
   constructor(readonly model: TensorModel, opts: TextDetectorOptions = {}) {
     const m = model.name;
-    this.inputName = opts.input ?? (model.inputs.length === 1 ? model.inputs[0].name : 'x');
+    const o = settingsOf(opts);
+    this.inputName = o.input_name ?? (model.inputs.length === 1 ? model.inputs[0].name : 'x');
     const spec = model.inputs.find((s) => s.name === this.inputName);
     if (!spec) throw new Error(`text-detector: model ${m} has no input "${this.inputName}" (inputs: ${model.inputs.map((s) => s.name).join(', ')})`);
     if (spec.dtype !== 'FP32' || spec.shape.length !== 4 || (spec.shape[1] >= 0 && spec.shape[1] !== 3)) {
       throw new Error(`text-detector: model ${m} input "${this.inputName}" is ${describe(spec)}, expected FP32 [N, 3, H, W]`);
     }
-    this.outputName = opts.output ?? model.outputs[0]?.name ?? '';
+    this.outputName = o.output_name ?? model.outputs[0]?.name ?? '';
     const out = model.outputs.find((s) => s.name === this.outputName);
     if (!out) throw new Error(`text-detector: model ${m} has no output "${this.outputName}" (outputs: ${model.outputs.map((s) => s.name).join(', ')})`);
     if (out.dtype !== 'FP32') throw new Error(`text-detector: model ${m} output "${this.outputName}" is ${describe(out)}, expected FP32 [N, 1, H, W]`);
@@ -169,15 +170,16 @@ export class TextDetector {
     const [n, , h, w] = spec.shape;
     if (n > 1) throw new Error(`text-detector: model ${m} input "${this.inputName}" has a fixed batch of ${n}; only a dynamic batch or a batch of 1 is supported`);
     this.perCall = n === 1 ? 1 : Infinity;
-    let inputSize = opts.input_size;
+    let inputSize = o.input_size;
     if (h > 0 && w > 0) {
       if (inputSize && (inputSize.width !== w || inputSize.height !== h)) throw new Error(`text-detector: input_size ${inputSize.width}×${inputSize.height} disagrees with model ${m}'s static input ${w}×${h}`);
       inputSize = { width: w, height: h };
     } else if (h > 0 || w > 0) {
       throw new Error(`text-detector: model ${m} input "${this.inputName}" fixes only one of H and W (${describe(spec)}); give input_size`);
     }
-    this.prep = resolvePrepare({ ...opts, input_size: inputSize });
-    this.db = resolveDbOptions(opts);
+    // A static input taken from the model is checked like a given one.
+    this.prep = inputSize === o.input_size ? o : settingsOf({ ...opts, input_size: inputSize });
+    this.db = { threshold: o.threshold, box_threshold: o.box_threshold, min_size: o.min_size, unclip_ratio: o.unclip_ratio, max_candidates: o.max_candidates };
   }
 
   /** Boxes of one image, in its own pixels. */

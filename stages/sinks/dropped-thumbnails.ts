@@ -1,9 +1,11 @@
 import sharp from 'sharp';
+import { z } from 'zod';
 import { TarWriter } from '../../src/formats/tar-write.js';
 import { toJson } from '../../src/json-safe.js';
 import type { Sample } from '../../src/sample.js';
 import type { Stage } from '../../src/stage.js';
 import type { UnitOutputs } from '../../src/units/unit-outputs.js';
+import { parseStageOptions } from '../stage-options.js';
 
 /** Longest side and JPEG quality of a dropped-sample thumbnail: enough to judge a threshold by eye at ~5 KB. */
 export const THUMBNAIL_SIDE = 160;
@@ -14,6 +16,16 @@ export const THUMBNAIL_QUALITY = 70;
  * images must never re-enter a derived dataset.
  */
 export const THUMBS_SUFFIX = '.thumbs';
+
+/**
+ * Thumbnails of dropped images for `bitprep report` (`<unit>.thumbs`). Bounded per unit so
+ * the sidecar stays small at LAION scale: 60k units × 12 × ~5 KB ≈ 3.6 GB at 600M rows, about
+ * 0.1% of the dataset.
+ */
+export const droppedThumbnailOptions = z.object({
+  /** Dropped samples kept as thumbnails per unit, spread round-robin over drop reasons; 0 writes no sidecar. */
+  dropped_per_unit: z.number().int().min(0).default(12),
+}).strict();
 
 interface Candidate {
   key: string;
@@ -36,6 +48,12 @@ export class DroppedThumbnails {
 
   constructor(readonly perUnit: number) {
     if (!(Number.isInteger(perUnit) && perUnit > 0)) throw new Error(`dropped thumbnails: per unit must be a positive integer, got ${perUnit}`);
+  }
+
+  /** The thumbnails the options ask for, or none when `dropped_per_unit` is 0. */
+  static fromOptions(opts: z.input<typeof droppedThumbnailOptions> = {}): DroppedThumbnails | undefined {
+    const o = parseStageOptions('dropped thumbnails', droppedThumbnailOptions, opts);
+    return o.dropped_per_unit > 0 ? new DroppedThumbnails(o.dropped_per_unit) : undefined;
   }
 
   /** A pass-through stage that notes each ok sample's current encoded image. */

@@ -12,6 +12,7 @@ export class ImageHosts {
   private servers: Server[] = [];
   /** A pause before each answer, so a run can be caught in the middle of a unit. */
   delayMs = 0;
+  private gate?: Promise<void>;
   private constructor(readonly ports: number[], private readonly images: Map<string, Buffer>) {}
 
   static async start(n: number, images: Map<string, Buffer>): Promise<ImageHosts> {
@@ -24,10 +25,25 @@ export class ImageHosts {
     const server = createServer((req, res) => {
       const body = this.images.get(decodeURIComponent((req.url ?? '').split('/').pop() ?? ''));
       if (!body) return void res.writeHead(404).end('no such image');
-      setTimeout(() => res.writeHead(200, { 'Content-Type': 'image/jpeg', 'Content-Length': body.length }).end(body), this.delayMs);
+      const answer = () => setTimeout(() => res.writeHead(200, { 'Content-Type': 'image/jpeg', 'Content-Length': body.length }).end(body), this.delayMs);
+      if (this.gate) void this.gate.then(answer);
+      else answer();
     });
     this.servers.push(server);
     return listen(server, port);
+  }
+
+  /**
+   * Holds every answer until the returned function is called: a run is caught in the middle of
+   * a unit for exactly as long as a test needs, however slow the machine.
+   */
+  hold(): () => void {
+    let release!: () => void;
+    this.gate = new Promise((r) => (release = r));
+    return () => {
+      this.gate = undefined;
+      release();
+    };
   }
 
   async stop(): Promise<void> {
