@@ -4,7 +4,7 @@ import type { Job } from '../src/job.js';
 import type { Logger } from '../src/log.js';
 import { openStore } from '../src/stores/open-store.js';
 import type { Store } from '../src/stores/store.js';
-import { doneName, statsName, unitId, type Unit, type UnitStats } from '../src/units/unit.js';
+import { doneName, readUnitStats, unitId, type Unit, type UnitStats } from '../src/units/unit.js';
 import { MAX_DEDUP_THRESHOLD } from '../stages/latent-dedup.js';
 import { gatherShard } from '../stages/mix/gather.js';
 import { writeMixIndex } from '../stages/mix/mix-index.js';
@@ -274,7 +274,7 @@ export const trainingMixJob: Job<TrainingMixConfig> = {
         if (unit.id.startsWith(SCATTER)) {
           // Another process may have finished it since this run listed what was done.
           if (await ctx.output.exists(doneName(unit.id))) {
-            return JSON.parse(new TextDecoder().decode(await ctx.output.get(statsName(unit.id)))) as UnitStats;
+            return await readUnitStats(ctx.output, unit.id);
           }
           return runScatter(caches, cfg, sel, ctx.output, unit.id, parts, ctx.onRows);
         }

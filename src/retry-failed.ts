@@ -8,7 +8,7 @@ import type { Sample } from './sample.js';
 import { countInFunnel, emptyFunnel, failureReason, StatsCollector, type StageStats } from './stats.js';
 import type { Store } from './stores/store.js';
 import { UnitOutputs } from './units/unit-outputs.js';
-import { doneName, statsName, type DoneMarker, type Unit, type UnitStats } from './units/unit.js';
+import { doneName, readDoneMarker, readUnitStats, type Unit, type UnitStats } from './units/unit.js';
 
 export interface RetryFailedResult {
   units: number;
@@ -17,8 +17,6 @@ export interface RetryFailedResult {
   /** Funnel reasons of the rows retried, with counts. */
   reasons: Record<string, number>;
 }
-
-const decodeJson = (b: Uint8Array) => JSON.parse(new TextDecoder().decode(b));
 
 /** The funnel reason of a stored record, as `failureReason` gives it for a live sample. */
 function recordReason(r: Record<string, unknown>): string {
@@ -96,7 +94,7 @@ async function retryUnits(job: AnyJob, session: JobSession, units: Unit[], store
       });
       // Typed as the job's sink types them, so a retried unit's records match its neighbours'.
       await outputs.put('.parquet', encodeRecords(merged, { columns: jobColumns(job.name) }));
-      const before = decodeJson(await store.get(statsName(unit.id))) as UnitStats & { retries?: unknown[] };
+      const before = (await readUnitStats(store, unit.id)) as UnitStats & { retries?: unknown[] };
       const finished = new Date();
       const unitStats: UnitStats & { retries: unknown[] } = {
         ...before,
@@ -105,7 +103,7 @@ async function retryUnits(job: AnyJob, session: JobSession, units: Unit[], store
         retries: [...(before.retries ?? []), { started_at: started.toISOString(), finished_at: finished.toISOString(), retried: retry.length, recovered: recovered.length, stages: stats.all() satisfies StageStats[] }],
       };
       // Outputs this merge does not rewrite (the dropped-image thumbnails) stay listed in the new marker.
-      const previous = decodeJson(await store.get(doneName(unit.id))) as DoneMarker;
+      const previous = await readDoneMarker(store, unit.id);
       const rewritten = new Set(['.tar', '.parquet', '.stats.json'].map((x) => unit.id + x));
       for (const o of previous.outputs) if (!rewritten.has(o.name)) outputs.keep(o);
       await outputs.commit(unitStats);

@@ -2,7 +2,7 @@ import { addFunnels, emptyFunnel, funnelBalances, mergeStageStats, type Funnel, 
 import type { AnyJob } from './job.js';
 import type { Logger } from './log.js';
 import type { Store } from './stores/store.js';
-import { doneName, statsName, type DoneMarker, type Unit, type UnitStats } from './units/unit.js';
+import { doneName, readDoneMarker, readUnitStats, statsName, type Unit } from './units/unit.js';
 
 /** `run-summary.json`: the whole output's state, rebuilt from its done markers. */
 export interface RunSummary {
@@ -33,7 +33,6 @@ export interface RunSummary {
   };
 }
 
-const decode = (b: Uint8Array) => JSON.parse(new TextDecoder().decode(b));
 
 /** Reads every done marker and unit stats in `store` and sums them. */
 export async function summarizeOutput(store: Store, job: string, units: Unit[]): Promise<RunSummary> {
@@ -48,11 +47,11 @@ export async function summarizeOutput(store: Store, job: string, units: Unit[]):
       pending.push(u.id);
       continue;
     }
-    const marker = decode(await store.get(doneName(u.id))) as DoneMarker;
+    const marker = await readDoneMarker(store, u.id);
     addFunnels(funnel, marker.funnel);
     files += marker.outputs.length;
     bytes += marker.outputs.reduce((a, o) => a + o.bytes, 0);
-    if (names.has(statsName(u.id))) stageLists.push((decode(await store.get(statsName(u.id))) as UnitStats).stages);
+    if (names.has(statsName(u.id))) stageLists.push((await readUnitStats(store, u.id)).stages);
   }
   return {
     job,

@@ -10,13 +10,13 @@ export interface StageStats {
   failed: number;
   /** Summed time spent inside the stage's work function (busy time, not wall time). */
   busySeconds: number;
-  /** Stage-specific amounts: images, bytes, tokens… */
-  units: Record<string, number>;
+  /** Stage-specific counts: images, bytes, tokens… (work units are a run's, not a stage's). */
+  counts: Record<string, number>;
 }
 
-/** Adds `n` to one of a stage's `units` counters. */
-export function addUnits(stats: StageStats, key: string, n = 1): void {
-  stats.units[key] = (stats.units[key] ?? 0) + n;
+/** Adds `n` to one of a stage's counts. */
+export function addCount(stats: StageStats, key: string, n = 1): void {
+  stats.counts[key] = (stats.counts[key] ?? 0) + n;
 }
 
 /** The run's funnel: where every input row ended. rows_in = written + Σdropped + Σfailed. */
@@ -64,7 +64,7 @@ export class StatsCollector {
   stage(name: string): StageStats {
     let s = this.stages.get(name);
     if (!s) {
-      s = { name, in: 0, ok: 0, dropped: 0, failed: 0, busySeconds: 0, units: {} };
+      s = { name, in: 0, ok: 0, dropped: 0, failed: 0, busySeconds: 0, counts: {} };
       this.stages.set(name, s);
     }
     return s;
@@ -86,7 +86,7 @@ export function mergeStageStats(lists: StageStats[][]): StageStats[] {
       t.dropped += s.dropped;
       t.failed += s.failed;
       t.busySeconds += s.busySeconds;
-      for (const [k, v] of Object.entries(s.units)) t.units[k] = (t.units[k] ?? 0) + v;
+      for (const [k, v] of Object.entries(s.counts)) t.counts[k] = (t.counts[k] ?? 0) + v;
     }
   }
   return out.all();

@@ -20,7 +20,7 @@ import type { ReplicaPool } from '../src/models/replica-pool.js';
 import { elementCount, type Tensor, type TensorModel } from '../src/models/tensor.js';
 import { drop, SampleError, type RawImage, type Sample } from '../src/sample.js';
 import { sampleStage, type Stage } from '../src/stage.js';
-import { addUnits } from '../src/stats.js';
+import { addCount } from '../src/stats.js';
 import { openInputFile } from '../src/stores/input-file.js';
 import type { AestheticHead } from './aesthetic-head.js';
 import { CLIP_SIZE, clipNormalize, clipResizeCrop, decodeForClip } from './clip-preprocess.js';
@@ -153,7 +153,7 @@ export function clipAestheticStage(opts: ClipAestheticOptions): Stage {
       },
       apply: (s, embedding) => {
         s.fields[field] = head.score(embedding);
-        addUnits(stats, 'scored');
+        addCount(stats, 'scored');
       },
     });
     return inner(input, ctx);
@@ -343,7 +343,7 @@ export function embeddingAestheticStage(opts: EmbeddingAestheticOptions): Stage 
         const f = await file(pair);
         if (row >= f.rows) throw new SampleError('no_embedding', `no embedding for ${what}: ${pairs[pair].embeddings} has ${f.rows} rows`);
         s.fields[field] = head.score(await f.readRows(row, row + 1));
-        addUnits(stats, 'scored');
+        addCount(stats, 'scored');
       },
       { concurrency: o.concurrency, ordered: true },
     );

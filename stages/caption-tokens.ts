@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import type { ColumnType } from '../src/formats/parquet-write.js';
 import { sampleStage, type Stage } from '../src/stage.js';
-import { addUnits } from '../src/stats.js';
+import { addCount } from '../src/stats.js';
 import { loadTokenizerJson } from '../src/models/tokenizer-json.js';
 
 /**
@@ -144,16 +144,16 @@ export function captionTokensStage(tok: CaptionTokenizer, fields: string[]): Sta
       const { ids, length, truncated } = tok.encodeCaption(text);
       s.fields[tokensField(f)] = idsToBlob(ids);
       s.fields[`${tokensField(f)}_len`] = length;
-      addUnits(stats, 'captions');
-      addUnits(stats, 'tokens', length);
-      if (truncated) addUnits(stats, 'truncated');
+      addCount(stats, 'captions');
+      addCount(stats, 'tokens', length);
+      if (truncated) addCount(stats, 'truncated');
       any = true;
     }
     if (any) {
       s.fields.tokenizer_sha256 = tok.sha256;
       s.fields.tokens_padding = tok.padding;
     } else {
-      addUnits(stats, 'no_caption');
+      addCount(stats, 'no_caption');
     }
   });
 }

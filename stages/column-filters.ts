@@ -165,12 +165,12 @@ export function columnFilters(filters: ColumnFilter[]): Stage {
     }
   };
 
-  return syncSampleStage(STAGE, (s, stats) => apply(s, stats.units), {
+  return syncSampleStage(STAGE, (s, stats) => apply(s, stats.counts), {
     // Every filter appears in the stats even when it never drops, so the funnel lists them all.
     init: (stats) => {
       for (const f of compiled) {
-        stats.units[f.droppedUnit] ??= 0;
-        stats.units[f.missingUnit] ??= 0;
+        stats.counts[f.droppedUnit] ??= 0;
+        stats.counts[f.missingUnit] ??= 0;
       }
     },
   });

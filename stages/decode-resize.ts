@@ -103,7 +103,7 @@ export function decodeResize(opts: DecodeResizeOptions = {}): Stage {
       const input = s.image;
       if (!input) throw new SampleError('no_image', 'no image bytes to decode (sample.image is missing)');
       // bytes_in is the work read, failures included; images, bytes_out and pixels_out count outputs.
-      stats.units.bytes_in = (stats.units.bytes_in ?? 0) + input.length;
+      stats.counts.bytes_in = (stats.counts.bytes_in ?? 0) + input.length;
       if (input.length === 0) throw new SampleError('empty', 'image is empty (0 bytes)');
       s.fields.original_sha256 = createHash('sha256').update(input).digest('hex');
 
@@ -154,9 +154,9 @@ export function decodeResize(opts: DecodeResizeOptions = {}): Stage {
       s.imageExt = EXT[format];
       s.fields.width = out.info.width;
       s.fields.height = out.info.height;
-      stats.units.images = (stats.units.images ?? 0) + 1;
-      stats.units.bytes_out = (stats.units.bytes_out ?? 0) + out.data.byteLength;
-      stats.units.pixels_out = (stats.units.pixels_out ?? 0) + out.info.width * out.info.height;
+      stats.counts.images = (stats.counts.images ?? 0) + 1;
+      stats.counts.bytes_out = (stats.counts.bytes_out ?? 0) + out.data.byteLength;
+      stats.counts.pixels_out = (stats.counts.pixels_out ?? 0) + out.info.width * out.info.height;
     },
     { concurrency: o.concurrency, ordered: true, queue },
   );

@@ -122,19 +122,19 @@ export function exactDedup(opts: ExactDedupOptions = {}): Stage {
     (s, stats) => {
       const digest = digestOf(s.fields[field]);
       if (digest === undefined) {
-        stats.units.no_hash++;
+        stats.counts.no_hash++;
         return;
       }
       const first = seen.add(digest, s.key);
       if (first !== undefined) {
         drop(s, 'duplicate', { of: first });
-        stats.units.duplicates++;
+        stats.counts.duplicates++;
       }
     },
     {
       init: (stats) => {
-        stats.units.duplicates ??= 0;
-        stats.units.no_hash ??= 0;
+        stats.counts.duplicates ??= 0;
+        stats.counts.no_hash ??= 0;
       },
     },
   );

@@ -7,7 +7,7 @@ import type { ReplicaPool } from '../src/models/replica-pool.js';
 import type { Tensor, TensorModel } from '../src/models/tensor.js';
 import { SampleError, type RawImage } from '../src/sample.js';
 import { sampleStage, type Stage } from '../src/stage.js';
-import { addUnits } from '../src/stats.js';
+import { addCount } from '../src/stats.js';
 import { BIT_ENCODER_CONTRACT, checkBitEncoder, imageToEncoderInput } from './bit-encoder.js';
 import { decodeConcurrency } from './decode-resize.js';
 import { parseStageOptions } from './stage-options.js';
@@ -92,7 +92,7 @@ export function encodeStages(opts: EncodeOptions): Stage[] {
       }
       s.pixels = { data: new Uint8Array(out.data.buffer, out.data.byteOffset, out.data.length), width: size, height: size, channels: 3 } satisfies RawImage;
       decodedAt.set(s, performance.now());
-      addUnits(stats, 'images');
+      addCount(stats, 'images');
     },
     { concurrency: o.decode_concurrency },
   );
@@ -103,7 +103,7 @@ export function encodeStages(opts: EncodeOptions): Stage[] {
     let idleSince = performance.now();
     const splitter = splitterFor(opts.pool);
     const onSplit = (e: SplitEvent) => {
-      addUnits(stats, 'requests_split');
+      addCount(stats, 'requests_split');
       ctx.log.warn(`encode: ${e.target} refused a request of ${e.refused} images for its size (${e.message}); sending at most ${e.nextSize} per request to it from now on (raise its body limit, or lower encoder.batch_size)`);
     };
     const send = async (model: TensorModel, images: Uint8Array[]): Promise<Uint8Array[]> => {
@@ -117,7 +117,7 @@ export function encodeStages(opts: EncodeOptions): Stage[] {
       const y = out[c.output.name];
       if (!y || y.data.length !== n * LATENT_BITS) throw new Error(`model ${model.name}: output "${c.output.name}" has ${y ? y.data.length : 0} values for ${n} images, expected ${n * LATENT_BITS} ([${n}, 128, 64])`);
       const logits = y.dtype === 'FP16' ? Float32Array.from(y.data as Uint16Array, halfToFloat) : (y.data as Float32Array);
-      addUnits(stats, 'requests');
+      addCount(stats, 'requests');
       return images.map((_, i) => packLogits(logits, i * LATENT_BITS));
     };
     const inner = modelBatchStage<TensorModel, Uint8Array, Uint8Array>({
@@ -128,7 +128,7 @@ export function encodeStages(opts: EncodeOptions): Stage[] {
       maxBatchesInFlight: o.max_batches_in_flight ?? 2 * opts.pool.names.length,
       prepare: (s) => {
         const t = decodedAt.get(s);
-        if (t !== undefined) addUnits(stats, 'decoded_wait_seconds', (performance.now() - t) / 1000);
+        if (t !== undefined) addCount(stats, 'decoded_wait_seconds', (performance.now() - t) / 1000);
         const px = s.pixels;
         if (!px || px.channels !== 3 || px.width !== size || px.height !== size) throw new SampleError('no_pixels', `sample ${s.key}: no ${size}×${size} RGB pixels to encode`);
         s.pixels = undefined;
@@ -139,7 +139,7 @@ export function encodeStages(opts: EncodeOptions): Stage[] {
           checkBitEncoder(model, { size });
           checked.add(model);
         }
-        if (inFlight++ === 0) addUnits(stats, 'encoder_idle_seconds', (performance.now() - idleSince) / 1000);
+        if (inFlight++ === 0) addCount(stats, 'encoder_idle_seconds', (performance.now() - idleSince) / 1000);
         try {
           // modelBatchStage counts `batches`; `requests` counts what went over the wire (more when split).
           return await splitter.run(model, images, (part) => send(model, part), onSplit);
@@ -149,7 +149,7 @@ export function encodeStages(opts: EncodeOptions): Stage[] {
       },
       apply: (s, latent) => {
         s.latent = latent;
-        addUnits(stats, 'latents');
+        addCount(stats, 'latents');
       },
     });
     return inner(input, ctx);

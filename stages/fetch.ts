@@ -220,7 +220,7 @@ class Session {
       throw new SampleError('invalid_url', `not a URL: ${raw.slice(0, 200)}`);
     }
     const t0 = performance.now();
-    const add = (k: string, n: number) => (stats.units[k] = (stats.units[k] ?? 0) + n);
+    const add = (k: string, n: number) => (stats.counts[k] = (stats.counts[k] ?? 0) + n);
     try {
       const d = await withRetry(
         () => this.attempt(url, add, ctx.signal),

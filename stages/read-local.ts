@@ -29,7 +29,7 @@ export function readLocal(opts: ReadLocalOptions): Stage {
         const code = (err as NodeJS.ErrnoException).code;
         throw new SampleError(code === 'ENOENT' ? 'not_found' : 'read_error', `cannot read ${path}: ${code ?? (err as Error).message}`);
       }
-      stats.units.bytes = (stats.units.bytes ?? 0) + s.image.length;
+      stats.counts.bytes = (stats.counts.bytes ?? 0) + s.image.length;
     },
     { concurrency: readConcurrency.parse(opts.concurrency) },
   );

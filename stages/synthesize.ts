@@ -7,7 +7,7 @@ import { findOutage } from '../src/outage.js';
 import { toJson } from '../src/json-safe.js';
 import { SampleError } from '../src/sample.js';
 import { sampleStage, type Stage } from '../src/stage.js';
-import { addUnits } from '../src/stats.js';
+import { addCount } from '../src/stats.js';
 
 /** A model's published sampling settings, the defaults of a model entry that names it. */
 export interface ImageModelPreset {
@@ -138,9 +138,9 @@ export function synthesize(opts: SynthesizeOptions): Stage {
       }
       const image = result.out.images[0];
       s.image = image;
-      addUnits(stats, 'images');
-      addUnits(stats, 'bytes', image.length);
-      addUnits(stats, `endpoint:${result.endpoint}`);
+      addCount(stats, 'images');
+      addCount(stats, 'bytes', image.length);
+      addCount(stats, `endpoint:${result.endpoint}`);
     },
     { concurrency: opts.concurrency },
   );

@@ -262,10 +262,10 @@ describe('clipAestheticStage', () => {
 
       const st = ctx.stats.stage('aesthetic-clip');
       expect([st.in, st.ok, st.failed, st.dropped]).toEqual([9, 7, 2, 0]);
-      expect(st.units.scored).toBe(7);
-      expect(st.units.samples).toBe(7);
-      expect(st.units.batches).toBeGreaterThanOrEqual(3);
-      expect(st.units.model_ms).toBeGreaterThan(0);
+      expect(st.counts.scored).toBe(7);
+      expect(st.counts.samples).toBe(7);
+      expect(st.counts.batches).toBeGreaterThanOrEqual(3);
+      expect(st.counts.model_ms).toBeGreaterThan(0);
     } finally {
       await Promise.all(models.map((m) => m.close()));
     }
@@ -334,7 +334,7 @@ describe('embeddingAestheticStage', () => {
         expect(Math.abs((s.fields.aesthetic_score as number) - expected[part][s.fields.source_row as number])).toBeLessThan(1e-9);
         seen++;
       }
-      expect(ctx.stats.stage('aesthetic-embeddings').units.scored).toBe(out.length);
+      expect(ctx.stats.stage('aesthetic-embeddings').counts.scored).toBe(out.length);
     }
     expect(seen).toBe(9);
 
@@ -378,7 +378,7 @@ describe('embeddingAestheticStage', () => {
     expect(out[5].status).toMatchObject({ kind: 'failed', code: 'no_embedding' });
     expect(out[6].fields.aesthetic_score).toBeCloseTo(expected[1][0], 9);
     const st = ctx.stats.stage('aesthetic-embeddings');
-    expect([st.in, st.ok, st.failed, st.units.scored]).toEqual([6, 4, 2, 4]);
+    expect([st.in, st.ok, st.failed, st.counts.scored]).toEqual([6, 4, 2, 4]);
   });
 
   it('fails samples of a pair whose npy and metadata are not row-aligned, and says so at start-up', async () => {

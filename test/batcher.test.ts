@@ -72,11 +72,11 @@ describe('modelBatchStage', () => {
     expect(out.every((s) => s.status.kind === 'ok' && s.fields.y === (s.fields.i as number) * 2)).toBe(true);
     const st = ctx.stats.stage('model');
     expect([st.in, st.ok, st.failed]).toEqual([203, 203, 0]);
-    expect(st.units.samples).toBe(203);
-    const perReplica = replicas.map((x) => st.units[`replica:${x.name}:batches`] ?? 0);
-    expect(perReplica.reduce((a, b) => a + b, 0)).toBe(st.units.batches);
+    expect(st.counts.samples).toBe(203);
+    const perReplica = replicas.map((x) => st.counts[`replica:${x.name}:batches`] ?? 0);
+    expect(perReplica.reduce((a, b) => a + b, 0)).toBe(st.counts.batches);
     expect(perReplica).toEqual(replicas.map((x) => x.batches.length));
-    expect(st.units.model_ms).toBeGreaterThan(0);
+    expect(st.counts.model_ms).toBeGreaterThan(0);
   });
 
   it('passes dropped and failed samples through untouched, in place, never to the model', async () => {
@@ -110,9 +110,9 @@ describe('modelBatchStage', () => {
     expect(b.failures).toBeGreaterThanOrEqual(2);
     expect(b.lastError).toContain('503');
     const st = ctx.stats.stage('model');
-    expect(st.units['replica:b:batches']).toBeUndefined();
-    expect(st.units.retries).toBe(b.failures);
-    expect(st.units.batches).toBe(20);
+    expect(st.counts['replica:b:batches']).toBeUndefined();
+    expect(st.counts.retries).toBe(b.failures);
+    expect(st.counts.batches).toBe(20);
   });
 
   it('fails only the batch whose call hits a non-transient error, naming the replica', async () => {
@@ -129,7 +129,7 @@ describe('modelBatchStage', () => {
     expect(replica.calls).toBe(5); // no retry of a non-transient error
     const st = ctx.stats.stage('model');
     expect([st.in, st.ok, st.failed]).toEqual([40, 32, 8]);
-    expect(st.units['replica:gpu0:failed_batches']).toBe(1);
+    expect(st.counts['replica:gpu0:failed_batches']).toBe(1);
   });
 
   it('fails a batch whose call returns the wrong number of results', async () => {
@@ -178,7 +178,7 @@ describe('modelBatchStage', () => {
     const out = await collect(stage(poolOf([slow, ...fast]), { batchSize: 4, maxBatchesInFlight: 16 })(source(samples(240)), ctx));
     expect(okCount(out)).toBe(240);
     const st = ctx.stats.stage('model');
-    expect(st.units['replica:slow:batches']).toBeLessThan(Math.min(...fast.map((f) => st.units[`replica:${f.name}:batches`])));
+    expect(st.counts['replica:slow:batches']).toBeLessThan(Math.min(...fast.map((f) => st.counts[`replica:${f.name}:batches`])));
   });
 });
 

@@ -177,7 +177,7 @@ describe('captionTokensStage', () => {
     expect(s1.fields).toEqual({ url: 'x' });
     expect(s2.fields).not.toHaveProperty('tokens_caption_short');
     expect(s2.fields.tokens_caption_len).toBe(5);
-    expect(stats.stage('caption-tokens')).toMatchObject({ in: 3, ok: 3, units: { captions: 3, tokens: 12 + 3 + 5, no_caption: 1 } });
+    expect(stats.stage('caption-tokens')).toMatchObject({ in: 3, ok: 3, counts: { captions: 3, tokens: 12 + 3 + 5, no_caption: 1 } });
   });
 });
 
@@ -247,7 +247,7 @@ describe('pre-encode with text_tokens', () => {
     const [rec] = await duckRows(`select * from read_parquet('${join(dir, 'latents', '00000.parquet')}') where key = 'k000'`);
     expect(Object.keys(rec).filter((k) => k.startsWith('tokens_')).sort()).toEqual(['tokens_caption_len', 'tokens_caption_long_len', 'tokens_caption_short_len', 'tokens_padding']);
     const stats = JSON.parse(await readFile(join(dir, 'latents', '00000.stats.json'), 'utf8'));
-    expect(stats.stages.find((s: { name: string }) => s.name === 'caption-tokens').units).toMatchObject({ captions: 6, truncated: 1, no_caption: 1 });
+    expect(stats.stages.find((s: { name: string }) => s.name === 'caption-tokens').counts).toMatchObject({ captions: 6, truncated: 1, no_caption: 1 });
   });
 
   it('refuses a missing tokenizer.json at start-up, naming it', async () => {

@@ -69,15 +69,15 @@ describe('column-filters', () => {
 
     const st = ctx.stats.all().find((s) => s.name === 'column-filters')!;
     expect(st).toMatchObject({ in: 9, ok: 2, dropped: 7, failed: 0 });
-    expect(st.units).toMatchObject({ 'dropped:watermark': 3, 'dropped:nsfw': 1, 'dropped:size': 1, 'dropped:aspect': 1, 'dropped:stock': 1, 'missing:watermark': 1 });
-    const perFilter = LAION_FILTERS.reduce((a, f) => a + st.units[`dropped:${f.name}`], 0);
+    expect(st.counts).toMatchObject({ 'dropped:watermark': 3, 'dropped:nsfw': 1, 'dropped:size': 1, 'dropped:aspect': 1, 'dropped:stock': 1, 'missing:watermark': 1 });
+    const perFilter = LAION_FILTERS.reduce((a, f) => a + st.counts[`dropped:${f.name}`], 0);
     expect(perFilter).toBe(st.dropped);
   });
 
   it('lists filters that never drop with a zero count', async () => {
     const ctx = context();
     await run(LAION_FILTERS, [row()], ctx);
-    expect(ctx.stats.stage('column-filters').units['dropped:nsfw']).toBe(0);
+    expect(ctx.stats.stage('column-filters').counts['dropped:nsfw']).toBe(0);
   });
 
   it('on_missing: drop, keep and fail; null and absent both count as missing', async () => {
@@ -89,7 +89,7 @@ describe('column-filters', () => {
     const ctx = context();
     const kept = await run([{ name: 'f', keep: 'a > 0', on_missing: 'keep' }, { name: 'g', keep: 'exists(b)' }], [{ a: null, b: 1 }, { a: null, b: 2 }], ctx);
     expect(kept.map((s) => s.status.kind)).toEqual(['ok', 'ok']);
-    expect(ctx.stats.stage('column-filters').units['missing:f']).toBe(2);
+    expect(ctx.stats.stage('column-filters').counts['missing:f']).toBe(2);
 
     const failed = await run([{ name: 'f', keep: 'a > 0', on_missing: 'fail' }], [{ b: 1 }]);
     expect(failed[0].status).toMatchObject({ kind: 'failed', stage: 'column-filters', code: 'missing_column' });

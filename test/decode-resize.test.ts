@@ -290,10 +290,10 @@ describe('decode-resize: drops and failures', () => {
     const st = c.stats.all().find((x) => x.name === 'decode-resize')!;
     const ok = out.filter((s) => s.status.kind === 'ok');
     expect([st.in, st.ok, st.dropped, st.failed]).toEqual([11, 5, 1, 5]);
-    expect(st.units.images).toBe(ok.length);
-    expect(st.units.bytes_in).toBe(inputs.reduce((n, [, b]) => n + (b?.length ?? 0), 0));
-    expect(st.units.bytes_out).toBe(ok.reduce((n, s) => n + s.image!.length, 0));
-    expect(st.units.pixels_out).toBe(5 * 128 * 128);
+    expect(st.counts.images).toBe(ok.length);
+    expect(st.counts.bytes_in).toBe(inputs.reduce((n, [, b]) => n + (b?.length ?? 0), 0));
+    expect(st.counts.bytes_out).toBe(ok.reduce((n, s) => n + s.image!.length, 0));
+    expect(st.counts.pixels_out).toBe(5 * 128 * 128);
 
     const funnel = emptyFunnel();
     for (const s of out) countInFunnel(funnel, s);

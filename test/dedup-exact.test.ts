@@ -91,7 +91,7 @@ describe('dedup-exact', () => {
       { kind: 'dropped', by: 'duplicate', value: { of: 'a' } },
       { kind: 'ok' },
     ]);
-    expect(ctx.stats.stage('dedup-exact')).toMatchObject({ in: 7, ok: 4, dropped: 3, failed: 0, units: { duplicates: 3, no_hash: 1 } });
+    expect(ctx.stats.stage('dedup-exact')).toMatchObject({ in: 7, ok: 4, dropped: 3, failed: 0, counts: { duplicates: 3, no_hash: 1 } });
     const funnel = emptyFunnel();
     for (const s of out) countInFunnel(funnel, s);
     expect(funnelBalances(funnel)).toBe(true);

@@ -337,13 +337,13 @@ describe('fetch stage', () => {
 
     const st = c.stats.all().find((x) => x.name === 'fetch')!;
     expect(st).toMatchObject({ in: cases.length, ok: 7, dropped: 2, failed: cases.length - 9 });
-    expect(st.units.retries).toBe(5);
+    expect(st.counts.retries).toBe(5);
     // loop 2, chain 6 (the one over the limit included), redirect-ok 1, blocked and file targets 4.
-    expect(st.units.redirects).toBe(13);
-    expect(st.units.bytes).toBeGreaterThan(5 * png.length);
+    expect(st.counts.redirects).toBe(13);
+    expect(st.counts.bytes).toBeGreaterThan(5 * png.length);
     // Blocked, unsupported and invalid targets never became requests.
     const served = [...hits.values()].reduce((a, b) => a + b, 0);
-    expect(st.units.requests).toBe(served);
+    expect(st.counts.requests).toBe(served);
 
     const funnel = emptyFunnel();
     for (const s of out) countInFunnel(funnel, s);

@@ -184,7 +184,7 @@ describe('pre-encode with a tiny encoder that has the real contract', () => {
       await checkOutput('served');
       const stats = JSON.parse(await readFile(join(dir, 'served', '00000.stats.json'), 'utf8'));
       const encode = stats.stages.find((s: { name: string }) => s.name === 'encode');
-      const replicas = Object.keys(encode.units).filter((k) => k.startsWith('replica:') && k.endsWith(':batches'));
+      const replicas = Object.keys(encode.counts).filter((k) => k.startsWith('replica:') && k.endsWith(':batches'));
       expect(replicas).toHaveLength(2);
     });
   });

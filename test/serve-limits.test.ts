@@ -110,7 +110,7 @@ describe('bitprep serve body limit vs the encoder batch size', () => {
       expect(a).toEqual(b);
 
       const stats = JSON.parse(await readFile(join(dir, 'big', '00000.stats.json'), 'utf8'));
-      const units = stats.stages.find((s: { name: string }) => s.name === 'encode').units;
+      const units = stats.stages.find((s: { name: string }) => s.name === 'encode').counts;
       // 12 refused → 6 refused → 3 + 3 taken; the second 6 goes out pre-split, in 3s.
       expect(units.requests_split).toBe(2);
       expect(units.batches).toBe(1);

@@ -359,7 +359,7 @@ async function checkStageOutput(out: Sample[], ctx: StageContext, name: string) 
   expect(by.dropped.fields).toEqual({});
   const st = ctx.stats.stage(name);
   expect([st.in, st.ok, st.failed, st.dropped]).toEqual([6, 4, 2, 0]);
-  expect(st.units.samples).toBe(4);
+  expect(st.counts.samples).toBe(4);
 }
 
 describe('textDetectorStage', () => {
@@ -370,7 +370,7 @@ describe('textDetectorStage', () => {
     const ctx = context();
     const out = await collect(textDetectorStage({ pool, batch_size: 2, max_wait_ms: 5 })(source(stageInput()), ctx));
     await checkStageOutput(out, ctx, 'ocr-detector');
-    expect(ctx.stats.stage('ocr-detector').units.batches).toBe(2); // [plain, gradient] and [noise, empty]
+    expect(ctx.stats.stage('ocr-detector').counts.batches).toBe(2); // [plain, gradient] and [noise, empty]
   });
 
   it('rejects bad options at start-up', () => {
@@ -402,6 +402,6 @@ describe('the remote path: KServe v2', () => {
     const ctx = context();
     const out = await collect(textDetectorStage({ pool, name: 'ocr', batch_size: 4, max_wait_ms: 5 })(source(stageInput()), ctx));
     await checkStageOutput(out, ctx, 'ocr');
-    expect(remote.stats.requests).toBe(ctx.stats.stage('ocr').units.batches);
+    expect(remote.stats.requests).toBe(ctx.stats.stage('ocr').counts.batches);
   });
 });

@@ -4,7 +4,7 @@ import { parquetSourceFromStore, readParquetRowGroups } from '../../src/formats/
 import { readWebDataset } from '../../src/formats/tar-read.js';
 import { summarizeOutput, type RunSummary } from '../../src/run-summary.js';
 import type { Store } from '../../src/stores/store.js';
-import { doneName, statsName, type DoneMarker, type UnitStats } from '../../src/units/unit.js';
+import { doneName, readDoneMarker, readUnitStats, statsName, type DoneMarker } from '../../src/units/unit.js';
 import { THUMBNAIL_QUALITY, THUMBNAIL_SIDE, THUMBS_SUFFIX } from '../../stages/sinks/dropped-thumbnails.js';
 import { LatentStats, type LatentStatsResult } from '../../stages/latent-stats.js';
 import { FixedHistogram } from './histogram.js';
@@ -136,14 +136,14 @@ export async function collectReport(store: Store, opts: CollectOptions): Promise
   const summary = await summarizeOutput(store, job, unitIds.map((id) => ({ id, inputs: [] })));
 
   const done: { id: string; marker: DoneMarker }[] = [];
-  for (const id of unitIds) if (nameSet.has(doneName(id))) done.push({ id, marker: decodeJson(await store.get(doneName(id))) as DoneMarker });
+  for (const id of unitIds) if (nameSet.has(doneName(id))) done.push({ id, marker: await readDoneMarker(store, id) });
 
   const throughput: ThroughputPoint[] = [];
   let firstStartedAt: string | undefined;
   let lastFinishedAt: string | undefined;
   for (const { id } of done) {
     if (!nameSet.has(statsName(id))) continue;
-    const st = decodeJson(await store.get(statsName(id))) as UnitStats;
+    const st = await readUnitStats(store, id);
     if (!firstStartedAt || st.started_at < firstStartedAt) firstStartedAt = st.started_at;
     if (!lastFinishedAt || st.finished_at > lastFinishedAt) lastFinishedAt = st.finished_at;
     const rows = st.funnel?.rows_in ?? 0;

@@ -22,7 +22,7 @@ export function reportRun(summary: RunSummary, output: string, opts: { json?: bo
   }
   process.stdout.write(`${formatFunnel(summary.funnel)}\n`);
   for (const st of summary.stages) {
-    const amounts = Object.entries(st.units).filter(([k]) => k !== 'bytes');
+    const amounts = Object.entries(st.counts).filter(([k]) => k !== 'bytes');
     if (amounts.length === 0) continue;
     // Rates only when every counted unit ran now: stats of units done earlier would inflate them.
     const rate = t.units_already_done === 0 && t.seconds > 0 ? (v: number) => ` (${(v / t.seconds).toFixed(1)}/s)` : () => '';

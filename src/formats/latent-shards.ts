@@ -1,6 +1,6 @@
 import type { Logger } from '../log.js';
 import type { Store } from '../stores/store.js';
-import { doneName, type DoneMarker } from '../units/unit.js';
+import { readDoneMarker } from '../units/unit.js';
 import { BIT_ORDER, LATENT_BITS_PER_TOKEN, LATENT_BYTES, LATENT_TOKENS } from './latent-bits.js';
 import { parquetSourceFromStore, readParquetMeta, readParquetRowGroups } from './parquet-read.js';
 import { KNOWN_COLUMN_TYPES } from './known-columns.js';
@@ -78,7 +78,7 @@ export interface LatentManifest {
 export async function writeLatentManifest(store: Store, job: string, unitIds: string[], log?: Logger): Promise<LatentManifest> {
   const shards: LatentManifest['shards'] = [];
   for (const id of unitIds) {
-    const marker = JSON.parse(new TextDecoder().decode(await store.get(doneName(id)))) as DoneMarker;
+    const marker = await readDoneMarker(store, id);
     const out = marker.outputs.find((o) => o.name === latentShardName(id));
     if (!out) throw new Error(`unit ${id}: its done marker lists no ${latentShardName(id)}`);
     shards.push({ name: out.name, rows: marker.funnel.written, bytes: out.bytes, sha256: out.sha256 });

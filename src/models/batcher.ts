@@ -2,7 +2,7 @@ import { batch, mapConcurrent } from '../concurrency.js';
 import { causeChain, OutageError, rethrowOutage } from '../outage.js';
 import { fail, type Sample } from '../sample.js';
 import { countOutcome, type Stage, type StageContext } from '../stage.js';
-import { addUnits, type StageStats } from '../stats.js';
+import { addCount, type StageStats } from '../stats.js';
 import { ReplicaCallError, type ReplicaPool } from './replica-pool.js';
 
 export interface ModelBatchStageOptions<C, X, Y> {
@@ -117,9 +117,9 @@ async function runBatch<C, X, Y>(opts: ModelBatchStageOptions<C, X, Y>, group: I
           modelMs += performance.now() - t0;
         }
       }, { cost: live.length, signal: ctx.signal });
-      addUnits(stats, 'batches');
-      addUnits(stats, 'samples', live.length);
-      addUnits(stats, `replica:${replica}:batches`);
+      addCount(stats, 'batches');
+      addCount(stats, 'samples', live.length);
+      addCount(stats, `replica:${replica}:batches`);
       t = performance.now();
       live.forEach((p, i) => {
         try {
@@ -135,11 +135,11 @@ async function runBatch<C, X, Y>(opts: ModelBatchStageOptions<C, X, Y>, group: I
       rethrowOutage(err);
       const msg = err instanceof Error ? err.message : String(err);
       for (const p of live) fail(p.s, name, `model call failed: ${msg}`, 'model_error');
-      addUnits(stats, 'failed_batches');
-      if (err instanceof ReplicaCallError) addUnits(stats, `replica:${err.replica}:failed_batches`);
+      addCount(stats, 'failed_batches');
+      if (err instanceof ReplicaCallError) addCount(stats, `replica:${err.replica}:failed_batches`);
     }
-    addUnits(stats, 'model_ms', modelMs);
-    if (attempts > 1) addUnits(stats, 'retries', attempts - 1);
+    addCount(stats, 'model_ms', modelMs);
+    if (attempts > 1) addCount(stats, 'retries', attempts - 1);
     busyMs += modelMs;
   }
 

@@ -1,5 +1,5 @@
 import type { Funnel, StageStats } from '../stats.js';
-import type { WrittenObject } from '../stores/store.js';
+import type { Store, WrittenObject } from '../stores/store.js';
 
 /** One input a unit reads: a file (or row range of one), or a list of files in a folder. */
 export interface InputRef {
@@ -60,4 +60,25 @@ export const statsName = (unitId: string): string => `${unitId}.stats.json`;
 /** Zero-padded unit ids sort in plan order and name shards the way img2dataset users expect. */
 export function unitId(index: number, total: number): string {
   return String(index).padStart(Math.max(5, String(Math.max(0, total - 1)).length), '0');
+}
+
+const decodeJson = (b: Uint8Array): unknown => JSON.parse(new TextDecoder().decode(b));
+
+/** A done unit's marker, `<unit>.done.json`. */
+export async function readDoneMarker(store: Store, unitId: string): Promise<DoneMarker> {
+  return decodeJson(await store.get(doneName(unitId))) as DoneMarker;
+}
+
+/** A done unit's stats, `<unit>.stats.json`, as this version names them. */
+export async function readUnitStats(store: Store, unitId: string): Promise<UnitStats> {
+  const stats = decodeJson(await store.get(statsName(unitId))) as UnitStats;
+  // Outputs made before stage counts had their own name stored them as `units`.
+  for (const s of stats.stages ?? []) {
+    const old = s as StageStats & { units?: Record<string, number> };
+    if (old.counts === undefined && old.units !== undefined) {
+      old.counts = old.units;
+      delete old.units;
+    }
+  }
+  return stats;
 }

@@ -65,7 +65,7 @@ export async function gatherShard(o: GatherOptions): Promise<UnitStats> {
   try {
     const shard = await outputs.put(latentShardName(o.unitId).slice(o.unitId.length), bytes);
     st.in = st.ok = rows.length;
-    Object.assign(st.units, { samples: rows.length, bytes: shard.bytes, runs_read: o.runs.length, ...kinds });
+    Object.assign(st.counts, { samples: rows.length, bytes: shard.bytes, runs_read: o.runs.length, ...kinds });
     st.busySeconds = (performance.now() - t0) / 1000;
     o.onRows(rows.length);
     return await outputs.finish({ started: o.started, funnel: emptyFunnel(), stages: stats.all(), rows: rows.length });

@@ -3,7 +3,7 @@ import { LATENT_FORMAT, LATENT_SCHEMA_VERSION, latentShardName, MANIFEST_NAME, t
 import type { Logger } from '../../src/log.js';
 import type { StageStats } from '../../src/stats.js';
 import type { Store } from '../../src/stores/store.js';
-import { doneName, statsName, type DoneMarker, type UnitStats } from '../../src/units/unit.js';
+import { readDoneMarker, readUnitStats } from '../../src/units/unit.js';
 import { mapConcurrent } from '../../src/concurrency.js';
 import { CAPTION_KINDS, type CaptionKind } from './caption-policy.js';
 import { shardInfo } from './mixture.js';
@@ -72,12 +72,11 @@ export async function writeMixIndex(output: Store, gatherUnitIds: string[], log?
   if (!sel) throw new Error(`${output.url}: no ${SELECTION_NAME}; not a training-mix output`);
   const l = sel.layout;
   if (gatherUnitIds.length !== l.shards) throw new Error(`training-mix: ${gatherUnitIds.length} output shard units for a layout of ${l.shards}`);
-  const decode = (b: Uint8Array) => JSON.parse(new TextDecoder().decode(b));
-  const read = mapConcurrent(
+    const read = mapConcurrent(
     gatherUnitIds.map((id, i) => ({ id, i })),
     async ({ id, i }) => {
-      const marker = decode(await output.get(doneName(id))) as DoneMarker;
-      const stats = decode(await output.get(statsName(id))) as UnitStats;
+      const marker = await readDoneMarker(output, id);
+      const stats = await readUnitStats(output, id);
       const out = marker.outputs.find((o) => o.name === latentShardName(id));
       if (!out) throw new Error(`unit ${id}: its done marker lists no ${latentShardName(id)}`);
       return { i, out, gather: stats.stages.find((s: StageStats) => s.name === 'gather') };
@@ -88,9 +87,9 @@ export async function writeMixIndex(output: Store, gatherUnitIds: string[], log?
   const achieved = Object.fromEntries(CAPTION_KINDS.map((k) => [k, 0])) as Record<CaptionKind, number>;
   for await (const { i, out, gather } of read) {
     const rows = shardInfo(l, i).rows;
-    if (gather && gather.units.samples !== rows) throw new Error(`output shard ${gatherUnitIds[i]}: wrote ${gather.units.samples} samples, the layout says ${rows}`);
+    if (gather && gather.counts.samples !== rows) throw new Error(`output shard ${gatherUnitIds[i]}: wrote ${gather.counts.samples} samples, the layout says ${rows}`);
     shards.push({ name: out.name, rows, bytes: out.bytes, sha256: out.sha256 });
-    for (const k of CAPTION_KINDS) achieved[k] += gather?.units[`caption_${k}`] ?? 0;
+    for (const k of CAPTION_KINDS) achieved[k] += gather?.counts[`caption_${k}`] ?? 0;
   }
   const manifest: LatentManifest = {
     format: LATENT_FORMAT,

@@ -112,11 +112,11 @@ export async function scatterUnit(o: ScatterOptions): Promise<UnitStats> {
   st.in = funnel.rows_in;
   st.ok = funnel.written;
   st.dropped = funnel.rows_in - funnel.written;
-  st.units.samples = run.length;
+  st.counts.samples = run.length;
   const outputs = new UnitOutputs(o.output, o.job, o.unitId);
   try {
     const written = await writeRun(o.scratch, o.runName, sel.layout.shards, run);
-    st.units.run_bytes = written.bytes;
+    st.counts.run_bytes = written.bytes;
     // A unit of only empty input shards still writes its (empty) records, with their columns.
     await outputs.put('.parquet', encodeRecords(records, { columns }));
     st.busySeconds = (performance.now() - t0) / 1000;

@@ -1,7 +1,7 @@
 import sharp, { type OutputInfo } from 'sharp';
 import { SampleError } from '../../src/sample.js';
 import { sampleStage, type Stage } from '../../src/stage.js';
-import { addUnits } from '../../src/stats.js';
+import { addCount } from '../../src/stats.js';
 import { measureText } from './text-boxes.js';
 import { luminance } from './text-candidates.js';
 import type { TesseractPool } from './tesseract-pool.js';
@@ -38,7 +38,7 @@ export function tesseractOcrStage(opts: TesseractOcrStageOptions): Stage {
       const gray = luminance(raw.data, width, height, channels);
       const r = await readText(opts.pool, gray, width, height, opts.reader, { data: raw.data, channels });
       Object.assign(s.fields, measureText(r.boxes, width, height), { ocr_backend: 'tesseract' });
-      addUnits(stats, 'tesseract_calls', r.calls);
+      addCount(stats, 'tesseract_calls', r.calls);
     },
     { concurrency: opts.concurrency ?? opts.pool.size * 2 },
   );

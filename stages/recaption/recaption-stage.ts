@@ -3,7 +3,7 @@ import type { ContentCache } from '../../src/content-cache.js';
 import type { ChatClient } from '../../src/models/openai-chat.js';
 import { SampleError } from '../../src/sample.js';
 import { sampleStage, type Stage } from '../../src/stage.js';
-import { addUnits, type StageStats } from '../../src/stats.js';
+import { addCount, type StageStats } from '../../src/stats.js';
 import type { CaptionCheckOptions } from './caption-check.js';
 import { captionCacheKey, captionRequest, partsOf, readAnswer, requestImageUrl, type AnswerProblem, type CaptionPart, type CaptionRequestOptions } from './caption-request.js';
 
@@ -55,7 +55,7 @@ export function recaptionStage(opts: RecaptionStageOptions): Stage {
       let imageUrl: Promise<string> | undefined;
       const url = () =>
         (imageUrl ??= requestImageUrl(image, o).then((u) => {
-          addUnits(stats, 'image_bytes_sent', u.length);
+          addCount(stats, 'image_bytes_sent', u.length);
           return u;
         }));
       const outcomes: PartOutcome[] = [];
@@ -76,7 +76,7 @@ export function recaptionStage(opts: RecaptionStageOptions): Stage {
         caption_attempts: entries.reduce((a, e) => a + e.attempts, 0),
       });
       if (o.mode === 'two_requests') s.fields.caption_short_seed = short.seed;
-      addUnits(stats, 'captions');
+      addCount(stats, 'captions');
     },
     { concurrency: opts.concurrency },
   );
@@ -85,7 +85,7 @@ export function recaptionStage(opts: RecaptionStageOptions): Stage {
     const key = captionCacheKey(sha, part, o);
     const hit = await opts.cache.get(key);
     if (hit?.ok) {
-      addUnits(stats, 'cache_hits');
+      addCount(stats, 'cache_hits');
       return { ok: true, entry: hit };
     }
     if (!opts.client) {
@@ -97,9 +97,9 @@ export function recaptionStage(opts: RecaptionStageOptions): Stage {
     for (let attempt = 0; attempt < opts.attempts; attempt++) {
       const req = captionRequest(await url(), part, attempt, o);
       const r = await opts.client.complete({ ...req, signal });
-      addUnits(stats, 'requests');
-      addUnits(stats, 'prompt_tokens', r.usage.promptTokens);
-      addUnits(stats, 'completion_tokens', r.usage.completionTokens);
+      addCount(stats, 'requests');
+      addCount(stats, 'prompt_tokens', r.usage.promptTokens);
+      addCount(stats, 'completion_tokens', r.usage.completionTokens);
       promptTokens += r.usage.promptTokens;
       completionTokens += r.usage.completionTokens;
       const v = readAnswer(part, r, opts.check);
@@ -108,7 +108,7 @@ export function recaptionStage(opts: RecaptionStageOptions): Stage {
         await opts.cache.put(key, entry);
         return { ok: true, entry };
       }
-      addUnits(stats, `invalid_${v.problem}`);
+      addCount(stats, `invalid_${v.problem}`);
       last = { ok: false, problem: v.problem, detail: `${v.detail} (attempt ${attempt + 1} of ${opts.attempts}, seed ${req.seed})` };
     }
     return last ?? { ok: false, problem: 'no_attempts', detail: 'attempts is 0' };

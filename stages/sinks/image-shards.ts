@@ -60,7 +60,7 @@ export async function writeImageShards(stream: AsyncIterable<Sample>, opts: Imag
         const t0 = performance.now();
         await tar.addSample(s.key, webDatasetMembers(s, names));
         sinkStats.ok++;
-        sinkStats.units.bytes = (sinkStats.units.bytes ?? 0) + (s.image?.length ?? 0);
+        sinkStats.counts.bytes = (sinkStats.counts.bytes ?? 0) + (s.image?.length ?? 0);
         sinkStats.busySeconds += (performance.now() - t0) / 1000;
         s.image = undefined;
       } else if (opts.thumbnails) {

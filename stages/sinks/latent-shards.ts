@@ -49,7 +49,7 @@ export async function writeLatentShards(stream: AsyncIterable<Sample>, opts: Lat
     }
     const t0 = performance.now();
     const shard = await outputs.put(latentShardName(opts.unitId).slice(opts.unitId.length), encodeLatentShard(rows, { types: opts.columnTypes, columns }));
-    sinkStats.units.bytes = shard.bytes;
+    sinkStats.counts.bytes = shard.bytes;
     await outputs.put('.parquet', encodeRecords(records, { columns, types: opts.columnTypes }));
     sinkStats.busySeconds += (performance.now() - t0) / 1000;
     return await outputs.finish({ started: opts.started, funnel, stages: opts.stats.all() });
