@@ -20,7 +20,7 @@ function run(args: string[]): Promise<void> {
  * for every `--help`, and what the test suite pays for every CLI it spawns.
  */
 export default async function bench(): Promise<BenchResult> {
-  execFileSync(process.execPath, [join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.build.json'], { cwd: root, stdio: 'inherit' });
+  execFileSync(process.execPath, [join(root, 'scripts', 'build-cli.mjs')], { cwd: root, stdio: 'inherit' });
   const RUNS = 15;
   const bare: number[] = [];
   const version: number[] = [];

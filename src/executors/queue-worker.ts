@@ -106,10 +106,17 @@ async function workQueue(redis: Redis, opts: QueueWorkerOptions): Promise<QueueW
     if ((counts.waiting ?? 0) + (counts.delayed ?? 0) + (counts.prioritized ?? 0) > 0) return;
     const plan = await readPlan(ctx.store);
     const units = plan.unit_ids.map((id) => ({ id, inputs: [] }));
-    const dead = (await redis.lrange(keys.dead, 0, -1)).map((d) => JSON.parse(d) as DeadLetter).map((d) => ({ unit: d.unit, error: d.error, attempts: d.attempts }));
-    const summary = { ...(await summarizeOutput(ctx.store, plan.job, units)), dead };
-    if (summary.units.done === summary.units.planned) opts.log.info(`all ${summary.units.planned} unit(s) of ${ctx.cfg.output} done`);
-    await writeRunSummary(ctx.store, summary, ctx.job, plan.unit_ids, opts.log);
+    const doneMarkers = new Set(plan.unit_ids.map(doneName));
+    for (;;) {
+      const dead = (await redis.lrange(keys.dead, 0, -1)).map((d) => JSON.parse(d) as DeadLetter).map((d) => ({ unit: d.unit, error: d.error, attempts: d.attempts }));
+      const summary = { ...(await summarizeOutput(ctx.store, plan.job, units)), dead };
+      if (summary.units.done === summary.units.planned) opts.log.info(`all ${summary.units.planned} unit(s) of ${ctx.cfg.output} done`);
+      await writeRunSummary(ctx.store, summary, ctx.job, plan.unit_ids, opts.log);
+      // Another worker may have ended a unit while this one summarized, and written its summary
+      // first: then this one wrote an older state over it, and looks again until nothing changed.
+      const done = (await ctx.store.list()).filter((n) => doneMarkers.has(n)).length;
+      if (done === summary.units.done && (await redis.llen(keys.dead)) === dead.length) return;
+    }
   };
 
   let stopping: 'graceful' | 'force' | undefined;
