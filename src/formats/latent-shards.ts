@@ -3,6 +3,7 @@ import type { Store } from '../stores/store.js';
 import { readDoneMarker } from '../units/unit.js';
 import { BIT_ORDER, LATENT_BITS_PER_TOKEN, LATENT_BYTES, LATENT_TOKENS } from './latent-bits.js';
 import { parquetSourceFromStore, readParquetMeta, readParquetRowGroups } from './parquet-read.js';
+import { readIndexFile } from './index-file.js';
 import { KNOWN_COLUMN_TYPES } from './known-columns.js';
 import { tableSchema, writeParquet, type ColumnType } from './parquet-write.js';
 
@@ -101,14 +102,7 @@ export async function writeLatentManifest(store: Store, job: string, unitIds: st
 
 /** Reads and checks `index.json`; refuses another format, a newer schema or another bit order. */
 export async function readLatentManifest(store: Store): Promise<LatentManifest> {
-  let m: LatentManifest;
-  try {
-    m = JSON.parse(new TextDecoder().decode(await store.get(MANIFEST_NAME)));
-  } catch (err) {
-    throw new Error(`${store.url}: no readable ${MANIFEST_NAME} (is it a finished latent dataset? \`bitprep summary\` writes it once every unit is done): ${(err as Error).message}`);
-  }
-  if (m.format !== LATENT_FORMAT) throw new Error(`${store.url}/${MANIFEST_NAME}: format ${JSON.stringify(m.format)}, expected ${LATENT_FORMAT}`);
-  if (m.schema_version > LATENT_SCHEMA_VERSION) throw new Error(`${store.url}/${MANIFEST_NAME}: schema version ${m.schema_version} is newer than this bitprep reads (${LATENT_SCHEMA_VERSION})`);
+  const m = await readIndexFile<LatentManifest>(store, MANIFEST_NAME, { format: LATENT_FORMAT, schemaVersion: LATENT_SCHEMA_VERSION, what: 'latent dataset' });
   if (m.bit_order !== BIT_ORDER || m.latent_bytes !== LATENT_BYTES) throw new Error(`${store.url}/${MANIFEST_NAME}: bit order "${m.bit_order}" (${m.latent_bytes} bytes) is not this bitprep's "${BIT_ORDER}"`);
   return m;
 }

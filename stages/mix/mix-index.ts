@@ -3,6 +3,7 @@ import { LATENT_FORMAT, LATENT_SCHEMA_VERSION, latentShardName, MANIFEST_NAME, t
 import type { Logger } from '../../src/log.js';
 import type { StageStats } from '../../src/stats.js';
 import type { Store } from '../../src/stores/store.js';
+import { readIndexFile } from '../../src/formats/index-file.js';
 import { readDoneMarker, readUnitStats } from '../../src/units/unit.js';
 import { mapConcurrent } from '../../src/concurrency.js';
 import { CAPTION_KINDS, type CaptionKind } from './caption-policy.js';
@@ -140,13 +141,5 @@ export async function writeMixIndex(output: Store, gatherUnitIds: string[], log?
 
 /** Reads `mix.json` of a finished mix. */
 export async function readMixIndex(store: Store): Promise<MixIndex> {
-  let m: MixIndex;
-  try {
-    m = JSON.parse(new TextDecoder().decode(await store.get(MIX_NAME)));
-  } catch (err) {
-    throw new Error(`${store.url}: no readable ${MIX_NAME} (is it a finished training-mix output? \`bitprep summary\` writes it once every unit is done): ${(err as Error).message}`);
-  }
-  if (m.format !== MIX_FORMAT) throw new Error(`${store.url}/${MIX_NAME}: format ${JSON.stringify(m.format)}, expected ${MIX_FORMAT}`);
-  if (m.schema_version > 1) throw new Error(`${store.url}/${MIX_NAME}: schema version ${m.schema_version} is newer than this bitprep reads (1)`);
-  return m;
+  return readIndexFile<MixIndex>(store, MIX_NAME, { format: MIX_FORMAT, schemaVersion: 1, what: 'training-mix output' });
 }
