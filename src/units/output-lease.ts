@@ -342,6 +342,12 @@ async function readRecord(store: Store, name: string): Promise<LeaseRecord | und
       bytes = await store.get(name);
     } catch (err) {
       if (err instanceof ObjectNotFoundError) return undefined;
+      // A read that meets the holder's renewal in flight can fail on stores whose overwrites are
+      // not atomic (s3rver, some gateways): look again before giving up.
+      if (attempt < 3) {
+        await sleep(50);
+        continue;
+      }
       throw err;
     }
     try {
