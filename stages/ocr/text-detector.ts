@@ -36,9 +36,11 @@ export const textDetectorOptions = z.object({
   /** Output tensor name (default: the model's first output). */
   output_name: z.string().optional(),
   /**
-   * Longer side limit, PaddleOCR's det_limit_side_len with det_limit_type 'max': larger images
-   * are scaled down to it, smaller ones keep their scale; both sides are then rounded to a
-   * multiple of 32 (at least 32), which may stretch the aspect ratio slightly.
+   * Longer side limit, as PaddleOCR's det_limit_side_len with det_limit_type 'max': larger
+   * images are scaled down to it, smaller ones keep their scale; both sides are then rounded to
+   * a multiple of 32 (at least 32), which may stretch the aspect ratio slightly. PaddleOCR's
+   * inference default is 960 ('max'); 736 is RapidOCR's number, which it uses with 'min' (the
+   * shorter side enlarged to it), so neither tool runs DB exactly as this default does.
    */
   limit_side: z.number().int().min(32).default(736),
   /**
