@@ -5,8 +5,9 @@ A second generator, unlike test/helpers/text-images.ts in everything the OCR sta
 been fitted to: Pillow's FreeType renderer instead of librsvg, the Liberation, GNU FreeFont and
 URW base35 faces instead of DejaVu, landscape and portrait sizes instead of 512-pixel squares,
 another vocabulary (mixed case, digits, punctuation), text heights from under 1% to over 15% of
-the image, paragraphs, captions on bands, logos, signs, and as many text-free photographs
-(crops, scales and mirrors of scikit-image's photographs, textures included). No threshold or
+the image, paragraphs, captions on bands, logos, signs, faint and see-through text, JPEG
+artefacts, and as many text-free photographs (crops, scales and mirrors of scikit-image's
+photographs, textures included). No threshold or
 parameter of bitprep is fitted to it: `npm run bench -- ocr` reports on it.
 
 Truth is measured on the pixels: each word is drawn alone into a mask and its ink box taken, so
@@ -18,6 +19,7 @@ Writes OUT_DIR/<name>.png and OUT_DIR/truth.json. Needs Debian's python3-pil, py
 python3-skimage and the fonts-liberation, fonts-freefont-ttf and fonts-urw-base35 packages.
 """
 
+import io
 import json
 import os
 import random
@@ -120,19 +122,26 @@ def ink_box(word, font, x, y, w, h):
     return mask.getbbox()
 
 
-def contrasting(rng, bg, box):
-    """A text colour that stands out from the background under the box, and whether to outline it."""
+def contrasting(rng, bg, box, hard):
+    """A text colour for the background under the box, and whether to outline it; `hard` allows faint text."""
     region = np.asarray(bg.crop(box).convert('L'), dtype=np.float64)
     light = region.mean() < 128 if region.size else True
+    if hard and rng.random() < 0.15:
+        # Faint: 35–60 grey levels off the background under it, unoutlined.
+        level = int(np.clip(region.mean() + (1 if light else -1) * rng.randrange(35, 61), 0, 255))
+        return (level,) * 3, False
     fill = (rng.randrange(225, 256),) * 3 if light else (rng.randrange(0, 40),) * 3
     if rng.random() < 0.25:
         fill = (rng.randrange(180, 256), rng.randrange(0, 80), rng.randrange(0, 80)) if light else (rng.randrange(120, 200), 0, 0)
     return fill, rng.random() < 0.3
 
 
-def draw_lines(rng, img, kind, w, h):
-    """Draws the text of `kind` on img; returns the ink boxes of its words."""
-    draw = ImageDraw.Draw(img)
+def draw_lines(rng, img, kind, w, h, hard):
+    """Draws the text of `kind` on img; returns the ink boxes of its words. `hard`: faint or see-through text may occur."""
+    # Text goes on a layer composited at the end, see-through for some images.
+    layer = Image.new('RGBA', (w, h), (0, 0, 0, 0))
+    alpha = rng.randrange(140, 211) if hard and rng.random() < 0.2 else 255
+    draw = ImageDraw.Draw(layer)
     # Word heights (ink, as a fraction of the image height) per kind; a font's ink height is about 0.7 of its size.
     lo, hi, lines, align = {
         'caption': (0.03, 0.06, rng.randint(1, 2), 'band'),
@@ -156,7 +165,7 @@ def draw_lines(rng, img, kind, w, h):
     if align == 'band':
         top = h - lines * gap - size * 0.6 if rng.random() < 0.7 else size * 0.4
         band = (0, int(top - size * 0.25), w, int(top + lines * gap + size * 0.1))
-        draw.rectangle(band, fill=(0, 0, 0) if rng.random() < 0.6 else (255, 255, 255))
+        ImageDraw.Draw(img).rectangle(band, fill=(0, 0, 0) if rng.random() < 0.6 else (255, 255, 255))
     elif align == 'centre':
         top = rng.uniform(0.1, 0.9 - lines * gap / h) * h
     else:
@@ -179,14 +188,15 @@ def draw_lines(rng, img, kind, w, h):
         for word in words:
             box = ink_box(word, font, x, y, w, h)
             if box:
-                fill, outline = contrasting(rng, img, box)
+                fill, outline = contrasting(rng, img, box, hard)
                 stroke = max(1, size // 16) if outline else 0
-                draw.text((x, y), word, font=font, fill=fill, stroke_width=stroke, stroke_fill=tuple(255 - c for c in fill))
+                draw.text((x, y), word, font=font, fill=fill + (alpha,), stroke_width=stroke, stroke_fill=tuple(255 - c for c in fill) + (alpha,))
                 if stroke:
                     box = (box[0] - stroke, box[1] - stroke, box[2] + stroke, box[3] + stroke)
                 boxes.append({'text': word, 'x0': max(0, box[0]), 'y0': max(0, box[1]), 'x1': min(w, box[2]), 'y1': min(h, box[3])})
             x += draw.textlength(word + ' ', font=font)
         y += gap
+    img.paste(Image.alpha_composite(img.convert('RGBA'), layer).convert('RGB'))
     return boxes
 
 
@@ -221,7 +231,13 @@ def main():
         else:
             kind = TEXT_KINDS[(i // 2) % len(TEXT_KINDS)]
             img, bg = background(rng, w, h)
-            boxes = draw_lines(rng, img, kind, w, h)
+            boxes = draw_lines(rng, img, kind, w, h, hard=bg != 'plain')
+        # Photographs and gradients come as the web has them: JPEG at LAION's usual qualities
+        # (plain fills stay lossless, so test/ocr-heldout-set.test.ts can check boxes to the pixel).
+        if bg != 'plain' and rng.random() < 0.8:
+            buf = io.BytesIO()
+            img.save(buf, 'JPEG', quality=rng.randrange(55, 93))
+            img = Image.open(io.BytesIO(buf.getvalue())).convert('RGB')
         name = f'{i:04d}-{kind}-{bg}'
         img.save(os.path.join(out, f'{name}.png'), compress_level=1)
         truth.append({'name': name, 'kind': kind, 'background': bg, 'width': w, 'height': h, 'words': boxes, 'truth': measures(boxes, w, h)})

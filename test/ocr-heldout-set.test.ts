@@ -27,13 +27,13 @@ describe('the held-out OCR evaluation set', () => {
 
   beforeAll(async () => {
     dir = await tempDir('ocr-heldout');
-    execFileSync('/usr/bin/python3', [join(repoRoot, 'bench', 'ocr_heldout_set.py'), dir, '60', '3'], { stdio: 'inherit' });
+    execFileSync('/usr/bin/python3', [join(repoRoot, 'bench', 'ocr_heldout_set.py'), dir, '80', '3'], { stdio: 'inherit' });
     set = JSON.parse(await readFile(join(dir, 'truth.json'), 'utf8')) as Labelled[];
   }, 60_000);
 
   it('is half text-free photographs, and every text image has words with their measures', () => {
-    expect(set).toHaveLength(60);
-    expect(set.filter((m) => m.kind === 'none')).toHaveLength(30);
+    expect(set).toHaveLength(80);
+    expect(set.filter((m) => m.kind === 'none')).toHaveLength(40);
     for (const m of set) {
       if (m.kind === 'none') expect(m.words).toEqual([]);
       else expect(m.words.length, m.name).toBeGreaterThan(0);
