@@ -157,8 +157,8 @@ def draw_lines(rng, img, kind, w, h, hard):
     font = ImageFont.truetype(face, size)
     # Every text image shows some text: a face too wide for its longest word at this size is made smaller.
     longest = max(draw.textlength(word, font=font) for word in WORDS)
-    if longest > w * 0.8:
-        size = max(6, int(size * w * 0.8 / longest))
+    if longest > w * 0.7:
+        size = max(6, int(size * w * 0.7 / longest))
         font = ImageFont.truetype(face, size)
     gap = size * rng.uniform(1.15, 1.5)
     margin = w * rng.uniform(0.03, 0.1)
@@ -171,7 +171,8 @@ def draw_lines(rng, img, kind, w, h, hard):
     else:
         top = rng.uniform(0.02, 0.5) * h
     boxes = []
-    y = top
+    # The first line always fits, so every text image shows text.
+    y = max(0.0, min(top, h * 0.98 - size - 1))
     for _ in range(lines):
         if y + size > h * 0.98:
             break
