@@ -15,7 +15,7 @@ import { ctcClasses, TextRecognizer } from '../stages/ocr/text-recognizer.js';
 import type { BenchResult } from './harness.js';
 
 const WORK = join(import.meta.dirname, '.work', 'ocr');
-const IMAGES = 240;
+const IMAGES = 600;
 /**
  * The held-out set: bench/ocr_heldout_set.py (Pillow, other fonts, sizes and vocabulary than
  * test/helpers/text-images.ts, which the reader was tuned on); no setting was fitted to it.
