@@ -1,4 +1,4 @@
-import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
@@ -12,6 +12,7 @@ import { TesseractPool, type RecognizedWord } from '../stages/ocr/tesseract-pool
 import { confidentWords, READER_DEFAULTS, readText } from '../stages/ocr/text-reader.js';
 import { TextDetector } from '../stages/ocr/text-detector.js';
 import { ctcClasses, TextRecognizer } from '../stages/ocr/text-recognizer.js';
+import { makeHeldoutSet, type HeldoutImage } from '../test/helpers/ocr-heldout-set.js';
 import type { BenchResult } from './harness.js';
 
 const WORK = join(import.meta.dirname, '.work', 'ocr');
@@ -20,21 +21,13 @@ const IMAGES = 600;
  * The held-out set: bench/ocr_heldout_set.py (Pillow, other fonts, sizes and vocabulary than
  * test/helpers/text-images.ts, which the reader was tuned on); no setting was fitted to it.
  */
-const GENERATOR = join(import.meta.dirname, 'ocr_heldout_set.py');
 const SEED = 1;
 const ROUNDS = 3;
 /** The default thresholds of the OCR filter: drop dense text or small text. */
 const MAX_DENSITY = 0.15;
 const MIN_MEDIAN_HEIGHT = 0.03;
 
-interface Labelled {
-  name: string;
-  kind: string;
-  background: string;
-  width: number;
-  height: number;
-  truth: TextMeasures;
-}
+type Labelled = HeldoutImage;
 
 const decide = (m: TextMeasures): 'keep' | 'drop' =>
   m.ocr_density > MAX_DENSITY || (m.ocr_words > 0 && m.ocr_median_height !== null && m.ocr_median_height < MIN_MEDIAN_HEIGHT) ? 'drop' : 'keep';
@@ -46,9 +39,7 @@ async function labelledImages(dir: string): Promise<Labelled[]> {
   if (existsSync(stamp) && (await readFile(stamp, 'utf8')) === tag) return JSON.parse(await readFile(join(dir, 'truth.json'), 'utf8')) as Labelled[];
   await rm(dir, { recursive: true, force: true });
   await mkdir(dir, { recursive: true });
-  // Debian's interpreter by path: its Pillow, numpy and scikit-image (a pyenv python may lack them).
-  execFileSync('/usr/bin/python3', [GENERATOR, dir, String(IMAGES), String(SEED)], { stdio: 'inherit' });
-  const out = JSON.parse(await readFile(join(dir, 'truth.json'), 'utf8')) as Labelled[];
+  const out = await makeHeldoutSet(dir, IMAGES, SEED);
   await writeFile(join(dir, 'list.txt'), out.map((m) => `${m.name}.png`).join('\n') + '\n');
   await writeFile(stamp, tag);
   return out;

@@ -1,21 +1,9 @@
-import { execFileSync } from 'node:child_process';
-import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { measureText, type TextBox } from '../stages/ocr/text-boxes.js';
-import { repoRoot } from './helpers/run-cli.js';
+import { measureText } from '../stages/ocr/text-boxes.js';
+import { makeHeldoutSet, type HeldoutImage } from './helpers/ocr-heldout-set.js';
 import { tempDir } from './helpers/temp-dir.js';
-
-interface Labelled {
-  name: string;
-  kind: string;
-  background: string;
-  width: number;
-  height: number;
-  words: (TextBox & { text: string })[];
-  truth: ReturnType<typeof measureText>;
-}
 
 /**
  * The OCR bench's held-out set (bench/ocr_heldout_set.py, Pillow) read back by sharp: its word
@@ -23,12 +11,11 @@ interface Labelled {
  */
 describe('the held-out OCR evaluation set', () => {
   let dir: string;
-  let set: Labelled[];
+  let set: HeldoutImage[];
 
   beforeAll(async () => {
     dir = await tempDir('ocr-heldout');
-    execFileSync('/usr/bin/python3', [join(repoRoot, 'bench', 'ocr_heldout_set.py'), dir, '80', '3'], { stdio: 'inherit' });
-    set = JSON.parse(await readFile(join(dir, 'truth.json'), 'utf8')) as Labelled[];
+    set = await makeHeldoutSet(dir, 80, 3);
   }, 60_000);
 
   it('is half text-free photographs, and every text image has words with their measures', () => {

@@ -337,29 +337,23 @@ async function overlapping(store: Store, scope: string): Promise<{ names: string
  */
 async function readRecord(store: Store, name: string): Promise<LeaseRecord | undefined> {
   for (let attempt = 1; ; attempt++) {
-    let bytes: Uint8Array;
+    let read = false;
     try {
-      bytes = await store.get(name);
-    } catch (err) {
-      if (err instanceof ObjectNotFoundError) return undefined;
-      // A read that meets the holder's renewal in flight can fail on stores whose overwrites are
-      // not atomic (s3rver, some gateways): look again before giving up.
-      if (attempt < 3) {
-        await sleep(50);
-        continue;
-      }
-      throw err;
-    }
-    try {
+      const bytes = await store.get(name);
+      read = true;
       const r = JSON.parse(new TextDecoder().decode(bytes)) as LeaseRecord;
       if (typeof r?.run_id !== 'string' || typeof r.expires_at !== 'string' || Number.isNaN(Date.parse(r.expires_at))) throw new Error('not a lease record');
       return r;
     } catch (err) {
-      // A create without hard links ('wx') can be seen half-written for a moment.
+      if (err instanceof ObjectNotFoundError) return undefined;
+      // A create without hard links ('wx') can be seen half-written for a moment, and a read that
+      // meets the holder's renewal can fail on stores whose overwrites are not atomic (s3rver,
+      // some gateways): look again before giving up.
       if (attempt < 3) {
         await sleep(50);
         continue;
       }
+      if (!read) throw err;
       throw new Error(`output ${store.url}: lease object ${name} cannot be read (${(err as Error).message}); if no run is using this output, delete it`, { cause: err });
     }
   }
