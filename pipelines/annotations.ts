@@ -7,8 +7,12 @@ import type { Stage } from '../src/stage.js';
 import { AestheticHead } from '../stages/aesthetic-head.js';
 import { aestheticFilter, checkClipModel, checkEmbeddingPairs, clipAestheticOptions, clipAestheticStage, embeddingAestheticOptions, embeddingAestheticStage } from '../stages/aesthetic.js';
 import { textDetectorStage, textDetectorStageOptions } from '../stages/ocr/detector-stage.js';
-import { tesseractOcrStage } from '../stages/ocr/ocr-stage.js';
+import { readerOcrStage } from '../stages/ocr/ocr-stage.js';
+import { loadPpocrRecognizer } from '../stages/ocr/ppocr-models.js';
+import { RECOGNIZER_READER, recognizerVerifier } from '../stages/ocr/recognizer-verifier.js';
 import { TesseractPool, tesseractPoolOptions } from '../stages/ocr/tesseract-pool.js';
+import { TESSERACT_READER, tesseractVerifier } from '../stages/ocr/tesseract-verifier.js';
+import type { TextRecognizer } from '../stages/ocr/text-recognizer.js';
 import { textFilter, textThresholds } from '../stages/text-filter.js';
 import { unsetDefaults } from './config-parts.js';
 
@@ -29,8 +33,12 @@ export const aestheticOptions = z.object({
 
 /** OCR text density and size (stages/ocr); thresholds in stages/text-filter.ts with their reasons. */
 export const ocrOptions = z.object({
-  /** tesseract: tesseract.js workers, offline; detector: a DBNet-style text-detection model. */
-  backend: z.enum(['tesseract', 'detector']).default('tesseract'),
+  /**
+   * ppocr-rec: stroke geometry proposes text lines, PP-OCRv4's recogniser (packaged, offline)
+   * confirms them; tesseract: the same geometry, tesseract.js confirms; detector: a DBNet-style
+   * text-detection model. README: OCR text density and size.
+   */
+  backend: z.enum(['ppocr-rec', 'tesseract', 'detector']).default('ppocr-rec'),
   /** tesseract.js workers (unset: the pool's default, one per core). */
   workers: unsetDefaults(tesseractPoolOptions).shape.workers,
   /** The detector model and its options (stages/ocr/detector-stage.ts); unset keys take the stage's defaults when it runs. */
@@ -51,7 +59,7 @@ export type OcrOptions = z.infer<typeof ocrOptions>;
 export class Annotators {
   private constructor(
     private readonly aesthetic: { head: AestheticHead; pool?: ReplicaPool<TensorModel>; cfg: AestheticOptions } | undefined,
-    private readonly ocr: { tesseract?: TesseractPool; detector?: ReplicaPool<TensorModel>; cfg: OcrOptions } | undefined,
+    private readonly ocr: { tesseract?: TesseractPool; recognizer?: TextRecognizer; detector?: ReplicaPool<TensorModel>; cfg: OcrOptions } | undefined,
     private readonly models: TensorModel[],
   ) {}
 
@@ -80,6 +88,11 @@ export class Annotators {
         const replicas = await loadTensorModels(o.detector!.model, 'text-detector', { breaker });
         models.push(...replicas.map((r) => r.client));
         ocr = { detector: new ReplicaPool(replicas), cfg: o };
+      } else if (o.backend === 'ppocr-rec') {
+        // One session of one thread: the stage keeps two images per core in flight.
+        const recognizer = await loadPpocrRecognizer({ intraOpThreads: 1 });
+        models.push(recognizer.model);
+        ocr = { recognizer, cfg: o };
       } else {
         ocr = { tesseract: new TesseractPool({ workers: o.workers }), cfg: o };
       }
@@ -102,8 +115,9 @@ export class Annotators {
       if (cfg.min_score !== undefined) out.push(aestheticFilter({ min: cfg.min_score }));
     }
     if (this.ocr) {
-      const { tesseract, detector, cfg } = this.ocr;
-      if (tesseract) out.push(tesseractOcrStage({ pool: tesseract }));
+      const { tesseract, recognizer, detector, cfg } = this.ocr;
+      if (recognizer) out.push(readerOcrStage({ verifier: recognizerVerifier(recognizer), backend: 'ppocr-rec', reader: RECOGNIZER_READER }));
+      else if (tesseract) out.push(readerOcrStage({ verifier: tesseractVerifier(tesseract), backend: 'tesseract', reader: TESSERACT_READER, concurrency: tesseract.size * 2 }));
       else if (detector) {
         const { model: _model, ...det } = cfg.detector!;
         out.push(textDetectorStage({ pool: detector, ...det }));

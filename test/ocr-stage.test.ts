@@ -3,7 +3,8 @@ import { newSample, type Sample } from '../src/sample.js';
 import { pipe } from '../src/stage.js';
 import { StatsCollector } from '../src/stats.js';
 import { consoleLogger } from '../src/log.js';
-import { tesseractOcrStage } from '../stages/ocr/ocr-stage.js';
+import { readerOcrStage } from '../stages/ocr/ocr-stage.js';
+import { TESSERACT_READER, tesseractVerifier } from '../stages/ocr/tesseract-verifier.js';
 import { TesseractPool } from '../stages/ocr/tesseract-pool.js';
 import { textFilter, textVerdict } from '../stages/text-filter.js';
 import { makeTextImages, type TextImage } from './helpers/text-images.js';
@@ -30,7 +31,7 @@ describe('OCR stage (tesseract.js) on drawn text', () => {
     // over photographs (60%), gradients and plain colours; a seed the reader was not tuned on.
     images = await makeTextImages(36, 2026);
     const stats = new StatsCollector();
-    for await (const s of pipe(samplesOf(images), [tesseractOcrStage({ pool })], { unitId: 't', stats, log: consoleLogger })) out.set(s.key, s);
+    for await (const s of pipe(samplesOf(images), [readerOcrStage({ verifier: tesseractVerifier(pool), backend: 'tesseract', reader: TESSERACT_READER })], { unitId: 't', stats, log: consoleLogger })) out.set(s.key, s);
   }, 120_000);
 
   afterAll(async () => {
@@ -106,7 +107,7 @@ describe('OCR stage (tesseract.js) on drawn text', () => {
     async function* src() {
       yield s;
     }
-    for await (const _ of pipe(src(), [tesseractOcrStage({ pool })], { unitId: 't', stats: new StatsCollector(), log: consoleLogger })) void _;
+    for await (const _ of pipe(src(), [readerOcrStage({ verifier: tesseractVerifier(pool), backend: 'tesseract', reader: TESSERACT_READER })], { unitId: 't', stats: new StatsCollector(), log: consoleLogger })) void _;
     expect(s.status).toMatchObject({ kind: 'failed', code: 'no_image' });
     expect((s.status as { error: string }).error).toContain('noimg');
   });

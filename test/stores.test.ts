@@ -30,6 +30,12 @@ interface Fixture {
   checkMultipart?(name: string, data: Uint8Array): Promise<void>;
   /** Everything physically present for a name (temp files, pending uploads aside). */
   leftovers?(name: string): Promise<string[]>;
+  /**
+   * The server assembles the object when close() completes the upload, so what a reader sees
+   * during that call is the server's doing: S3 makes it appear whole at once, but s3rver 3.7.1
+   * writes the assembled file in place (a loaded machine has seen it half written).
+   */
+  serverAssembles?: boolean;
 }
 
 function storeContract(label: string, setup: () => Promise<Fixture>, teardown: () => Promise<void>) {
@@ -122,7 +128,7 @@ function storeContract(label: string, setup: () => Promise<Fixture>, teardown: (
       });
       while (!closed) {
         const seen = await f.store.list('vis/');
-        if (seen.length > 0) {
+        if (seen.length > 0 && !f.serverAssembles) {
           expect(seen).toEqual(['vis/obj']);
           expect(await f.store.size('vis/obj')).toBe(full);
         }
@@ -246,6 +252,7 @@ storeContract(
     return {
       store,
       location: (name) => `s3://bucket/${prefix}/${name}`,
+      serverAssembles: true,
       async checkMultipart(name, data) {
         const parts = sent.filter((c) => c === 'UploadPartCommand').length;
         expect(sent).toContain('CreateMultipartUploadCommand');

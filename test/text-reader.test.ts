@@ -3,8 +3,11 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { measureText, type TextMeasures } from '../stages/ocr/text-boxes.js';
 import { strokeResponses, strokeResponsesFast } from '../stages/ocr/stroke-morphology.js';
 import { luminance } from '../stages/ocr/text-candidates.js';
+import { loadPpocrRecognizer } from '../stages/ocr/ppocr-models.js';
+import { RECOGNIZER_READER, readsAsWord, recognizerVerifier } from '../stages/ocr/recognizer-verifier.js';
 import { TesseractPool, type RecognizedWord } from '../stages/ocr/tesseract-pool.js';
-import { confidentWords, readText, type ReadResult } from '../stages/ocr/text-reader.js';
+import { confidentWords, TESSERACT_READER, tesseractVerifier } from '../stages/ocr/tesseract-verifier.js';
+import { readText, type LineVerifier, type ReaderOptions, type ReadResult } from '../stages/ocr/text-reader.js';
 import { makeTextImages, type TextImage } from './helpers/text-images.js';
 
 const decide = (m: TextMeasures): 'keep' | 'drop' =>
@@ -33,25 +36,51 @@ describe('confidentWords', () => {
   });
 });
 
-describe('readText on drawn text over photographs', () => {
-  let pool: TesseractPool;
+describe('readsAsWord', () => {
+  it('takes a run of three letters or digits cased as a word at the confidence asked', () => {
+    expect(readsAsWord({ text: 'Open daily', confidence: 0.9 }, 0.7, 3)).toBe(true);
+    expect(readsAsWord({ text: 'Open daily', confidence: 0.6 }, 0.7, 3)).toBe(false);
+    expect(readsAsWord({ text: 'sYDSy 米', confidence: 0.95 }, 0.7, 3)).toBe(false);
+    expect(readsAsWord({ text: '1 ..', confidence: 0.99 }, 0.7, 3)).toBe(false);
+  });
+});
+
+interface Backend {
+  verifier: LineVerifier;
+  reader: ReaderOptions;
+  close(): Promise<void>;
+}
+
+const backends: Record<string, () => Promise<Backend>> = {
+  tesseract: async () => {
+    const pool = new TesseractPool({ workers: 2 });
+    return { verifier: tesseractVerifier(pool), reader: TESSERACT_READER, close: () => pool.close() };
+  },
+  'ppocr-rec': async () => {
+    const recognizer = await loadPpocrRecognizer({ intraOpThreads: 1 });
+    return { verifier: recognizerVerifier(recognizer), reader: RECOGNIZER_READER, close: () => recognizer.model.close() };
+  },
+};
+
+describe.each(Object.keys(backends))('readText on drawn text over photographs, %s confirming', (name) => {
+  let backend: Backend;
   let images: TextImage[];
   const results = new Map<string, ReadResult>();
 
   beforeAll(async () => {
-    pool = new TesseractPool({ workers: 2 });
+    backend = await backends[name]();
     // 24 images: 8 text-free photographs, 4 each of captions, logos, dense paragraphs and small print.
     images = await makeTextImages(24, 2027);
     await Promise.all(
       images.map(async (im) => {
         const { data, info } = await sharp(im.png).raw().toBuffer({ resolveWithObject: true });
-        results.set(im.name, await readText(pool, luminance(data, info.width, info.height, info.channels), info.width, info.height, {}, { data, channels: info.channels }));
+        results.set(im.name, await readText(backend.verifier, luminance(data, info.width, info.height, info.channels), info.width, info.height, backend.reader, { data, channels: info.channels }));
       }),
     );
   }, 60_000);
 
   afterAll(async () => {
-    await pool.close();
+    await backend.close();
   });
 
   it('agrees with the drawn truth on keep or drop for most images', () => {
@@ -64,13 +93,13 @@ describe('readText on drawn text over photographs', () => {
     for (const im of images.filter((i) => i.kind === 'none')) expect(results.get(im.name)!.boxes, im.name).toEqual([]);
   });
 
-  it('stays within its budget of tesseract calls', () => {
-    for (const r of results.values()) expect(r.calls).toBeLessThanOrEqual(2);
+  it('stays within its budget of reads', () => {
+    for (const r of results.values()) expect(r.reads).toBeLessThanOrEqual(backend.reader.maxReads!);
   });
 
-  it('makes no tesseract call on a plain image', async () => {
+  it('reads nothing on a plain image', async () => {
     const { data, info } = await sharp({ create: { width: 128, height: 128, channels: 3, background: '#4080c0' } }).raw().toBuffer({ resolveWithObject: true });
-    const r = await readText(pool, luminance(data, 128, 128, info.channels), 128, 128, {}, { data, channels: info.channels });
-    expect(r).toEqual({ boxes: [], calls: 0 });
+    const r = await readText(backend.verifier, luminance(data, 128, 128, info.channels), 128, 128, backend.reader, { data, channels: info.channels });
+    expect(r).toEqual({ boxes: [], reads: 0 });
   });
 });

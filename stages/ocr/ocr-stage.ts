@@ -1,16 +1,20 @@
+import { availableParallelism } from 'node:os';
 import sharp, { type OutputInfo } from 'sharp';
 import { SampleError } from '../../src/sample.js';
 import { sampleStage, type Stage } from '../../src/stage.js';
 import { addCount } from '../../src/stats.js';
 import { measureText } from './text-boxes.js';
 import { luminance } from './text-candidates.js';
-import type { TesseractPool } from './tesseract-pool.js';
-import { readText, type ReaderOptions } from './text-reader.js';
+import { readText, type LineVerifier, type ReaderOptions } from './text-reader.js';
 
-export interface TesseractOcrStageOptions {
-  pool: TesseractPool;
+export interface ReaderOcrStageOptions {
+  /** Reads the candidate lines: recognizerVerifier (PP-OCRv4 recognition) or tesseractVerifier. */
+  verifier: LineVerifier;
+  /** What the records' `ocr_backend` says. */
+  backend: string;
+  /** The reader's settings for this verifier (each verifier file gives its own, tuned with it). */
   reader?: ReaderOptions;
-  /** Images in flight; default twice the pool, so decoding overlaps recognition. */
+  /** Images in flight; default twice the cores, so decoding overlaps reading. */
   concurrency?: number;
   name?: string;
 }
@@ -18,10 +22,11 @@ export interface TesseractOcrStageOptions {
 /**
  * Annotates ok samples that carry an encoded image (`s.image`, after decode-resize) with
  * `ocr_density`, `ocr_words`, `ocr_median_height`, `ocr_min_height` (see text-boxes.ts) and
- * `ocr_backend: 'tesseract'`. Annotating never drops; textFilter (stages/text-filter.ts) decides.
+ * `ocr_backend`, from text-reader.ts: stroke geometry proposes lines, the verifier confirms them.
+ * Annotating never drops; textFilter (stages/text-filter.ts) decides. Counts `line_reads`.
  * Failure codes: no_image, decode_error.
  */
-export function tesseractOcrStage(opts: TesseractOcrStageOptions): Stage {
+export function readerOcrStage(opts: ReaderOcrStageOptions): Stage {
   const name = opts.name ?? 'ocr';
   return sampleStage(
     name,
@@ -36,10 +41,10 @@ export function tesseractOcrStage(opts: TesseractOcrStageOptions): Stage {
       }
       const { width, height, channels } = raw.info;
       const gray = luminance(raw.data, width, height, channels);
-      const r = await readText(opts.pool, gray, width, height, opts.reader, { data: raw.data, channels });
-      Object.assign(s.fields, measureText(r.boxes, width, height), { ocr_backend: 'tesseract' });
-      addCount(stats, 'tesseract_calls', r.calls);
+      const r = await readText(opts.verifier, gray, width, height, opts.reader, { data: raw.data, channels });
+      Object.assign(s.fields, measureText(r.boxes, width, height), { ocr_backend: opts.backend });
+      addCount(stats, 'line_reads', r.reads);
     },
-    { concurrency: opts.concurrency ?? opts.pool.size * 2 },
+    { concurrency: opts.concurrency ?? 2 * availableParallelism() },
   );
 }

@@ -1,6 +1,5 @@
-import { chroma, drawGlyphsSharp, findTextCandidates, type CandidateOptions, type TextLine } from './text-candidates.js';
+import { chroma, findTextCandidates, type CandidateOptions, type TextLine } from './text-candidates.js';
 import type { TextBox } from './text-boxes.js';
-import type { RecognizedWord, TesseractPool } from './tesseract-pool.js';
 
 /**
  * Text over photographs: the stroke geometry of text-candidates.ts finds where text may be and
@@ -28,24 +27,12 @@ import type { RecognizedWord, TesseractPool } from './tesseract-pool.js';
  * ~0.05 CPU seconds per 512² image: bench/ocr.bench.ts and bench/RESULTS.md.
  */
 export interface ReaderOptions {
-  /** Tesseract word confidence (0..1) for a word of three or four letters or digits to confirm a block. */
-  minConfidence?: number;
-  /** Confidence enough for a word of five or more (long garbage is rare; long words read from small or busy text often score lower). */
-  longConfidence?: number;
-  /** Page segmentation mode of the verification reads (7: one text line). */
-  psm?: number;
-  /** Most tesseract calls per image. */
-  maxCalls?: number;
+  /** Most line reads per image. */
+  maxReads?: number;
   /** Lines of one block read (best first) before the block is given up. */
   linesPerBlock?: number;
   /** Lines scoring below this (see `lineScore`) are not text candidates at all. */
   minScore?: number;
-  /** A snippet holds whole words up to this many line heights wide (tesseract's time grows with width). */
-  snippetAspect?: number;
-  /** Height (px) the snippet's line is scaled to before reading. */
-  snippetHeight?: number;
-  /** How far around the line's strokes (in character heights) the grey image is kept in a snippet. */
-  reach?: number;
   /** Lines of one block (and lines grown into) have a stroke contrast within this ratio of each other (one colour of text). */
   contrastRatio?: number;
   /** Once text is confirmed, blocks scoring below this share of it are not read (weaker candidates beside sure text rarely change the measures). */
@@ -63,15 +50,9 @@ export interface ReaderOptions {
 }
 
 export const READER_DEFAULTS: Readonly<Required<ReaderOptions>> = {
-  minConfidence: 0.6,
-  longConfidence: 0.45,
-  psm: 7,
-  maxCalls: 2,
+  maxReads: 2,
   linesPerBlock: 2,
   minScore: 260,
-  snippetAspect: 4,
-  snippetHeight: 40,
-  reach: 0.15,
   contrastRatio: 1.6,
   followRatio: 0.8,
   columnLines: 4,
@@ -81,17 +62,19 @@ export const READER_DEFAULTS: Readonly<Required<ReaderOptions>> = {
   candidates: { flatContrast: 20 },
 };
 
-/**
- * Words that are words: a run of three letters or digits cased as words are (lower, Capitalised,
- * UPPER, or digits), read with `minConfidence`; a run of five or more with `longConfidence`.
- */
-export function confidentWords(words: readonly RecognizedWord[], minConfidence: number, longConfidence = minConfidence): RecognizedWord[] {
-  return words.filter((w) => {
-    const runs = (w.text.match(/[A-Za-z0-9]{3,}/g) ?? []).filter((r) => /^([a-z]+|[A-Z][a-z]+|[A-Z]+|[0-9]+)$/.test(r));
-    if (runs.length === 0) return false;
-    const longest = Math.max(...runs.map((r) => r.length));
-    return w.confidence >= (longest >= 5 ? Math.min(minConfidence, longConfidence) : minConfidence);
-  });
+/** The image a verifier reads lines of. */
+export interface ReaderPage {
+  /** Luminance, width × height. */
+  gray: Uint8Array;
+  width: number;
+  height: number;
+  /** The decoded colour pixels, where the caller has them. */
+  pixels?: ReaderPixels;
+}
+
+/** Reads one candidate line and says whether it holds a word (tesseract-verifier.ts, recognizer-verifier.ts). */
+export interface LineVerifier {
+  verify(line: TextLine, page: ReaderPage): Promise<boolean>;
 }
 
 /** How text-like a line is: its stroke contrast (relative to the contrast it was cut at, 48 on a textured image) × √characters. */
@@ -208,63 +191,10 @@ function growText(lines: TextLine[], accepted: Set<TextLine>, contrastRatio: num
   }
 }
 
-/** Bilinear resize of a grey image. */
-function resize(src: Uint8Array, w: number, h: number, ow: number, oh: number): Uint8Array {
-  const out = new Uint8Array(ow * oh);
-  const sx = w / ow;
-  const sy = h / oh;
-  for (let y = 0; y < oh; y++) {
-    const fy = Math.min(h - 1, Math.max(0, (y + 0.5) * sy - 0.5));
-    const y0 = Math.floor(fy);
-    const y1 = Math.min(h - 1, y0 + 1);
-    const dy = fy - y0;
-    for (let x = 0; x < ow; x++) {
-      const fx = Math.min(w - 1, Math.max(0, (x + 0.5) * sx - 0.5));
-      const x0 = Math.floor(fx);
-      const x1 = Math.min(w - 1, x0 + 1);
-      const dx = fx - x0;
-      const top = src[y0 * w + x0] * (1 - dx) + src[y0 * w + x1] * dx;
-      const bot = src[y1 * w + x0] * (1 - dx) + src[y1 * w + x1] * dx;
-      out[y * ow + x] = Math.round(top * (1 - dy) + bot * dy);
-    }
-  }
-  return out;
-}
-
-/** A binary PGM (P5): tesseract's image reader takes it as is, with no encoding cost. */
-function pgm(data: Uint8Array, w: number, h: number): Uint8Array {
-  const head = new TextEncoder().encode(`P5\n${w} ${h}\n255\n`);
-  const out = new Uint8Array(head.length + data.length);
-  out.set(head);
-  out.set(data, head.length);
-  return out;
-}
-
-/** The first words of a line (up to `aspect` line heights wide), drawn for reading (see drawGlyphsSharp), scaled to `height` and padded: a PGM. */
-export function snippet(line: TextLine, w: number, h: number, aspect: number, height: number, reach: number): Uint8Array {
-  const lh = line.box.y1 - line.box.y0;
-  let xEnd = line.words[0].x1;
-  for (const wd of line.words) {
-    if (wd.x1 - line.box.x0 > aspect * lh) break;
-    xEnd = wd.x1;
-  }
-  const d = drawGlyphsSharp(line, w, h, xEnd, 2, reach);
-  const f = height / lh;
-  const ow = Math.max(8, Math.round(d.width * f));
-  const oh = Math.max(8, Math.round(d.height * f));
-  const scaled = resize(d.data, d.width, d.height, ow, oh);
-  const pad = 10;
-  const pw = ow + 2 * pad;
-  const ph = oh + 2 * pad;
-  const padded = new Uint8Array(pw * ph).fill(255);
-  for (let y = 0; y < oh; y++) padded.set(scaled.subarray(y * ow, y * ow + ow), (y + pad) * pw + pad);
-  return pgm(padded, pw, ph);
-}
-
 export interface ReadResult {
   boxes: TextBox[];
-  /** Tesseract calls made, for the stage's stats. */
-  calls: number;
+  /** Lines read by the verifier, for the stage's stats. */
+  reads: number;
 }
 
 /** Decoded pixels (interleaved, 8 bits, `channels` per pixel) of the image being read. */
@@ -279,8 +209,9 @@ export interface ReaderPixels {
  * also searches its colourfulness (`chroma()`) for text that differs from its background in hue
  * more than in luminance.
  */
-export async function readText(pool: TesseractPool, gray: Uint8Array, w: number, h: number, options: ReaderOptions = {}, pixels?: ReaderPixels): Promise<ReadResult> {
+export async function readText(verifier: LineVerifier, gray: Uint8Array, w: number, h: number, options: ReaderOptions = {}, pixels?: ReaderPixels): Promise<ReadResult> {
   const o: Required<ReaderOptions> = { ...READER_DEFAULTS, ...options };
+  const page: ReaderPage = { gray, width: w, height: h, pixels };
   const channels = pixels && pixels.channels >= 3 && o.useChroma ? [chroma(pixels.data, w, h, pixels.channels)] : [];
   const lines = findTextCandidates(gray, w, h, { ...o.candidates, channels }).filter((l) => lineScore(l) >= o.minScore);
   const accepted = new Set<TextLine>();
@@ -291,19 +222,18 @@ export async function readText(pool: TesseractPool, gray: Uint8Array, w: number,
   const twins = blocks.map((b) => blocks.filter((c) => c !== b && isTwin(b, c)));
   const state = new Map<TextLine[], 'confirmed' | 'failed'>();
   const queue = [...blocks];
-  let calls = 0;
+  let reads = 0;
   let confirmedScore = 0;
-  while (queue.length > 0 && calls < o.maxCalls) {
+  while (queue.length > 0 && reads < o.maxReads) {
     const block = queue.shift()!;
     const bi = blocks.indexOf(block);
     if (state.has(block) || twins[bi].some((t) => state.get(t) === 'confirmed') || block.some((l) => accepted.has(l))) continue;
     if (lineScore(block[0]) < o.followRatio * confirmedScore) continue;
     let ok = false;
     for (const line of block.slice(0, o.linesPerBlock)) {
-      if (calls >= o.maxCalls) break;
-      calls++;
-      const words = await pool.recognize(snippet(line, w, h, o.snippetAspect, o.snippetHeight, o.reach), { psm: o.psm });
-      if (confidentWords(words, o.minConfidence, o.longConfidence).length > 0) {
+      if (reads >= o.maxReads) break;
+      reads++;
+      if (await verifier.verify(line, page)) {
         ok = true;
         break;
       }
@@ -326,5 +256,5 @@ export async function readText(pool: TesseractPool, gray: Uint8Array, w: number,
     const pad = o.boxPad * l.charHeight;
     for (const b of l.words) boxes.push({ ...b, x0: Math.max(0, b.x0 - pad), y0: Math.max(0, b.y0 - pad), x1: Math.min(w, b.x1 + pad), y1: Math.min(h, b.y1 + pad) });
   }
-  return { boxes, calls };
+  return { boxes, reads };
 }

@@ -1,0 +1,62 @@
+import type { TextLine } from './text-candidates.js';
+import type { TextRecognizer } from './text-recognizer.js';
+import type { LineVerifier, ReaderOptions, ReaderPage } from './text-reader.js';
+import { firstWordsEnd, longestWordRun } from './tesseract-verifier.js';
+
+/**
+ * Confirms a candidate line with a CTC recognition model (PP-OCRv4's, text-recognizer.ts): the
+ * line's first words are cut out of the decoded image itself (colour, anti-aliasing and all, with
+ * a margin as PaddleOCR's detector boxes have) and read. A model trained on scene text reads
+ * small, faint and JPEG-worn text that tesseract cannot, and reads textures as a character or two
+ * at low scores.
+ */
+export interface RecognizerVerifierOptions {
+  /** Mean step score (0..1) of a reading for its word to confirm the line. */
+  minConfidence?: number;
+  /** A confirming word has at least this many letters or digits in a run, cased as a word. */
+  minWordLength?: number;
+  /** The crop holds whole words up to this many line heights wide (the model's time grows with width). */
+  aspect?: number;
+  /** Margin around the line's box, in line heights, on every side. */
+  margin?: number;
+}
+
+export const RECOGNIZER_VERIFIER_DEFAULTS: Readonly<Required<RecognizerVerifierOptions>> = {
+  minConfidence: 0.7,
+  minWordLength: 3,
+  aspect: 8,
+  margin: 0.3,
+};
+
+/**
+ * The reader's settings with this verifier: a read costs ~10 ms of CPU, so up to four an image,
+ * of lines scoring 150 or more (tuned with bench/ocr-tune.ts on makeTuningImages seed 7).
+ */
+export const RECOGNIZER_READER: Readonly<ReaderOptions> = { maxReads: 4, minScore: 150 };
+
+/** Whether a reading holds a word: a run of `minWordLength` or more letters or digits cased as words are, read at `minConfidence` or more. */
+export const readsAsWord = (r: { text: string; confidence: number }, minConfidence: number, minWordLength: number): boolean =>
+  r.confidence >= minConfidence && longestWordRun(r.text) >= minWordLength;
+
+/** A LineVerifier reading crops of the page's own pixels with `recognizer`. */
+export function recognizerVerifier(recognizer: TextRecognizer, options: RecognizerVerifierOptions = {}): LineVerifier {
+  const o = { ...RECOGNIZER_VERIFIER_DEFAULTS, ...options };
+  return {
+    verify: async (line: TextLine, page: ReaderPage): Promise<boolean> => {
+      const lh = line.box.y1 - line.box.y0;
+      const m = o.margin * lh;
+      const box = {
+        x0: Math.max(0, line.box.x0 - m),
+        y0: Math.max(0, line.box.y0 - m),
+        x1: Math.min(page.width, firstWordsEnd(line, o.aspect) + m),
+        y1: Math.min(page.height, line.box.y1 + m),
+        confidence: 0,
+      };
+      const image = page.pixels
+        ? { data: page.pixels.data, width: page.width, height: page.height, channels: page.pixels.channels as 1 | 2 | 3 | 4 }
+        : { data: page.gray, width: page.width, height: page.height, channels: 1 as const };
+      const [reading] = await recognizer.read(image, [box]);
+      return readsAsWord(reading, o.minConfidence, o.minWordLength);
+    },
+  };
+}
