@@ -5,9 +5,9 @@ import { mapConcurrent } from '../src/concurrency.js';
 import { measureText, type TextBox } from '../stages/ocr/text-boxes.js';
 import { findTextCandidates, chroma, luminance } from '../stages/ocr/text-candidates.js';
 import { loadPpocrRecognizer } from '../stages/ocr/ppocr-models.js';
-import { recognizerVerifier } from '../stages/ocr/recognizer-verifier.js';
+import { RECOGNIZER_READER, recognizerVerifier } from '../stages/ocr/recognizer-verifier.js';
 import { TesseractPool } from '../stages/ocr/tesseract-pool.js';
-import { tesseractVerifier } from '../stages/ocr/tesseract-verifier.js';
+import { TESSERACT_READER, tesseractVerifier } from '../stages/ocr/tesseract-verifier.js';
 import { lineScore, READER_DEFAULTS, readText, type LineVerifier, type ReaderOptions } from '../stages/ocr/text-reader.js';
 import { makeTuningImages, type TextImage } from '../test/helpers/text-images.js';
 import { agreement, decide } from './ocr-agreement.js';
@@ -30,7 +30,8 @@ const { values } = parseArgs({
     show: { type: 'boolean', default: false },
   },
 });
-const options = JSON.parse(values.set!) as ReaderOptions;
+// The reader's settings tuned with each verifier, then any asked for.
+const options: ReaderOptions = { ...(values.verifier === 'tesseract' ? TESSERACT_READER : RECOGNIZER_READER), ...(JSON.parse(values.set!) as ReaderOptions) };
 const o = { ...READER_DEFAULTS, ...options };
 const images: TextImage[] = await makeTuningImages(Number(values.count), Number(values.seed));
 const cores = availableParallelism();

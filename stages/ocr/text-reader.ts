@@ -31,6 +31,8 @@ export interface ReaderOptions {
   maxReads?: number;
   /** Lines of one block read (best first) before the block is given up. */
   linesPerBlock?: number;
+  /** This many weak reads (of different lines) in one image confirm their blocks together; 0: weak reads never confirm. */
+  weakReads?: number;
   /** Lines scoring below this (see `lineScore`) are not text candidates at all. */
   minScore?: number;
   /** Lines of one block (and lines grown into) have a stroke contrast within this ratio of each other (one colour of text). */
@@ -52,6 +54,7 @@ export interface ReaderOptions {
 export const READER_DEFAULTS: Readonly<Required<ReaderOptions>> = {
   maxReads: 2,
   linesPerBlock: 2,
+  weakReads: 0,
   minScore: 260,
   contrastRatio: 1.6,
   followRatio: 0.8,
@@ -72,9 +75,15 @@ export interface ReaderPage {
   pixels?: ReaderPixels;
 }
 
+/**
+ * What a read says of a line: `text`, a word read with confidence; `weak`, a word read with less
+ * (see ReaderOptions.weakReads); `none`.
+ */
+export type LineReadout = 'text' | 'weak' | 'none';
+
 /** Reads one candidate line and says whether it holds a word (tesseract-verifier.ts, recognizer-verifier.ts). */
 export interface LineVerifier {
-  verify(line: TextLine, page: ReaderPage): Promise<boolean>;
+  verify(line: TextLine, page: ReaderPage): Promise<LineReadout>;
 }
 
 /** How text-like a line is: its stroke contrast (relative to the contrast it was cut at, 48 on a textured image) × √characters. */
@@ -224,6 +233,7 @@ export async function readText(verifier: LineVerifier, gray: Uint8Array, w: numb
   const queue = [...blocks];
   let reads = 0;
   let confirmedScore = 0;
+  const weak: TextLine[][] = [];
   while (queue.length > 0 && reads < o.maxReads) {
     const block = queue.shift()!;
     const bi = blocks.indexOf(block);
@@ -233,10 +243,12 @@ export async function readText(verifier: LineVerifier, gray: Uint8Array, w: numb
     for (const line of block.slice(0, o.linesPerBlock)) {
       if (reads >= o.maxReads) break;
       reads++;
-      if (await verifier.verify(line, page)) {
+      const readout = await verifier.verify(line, page);
+      if (readout === 'text') {
         ok = true;
         break;
       }
+      if (readout === 'weak' && !weak.includes(block)) weak.push(block);
     }
     state.set(block, ok ? 'confirmed' : 'failed');
     if (ok) {
@@ -244,6 +256,8 @@ export async function readText(verifier: LineVerifier, gray: Uint8Array, w: numb
       for (const l of block) accepted.add(l);
     } else for (const t of twins[bi]) if (!state.has(t)) queue.unshift(t);
   }
+  // Weak reads in several places of one image: small or worn text that reads in parts (textures rarely read as words twice).
+  if (o.weakReads > 0 && weak.length >= o.weakReads) for (const b of weak) for (const l of b) accepted.add(l);
   if (o.grow && accepted.size > 0) growText(lines, accepted, o.contrastRatio);
 
   // Lines seen in both polarities (outlined text) count once.
