@@ -8,7 +8,7 @@ import { AestheticHead } from '../stages/aesthetic-head.js';
 import { aestheticFilter, checkClipModel, checkEmbeddingPairs, clipAestheticOptions, clipAestheticStage, embeddingAestheticOptions, embeddingAestheticStage } from '../stages/aesthetic.js';
 import { textDetectorStage, textDetectorStageOptions } from '../stages/ocr/detector-stage.js';
 import { readerOcrStage } from '../stages/ocr/ocr-stage.js';
-import { loadPpocrRecognizer } from '../stages/ocr/ppocr-models.js';
+import { loadPpocrRecognizer, PPOCR_CONFIRM, PPOCR_DETECTOR, ppocrPath } from '../stages/ocr/ppocr-models.js';
 import { RECOGNIZER_READER, recognizerVerifier } from '../stages/ocr/recognizer-verifier.js';
 import { TesseractPool, tesseractPoolOptions } from '../stages/ocr/tesseract-pool.js';
 import { TESSERACT_READER, tesseractVerifier } from '../stages/ocr/tesseract-verifier.js';
@@ -35,22 +35,35 @@ export const aestheticOptions = z.object({
 export const ocrOptions = z.object({
   /**
    * ppocr-rec: stroke geometry proposes text lines, PP-OCRv4's recogniser (packaged, offline)
-   * confirms them; tesseract: the same geometry, tesseract.js confirms; detector: a DBNet-style
-   * text-detection model. README: OCR text density and size.
+   * confirms them; tesseract: the same geometry, tesseract.js confirms; ppocr: PP-OCRv4's text
+   * detector (packaged, or `detector.model` serving it, e.g. on a GPU) with each line confirmed by
+   * PP-OCRv4's recogniser; detector: a DBNet-style text-detection model of your own.
+   * README: OCR text density and size.
    */
-  backend: z.enum(['ppocr-rec', 'tesseract', 'detector']).default('ppocr-rec'),
+  backend: z.enum(['ppocr-rec', 'tesseract', 'ppocr', 'detector']).default('ppocr-rec'),
   /** tesseract.js workers (unset: the pool's default, one per core). */
   workers: unsetDefaults(tesseractPoolOptions).shape.workers,
-  /** The detector model and its options (stages/ocr/detector-stage.ts); unset keys take the stage's defaults when it runs. */
+  /**
+   * The detector model and its options (stages/ocr/detector-stage.ts); unset keys take the stage's
+   * defaults when it runs, or with backend ppocr PP-OCRv4's (PPOCR_DETECTOR in ppocr-models.ts).
+   * With backend ppocr, `model` defaults to the packaged detector run in process on CPU.
+   */
   detector: z.object({
-    model: modelSource,
-    ...unsetDefaults(textDetectorStageOptions.pick({ input_name: true, output_name: true, limit_side: true, threshold: true, box_threshold: true, unclip_ratio: true, channel_order: true, batch_size: true })).shape,
+    model: modelSource.optional(),
+    ...unsetDefaults(textDetectorStageOptions.pick({ input_name: true, output_name: true, limit_side: true, threshold: true, box_threshold: true, unclip_ratio: true, ink_scale: true, ink_offset: true, channel_order: true, batch_size: true })).shape,
   }).strict().optional(),
   ...textThresholds.shape,
-}).strict().refine((o) => o.backend !== 'detector' || o.detector !== undefined, { message: 'backend detector needs ocr.detector.model' });
+}).strict().refine((o) => o.backend !== 'detector' || o.detector?.model !== undefined, { message: 'backend detector needs ocr.detector.model' });
 
 export type AestheticOptions = z.infer<typeof aestheticOptions>;
 export type OcrOptions = z.infer<typeof ocrOptions>;
+
+/** The detector stage's options as a config gives them: with backend ppocr, PP-OCRv4's settings where the config leaves a key unset. */
+export function detectorStageOptions(cfg: OcrOptions): z.input<typeof textDetectorStageOptions> {
+  const { model: _model, ...given } = cfg.detector ?? {};
+  const set = Object.fromEntries(Object.entries(given).filter(([, v]) => v !== undefined));
+  return cfg.backend === 'ppocr' ? { ...PPOCR_DETECTOR, ...set } : set;
+}
 
 /**
  * The annotation stages' per-process resources (model sessions, OCR workers), made once per
@@ -84,10 +97,16 @@ export class Annotators {
     let ocr;
     if (cfg.ocr) {
       const o = cfg.ocr;
-      if (o.backend === 'detector') {
-        const replicas = await loadTensorModels(o.detector!.model, 'text-detector', { breaker });
+      if (o.backend === 'detector' || o.backend === 'ppocr') {
+        const source = o.detector?.model ?? { onnx: ppocrPath('detector'), replicas: 1, providers: ['cpu' as const] };
+        const replicas = await loadTensorModels(source, 'text-detector', { breaker });
         models.push(...replicas.map((r) => r.client));
-        ocr = { detector: new ReplicaPool(replicas), cfg: o };
+        let recognizer: TextRecognizer | undefined;
+        if (o.backend === 'ppocr') {
+          recognizer = await loadPpocrRecognizer({ intraOpThreads: 1 });
+          models.push(recognizer.model);
+        }
+        ocr = { detector: new ReplicaPool(replicas), recognizer, cfg: o };
       } else if (o.backend === 'ppocr-rec') {
         // One session of one thread: the stage keeps two images per core in flight.
         const recognizer = await loadPpocrRecognizer({ intraOpThreads: 1 });
@@ -116,12 +135,9 @@ export class Annotators {
     }
     if (this.ocr) {
       const { tesseract, recognizer, detector, cfg } = this.ocr;
-      if (recognizer) out.push(readerOcrStage({ verifier: recognizerVerifier(recognizer), backend: 'ppocr-rec', reader: RECOGNIZER_READER }));
+      if (detector) out.push(textDetectorStage({ pool: detector, ...detectorStageOptions(cfg), recognizer, confirm: PPOCR_CONFIRM, backend: cfg.backend }));
+      else if (recognizer) out.push(readerOcrStage({ verifier: recognizerVerifier(recognizer), backend: 'ppocr-rec', reader: RECOGNIZER_READER }));
       else if (tesseract) out.push(readerOcrStage({ verifier: tesseractVerifier(tesseract), backend: 'tesseract', reader: TESSERACT_READER, concurrency: tesseract.size * 2 }));
-      else if (detector) {
-        const { model: _model, ...det } = cfg.detector!;
-        out.push(textDetectorStage({ pool: detector, ...det }));
-      }
       out.push(textFilter({ max_density: cfg.max_density, min_text_height: cfg.min_text_height }));
     }
     return out;

@@ -12,7 +12,7 @@ import { AESTHETIC_DIMS, AestheticHead } from '../stages/aesthetic-head.js';
 import { checkClipModel, checkEmbeddingPairs } from '../stages/aesthetic.js';
 import { BIT_ENCODER_CONTRACT, BitEncoderContractError } from '../stages/bit-encoder.js';
 import { checkDetectorModel } from '../stages/ocr/detector-stage.js';
-import type { AestheticOptions, OcrOptions } from './annotations.js';
+import { detectorStageOptions, type AestheticOptions, type OcrOptions } from './annotations.js';
 
 /**
  * The pieces every job's plan-time check (`Job.check`, beside each job) is made of: inputs,
@@ -256,12 +256,11 @@ export async function checkAesthetic(key: string, a: AestheticOptions, inputFile
   return problems;
 }
 
-/** The OCR section: a detector model exists and is one the text detector can drive. */
+/** The OCR section: a detector model given exists and is one the text detector can drive with the options the stage will get. */
 export async function checkOcr(key: string, o: OcrOptions, log: Logger): Promise<string[]> {
-  if (o.backend !== 'detector' || !o.detector) return [];
-  const { model, ...det } = o.detector;
-  // The options as the pipeline hands them to the stage (pipelines/annotations.ts).
-  return checkModelSource(`${key}.detector.model`, model, (m) => checkDetectorModel(m, det), log);
+  const model = o.detector?.model;
+  if ((o.backend !== 'detector' && o.backend !== 'ppocr') || !model) return [];
+  return checkModelSource(`${key}.detector.model`, model, (m) => checkDetectorModel(m, detectorStageOptions(o)), log);
 }
 
 /** Image-shard inputs (recaption, dalle-ingest, pre-encode): every path exists and holds tars. */

@@ -3,7 +3,9 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ConfigError } from '../src/config/config-error.js';
 import { loadConfig, parseOverride } from '../src/config/load-config.js';
+import { detectorStageOptions, type OcrOptions } from '../pipelines/annotations.js';
 import { jobs } from '../pipelines/index.js';
+import { PPOCR_DETECTOR } from '../stages/ocr/ppocr-models.js';
 import { tempDir } from './helpers/temp-dir.js';
 
 async function cfgFile(text: string, ext = 'yaml'): Promise<string> {
@@ -74,5 +76,13 @@ describe('shipped configs', () => {
     await expect(loadConfig(p, jobs)).rejects.toThrow(/aesthetic.*exactly one of aesthetic.clip and aesthetic.embeddings/s);
     const q = await cfgFile(`job: laion-filter\noutput: ./o\ninput: { kind: parquet, paths: [./x] }\nocr: { backend: detector }\n`);
     await expect(loadConfig(q, jobs)).rejects.toThrow(/ocr.*detector/s);
+  });
+
+  it('defaults OCR to ppocr-rec; backend ppocr needs no model (the packaged one) and fills in PP-OCRv4 settings the config leaves unset', async () => {
+    const base = `job: laion-filter\noutput: ./o\ninput: { kind: parquet, paths: [./x] }\n`;
+    const ocrOf = async (yaml: string) => (await loadConfig(await cfgFile(`${base}${yaml}\n`), jobs)).config.ocr as OcrOptions;
+    expect((await ocrOf('ocr: {}')).backend).toBe('ppocr-rec');
+    expect(detectorStageOptions(await ocrOf('ocr: { backend: ppocr, detector: { limit_side: 640 } }'))).toEqual({ ...PPOCR_DETECTOR, limit_side: 640 });
+    expect(detectorStageOptions(await ocrOf('ocr: { backend: detector, detector: { model: { onnx: ./det.onnx } } }'))).toEqual({});
   });
 });

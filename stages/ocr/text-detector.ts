@@ -62,6 +62,9 @@ export const textDetectorOptions = z.object({
   unclip_ratio: z.number().min(0).default(DB_DEFAULTS.unclip_ratio),
   /** At most this many components are considered, in raster order of their first pixel. */
   max_candidates: z.number().int().min(1).default(DB_DEFAULTS.max_candidates),
+  /** Line boxes calibrated to the ink they hold: ink height = (box height − ink_offset) / ink_scale, in model pixels (db-postprocess.ts). */
+  ink_scale: z.number().positive().default(DB_DEFAULTS.ink_scale),
+  ink_offset: z.number().default(DB_DEFAULTS.ink_offset),
 }).strict();
 
 /** Detector options as given (unset keys take their defaults). */
@@ -78,6 +81,8 @@ export interface DetectorInput {
   /** The image's own size; boxes are reported in these pixels. */
   originalWidth: number;
   originalHeight: number;
+  /** The decoded image at its own size (for reading the detected lines). */
+  pixels: RawImage;
 }
 
 const MEAN = [0.485, 0.456, 0.406];
@@ -121,7 +126,7 @@ async function prepareWith(image: DetectorImage, o: DetectorSettings): Promise<D
     px = { data, width: info.width, height: info.height, channels: info.channels as RawImage['channels'] };
     if (px.channels !== 3) throw new Error(`expected 3 channels after conversion, got ${px.channels}`);
   }
-  return { data: normalise(px, o.channel_order), width: size.width, height: size.height, originalWidth: rgb.width, originalHeight: rgb.height };
+  return { data: normalise(px, o.channel_order), width: size.width, height: size.height, originalWidth: rgb.width, originalHeight: rgb.height, pixels: rgb };
 }
 
 /** Interleaved RGB bytes → planes of (v/255 − mean) / std, in the model's channel order. */
@@ -181,7 +186,7 @@ export class TextDetector {
     }
     // A static input taken from the model is checked like a given one.
     this.prep = inputSize === o.input_size ? o : settingsOf({ ...opts, input_size: inputSize });
-    this.db = { threshold: o.threshold, box_threshold: o.box_threshold, min_size: o.min_size, unclip_ratio: o.unclip_ratio, max_candidates: o.max_candidates };
+    this.db = { threshold: o.threshold, box_threshold: o.box_threshold, min_size: o.min_size, unclip_ratio: o.unclip_ratio, max_candidates: o.max_candidates, ink_scale: o.ink_scale, ink_offset: o.ink_offset };
   }
 
   /** Boxes of one image, in its own pixels. */
