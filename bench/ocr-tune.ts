@@ -18,7 +18,7 @@ import { agreement, decide } from './ocr-agreement.js';
  * comes from. For choosing the reader's defaults:
  *
  *   node --import tsx bench/ocr-tune.ts [--verifier ppocr-rec|tesseract] [--count 420] [--seed 7]
- *     [--set '{"maxReads":3}'] [--verify '{"minConfidence":0.8}'] [--show]
+ *     [--set '{"maxReads":3}'] [--verify '{"minConfidence":0.8}'] [--rec '{"max_width":640}'] [--show]
  */
 const { values } = parseArgs({
   options: {
@@ -27,6 +27,7 @@ const { values } = parseArgs({
     set: { type: 'string', default: '{}' },
     verify: { type: 'string', default: '{}' },
     verifier: { type: 'string', default: 'ppocr-rec' },
+    rec: { type: 'string', default: '{}' },
     show: { type: 'boolean', default: false },
   },
 });
@@ -36,7 +37,7 @@ const o = { ...READER_DEFAULTS, ...options };
 const images: TextImage[] = await makeTuningImages(Number(values.count), Number(values.seed));
 const cores = availableParallelism();
 const pool = values.verifier === 'tesseract' ? new TesseractPool({ workers: cores }) : undefined;
-const recognizer = pool ? undefined : await loadPpocrRecognizer({ intraOpThreads: 1 });
+const recognizer = pool ? undefined : await loadPpocrRecognizer({ intraOpThreads: 1 }, JSON.parse(values.rec!));
 const verifier: LineVerifier = pool ? tesseractVerifier(pool, JSON.parse(values.verify!)) : recognizerVerifier(recognizer!, JSON.parse(values.verify!));
 
 const overlaps = (a: TextBox, b: TextBox): boolean => Math.min(a.x1, b.x1) > Math.max(a.x0, b.x0) && Math.min(a.y1, b.y1) > Math.max(a.y0, b.y0);
