@@ -182,6 +182,29 @@ describe('Slurm array scripts', () => {
     };
   });
 
+  it('every script logs where Slurm can open the file, and expands arrays that may be empty as bash before 4.4 allows under set -u', async () => {
+    for (const name of await readdir(join(repoRoot, 'deploy', 'slurm'))) {
+      const text = await readFile(sbatchPath(name), 'utf8');
+      // Slurm opens --output before the script runs: a folder in it must already exist, and nothing here makes one.
+      const output = /^#SBATCH --output=(\S+)$/m.exec(text)?.[1];
+      expect(output, name).toBeDefined();
+      expect(output, name).not.toContain('/');
+      expect(text, name).toMatch(/^set -euo pipefail$/m);
+      // "${a[@]}" of an empty array is an unbound-variable error under set -u before bash 4.4.
+      const bare = text.split('\n').filter((l) => !l.trimStart().startsWith('#')).flatMap((l) => [...l.matchAll(/(.?)"\$\{\w+\[@\]\}"/g)].filter((m) => m[1] !== '+'));
+      expect(bare.map((m) => m[0]), name).toEqual([]);
+    }
+  });
+
+  it('laion-filter.sbatch expands its empty list of overrides (no BITPREP_INPUT, CLIP or head set)', async () => {
+    // The line that runs bitprep, with bitprep swapped for printf, under set -u.
+    const text = await readFile(sbatchPath('laion-filter.sbatch'), 'utf8');
+    const run = text.split('\n').find((l) => l.startsWith('exec bitprep run'))!.replace('exec bitprep run', "printf '%s|'");
+    const r = await bash(['-c', `set -euo pipefail\nconfig=c.yaml output=out\nsets=()\n${run}`], {});
+    expect(r.code, r.out).toBe(0);
+    expect(r.out).toBe('c.yaml|--output|out|--progress|plain|');
+  });
+
   it('both scripts parse, ask for an array, and pre-encode for a whole 8-GPU node', async () => {
     for (const name of ['laion-filter.sbatch', 'pre-encode.sbatch']) {
       const syntax = await bash(['-n', sbatchPath(name)], {});
