@@ -1,5 +1,6 @@
 import { Command } from 'commander';
-import { integerOption, progressOption, setOption } from '../src/cli/option-parsers.js';
+import { integerOption, outputOption, progressOption, setOption } from '../src/cli/option-parsers.js';
+import { shellLine } from '../src/cli/shell-quote.js';
 import { reportRun } from '../src/cli/report-run.js';
 import { loadConfig, parseOverride } from '../src/config/load-config.js';
 import { executeLocal } from '../src/executors/local.js';
@@ -30,11 +31,16 @@ export function recaptionCommand(jobs: JobsLoader): Command {
     .option('--shard-index <n>', 'export only units i with i mod shard-count = n', integerOption('--shard-index'))
     .option('--shard-count <n>', 'number of export files the work is split into', integerOption('--shard-count'))
     .addOption(setOption('override a config value (repeatable)'))
-    .action(async (path: string, o: { out: string; attempt: number; shardIndex?: number; shardCount?: number; set: string[] }) => {
-      const { config } = await recaptionConfigFrom(jobs, path, o.set);
+    .addOption(outputOption())
+    .action(async (path: string, o: { out: string; attempt: number; shardIndex?: number; shardCount?: number; set: string[]; output?: string }) => {
+      const { config } = await recaptionConfigFrom(jobs, path, o.set, o.output === undefined ? [] : [['output', o.output]]);
       const r = await exportRecaptionBatch(config, o.out, { attempt: o.attempt, shardIndex: o.shardIndex, shardCount: o.shardCount }, consoleLogger);
       process.stdout.write(`${r.requests} request(s) for ${r.images} image(s) → ${o.out}; ${r.cached} caption(s) already cached; ${r.skipped} sample(s) without a usable image\n`);
-      process.stdout.write(`next: vllm run-batch -i ${o.out} -o <results.jsonl> --model ${config.server.model}; then bitprep recaption import ${path} <results.jsonl>\n`);
+      // The import must see the config the export saw: the same overrides and output.
+      const same = [...o.set.flatMap((kv) => ['--set', kv]), ...(o.output === undefined ? [] : ['-o', o.output])];
+      const results = o.out.replace(/(\.jsonl)?$/, '.results.jsonl');
+      process.stdout.write(`next: ${shellLine(['vllm', 'run-batch', '-i', o.out, '-o', results, '--model', config.server.model])}\n`);
+      process.stdout.write(`then: ${shellLine(['bitprep', 'recaption', 'import', path, results, ...same])}\n`);
     });
 
   cmd
@@ -43,9 +49,10 @@ export function recaptionCommand(jobs: JobsLoader): Command {
     .argument('<config>', 'the recaption config the requests were exported with')
     .argument('<results>', 'run-batch output JSONL (local path or s3:// URL)')
     .addOption(setOption('override a config value (repeatable)'))
+    .addOption(outputOption())
     .addOption(progressOption())
-    .action(async (path: string, results: string, o: { set: string[]; progress: 'auto' | 'bar' | 'plain' | 'off' }) => {
-      const { job, config } = await recaptionConfigFrom(jobs, path, o.set, [['captions_from', 'cache']]);
+    .action(async (path: string, results: string, o: { set: string[]; output?: string; progress: 'auto' | 'bar' | 'plain' | 'off' }) => {
+      const { job, config } = await recaptionConfigFrom(jobs, path, o.set, [['captions_from', 'cache'], ...(o.output === undefined ? [] : [['output', o.output] as [string, unknown]])]);
       const r = await importRecaptionBatch(config, results, consoleLogger);
       const refused = Object.entries(r.refused).map(([k, v]) => `${k} ${v}`).join(', ');
       process.stdout.write(`${r.lines} answer(s): ${r.accepted} accepted, refused: ${refused || 'none'}${r.foreign ? `, ${r.foreign} line(s) with foreign custom_ids ignored` : ''}\n`);

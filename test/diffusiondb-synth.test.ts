@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import { mkdir, readdir, readFile } from 'node:fs/promises';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -96,6 +97,13 @@ describe('prompt selection (in process)', () => {
       const x = generationSeed(`p${i}`, 'm');
       expect(Number.isInteger(x) && x >= 0 && x <= MAX_SEED).toBe(true);
     }
+  });
+
+  it('seed rule is the README\'s: SHA-256 of name NUL prompt, first 4 bytes big-endian, top bit cleared (Python)', () => {
+    const cases: [string, string][] = [['a red fox', 'flux-schnell'], ['Ünïcode prompt, "quoted"', 'sd35-large'], ['', 'pixart-sigma']];
+    const py = 'import hashlib,json,sys\nfor p,m in json.load(sys.stdin):\n  print(int.from_bytes(hashlib.sha256((m+"\\0"+p).encode()).digest()[:4],"big") & 0x7fffffff)';
+    const got = execFileSync('/usr/bin/python3', ['-c', py], { input: JSON.stringify(cases), encoding: 'utf8' });
+    expect(got.trim().split('\n').map(Number)).toEqual(cases.map(([p, m]) => generationSeed(p, m)));
   });
 });
 

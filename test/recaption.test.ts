@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import { createWriteStream } from 'node:fs';
 import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:http';
@@ -245,6 +246,28 @@ describe('recaption export / import through vllm run-batch JSONL', () => {
     await writeFile(output, out.join('\n') + '\n');
     return lines.length;
   }
+
+  it('export prints the run-batch and import commands with its own --set overrides and -o, quoted for a shell', async () => {
+    const cfg = await writeConfig(dir, 'printed.json', config('printed-config-output', server));
+    const out = join(dir, "it's here");
+    const input = join(dir, 'printed.jsonl');
+    const e = await runCli(['recaption', 'export', cfg, '--out', input, '--set', 'parallel_units=2', '-o', out]);
+    expect(e.code, e.stderr).toBe(0);
+    const argv = (prefix: string) => {
+      const line = e.stdout.split('\n').find((l) => l.startsWith(prefix))!.slice(prefix.length);
+      return execFileSync('bash', ['-c', `printf '%s\\n' ${line}`], { encoding: 'utf8' }).trimEnd().split('\n');
+    };
+    const results = join(dir, 'printed.results.jsonl');
+    expect(argv('next: ')).toEqual(['vllm', 'run-batch', '-i', input, '-o', results, '--model', MODEL]);
+    const then = argv('then: ');
+    expect(then).toEqual(['bitprep', 'recaption', 'import', cfg, results, '--set', 'parallel_units=2', '-o', out]);
+    // What the printed commands do: run-batch, then the import as printed, into the -o output.
+    await runBatch(input, results, plantedReply());
+    const i = await runCli([...then.slice(1), '--progress', 'off']);
+    expect(i.code, i.stderr).toBe(0);
+    expect((await readAllRecords(new FileStore(out))).length).toBe(N + 1);
+    await expect(readdir(join(dir, 'printed-config-output'))).rejects.toThrow(/ENOENT/);
+  });
 
   it('round-trips: export, run-batch, import gives the online job\'s captions; a second round fixes what the first refused', async () => {
     const cfg = await writeConfig(dir, 'batch.json', config('batch', server));
