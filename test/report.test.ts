@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { mkdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { cp, mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { chromium, type Browser } from 'playwright-core';
@@ -32,6 +32,8 @@ const LAION_SCHEMA: ColumnSpec[] = [
   { name: 'URL', type: 'STRING' },
   { name: 'TEXT', type: 'STRING' },
   { name: 'punsafe', type: 'DOUBLE' },
+  // A caption's metadata, not a caption: the report must not draw its "length".
+  { name: 'caption_model', type: 'STRING' },
 ];
 
 const sha256 = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
@@ -98,7 +100,7 @@ describe('bitprep report on a laion-filter output', () => {
     images.set('tiny.jpg', await sharp({ create: { width: 90, height: 70, channels: 3, background: '#4477aa' } }).jpeg().toBuffer());
     names.splice(5, 0, 'tiny.jpg');
     server = await startFaultImageServer(images);
-    const rows = names.map((n, i) => ({ URL: `${server.url}/img/${n}`, TEXT: `picture number ${i} of a test ${'word '.repeat(i % 5)}`.trim(), punsafe: i === 3 ? 0.9 : 0.01 }));
+    const rows = names.map((n, i) => ({ URL: `${server.url}/img/${n}`, TEXT: `picture number ${i} of a test ${'word '.repeat(i % 5)}`.trim(), punsafe: i === 3 ? 0.9 : 0.01, caption_model: 'Qwen/Qwen2.5-VL-7B-Instruct' }));
     await mkdir(join(dir, 'in'));
     await writeFile(join(dir, 'in', 'part-00000.parquet'), writeParquet(rows, { schema: LAION_SCHEMA, compression: 'SNAPPY' }));
     await mkdir(join(dir, 'models'));
@@ -208,11 +210,44 @@ describe('bitprep report on a laion-filter output', () => {
     }
     expect(await page.locator('[data-field="aesthetic_score"] line.threshold').count()).toBe(1);
     expect(await page.locator('svg.throughput circle.point').count()).toBe(2);
+    // image.min_edge acts on the shorter edge: its line is drawn there only.
+    expect(await page.locator('[data-field="original_shorter_edge"] line.threshold').count()).toBe(1);
+    for (const field of ['original_width', 'original_height']) expect(await page.locator(`[data-field="${field}"] line.threshold`).count(), field).toBe(0);
+    expect(await page.locator('[data-field="caption_model"]').count()).toBe(0);
+
+    // Every label lies inside its chart (threshold labels near an end, first and last ticks included).
+    const outside = await page.$$eval('svg.chart', (svgs) =>
+      svgs.flatMap((svg) => {
+        const box = svg.getBoundingClientRect();
+        return [...svg.querySelectorAll('text')]
+          .map((t) => ({ text: t.textContent, r: t.getBoundingClientRect() }))
+          .filter(({ r }) => r.left < box.left - 0.5 || r.right > box.right + 0.5 || r.top < box.top - 0.5 || r.bottom > box.bottom + 0.5)
+          .map(({ text, r }) => `${svg.closest('[data-field]')?.getAttribute('data-field') ?? svg.getAttribute('aria-label')}: "${text}" at ${r.left.toFixed(0)}–${r.right.toFixed(0)} of ${box.left.toFixed(0)}–${box.right.toFixed(0)}`);
+      }),
+    );
+    expect(outside).toEqual([]);
+    // Ticks sit on bin edges: each tick value is lo + k × bin width of its histogram (64 bins over 0–4096: multiples of 64).
+    const ticks = (await page.$$eval('[data-field="original_shorter_edge"] svg text[y="180"]', (ts) => ts.map((t) => t.textContent ?? ''))).map(Number);
+    expect(ticks.length).toBeGreaterThan(2);
+    for (const v of ticks) expect(v % 64, String(v)).toBe(0);
 
     await mkdir(join(repoRoot, 'test', '.artifacts'), { recursive: true });
     await page.screenshot({ path: join(repoRoot, 'test', '.artifacts', 'report.png'), fullPage: true });
     expect(attempted).toEqual([]);
   }, 60_000);
+
+  it('names the units a partial output has not done', async () => {
+    const partial = join(dir, 'out-partial');
+    await cp(outA(), partial, { recursive: true });
+    const [first, second] = (await readJson(join(partial, '_plan.json'))).unit_ids as string[];
+    await rm(join(partial, `${second}.done.json`));
+    const r = await runCli(['report', partial, '--thumbnails', '1']);
+    expect(r.code, r.stderr).toBe(0);
+    const html = await readFile(join(partial, 'report.html'), 'utf8');
+    expect(html).toContain('1 done of 2 planned');
+    expect(html).toMatch(new RegExp(`<tr class="pending"><td>not done</td><td>${second} \\(`));
+    expect(html).not.toMatch(new RegExp(`not done</td><td>[^<]*${first}`));
+  });
 
   it('reads an s3:// output and writes report.html next to it', async () => {
     const s3 = await startS3Server({ buckets: ['bitprep-test'] });

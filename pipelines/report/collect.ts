@@ -62,7 +62,10 @@ export interface CollectOptions {
 
 /** Fixed ranges: a value outside lands in the edge bin, so 600M rows cost the same memory as 600. */
 interface MetricSpec {
+  /** The record field, or a name for what `value` derives from a record. */
   field: string;
+  /** Derived metrics: the value of a record (default: its `field`). */
+  value?: (r: Record<string, unknown>) => number | null;
   title: string;
   lo: number;
   hi: number;
@@ -76,13 +79,28 @@ const METRICS: MetricSpec[] = [
   { field: 'aesthetic_score', title: 'Aesthetic score', lo: 0, hi: 10, bins: 200, threshold: (c) => (typeof c.aesthetic?.min_score === 'number' ? { value: c.aesthetic.min_score, label: `aesthetic.min_score ${c.aesthetic.min_score}` } : undefined) },
   { field: 'ocr_density', title: 'Text density (share of the image covered by text boxes)', lo: 0, hi: 1, bins: 200, threshold: (c) => (typeof c.ocr?.max_density === 'number' ? { value: c.ocr.max_density, label: `ocr.max_density ${c.ocr.max_density}` } : undefined) },
   { field: 'ocr_median_height', title: 'Text height (median word height / image height)', lo: 0, hi: 0.25, bins: 100, threshold: (c) => (typeof c.ocr?.min_text_height === 'number' ? { value: c.ocr.min_text_height, label: `ocr.min_text_height ${c.ocr.min_text_height}` } : undefined) },
-  { field: 'original_width', title: 'Original width (px)', lo: 0, hi: 4096, bins: 64, threshold: (c) => (typeof c.image?.min_edge === 'number' && c.image.min_edge > 0 ? { value: c.image.min_edge, label: `image.min_edge ${c.image.min_edge}` } : undefined) },
-  { field: 'original_height', title: 'Original height (px)', lo: 0, hi: 4096, bins: 64, threshold: (c) => (typeof c.image?.min_edge === 'number' && c.image.min_edge > 0 ? { value: c.image.min_edge, label: `image.min_edge ${c.image.min_edge}` } : undefined) },
+  // image.min_edge acts on the shorter edge, so its line is drawn there and not on width or height.
+  {
+    field: 'original_shorter_edge',
+    value: (r) => {
+      const w = num(r.original_width);
+      const h = num(r.original_height);
+      return w === null || h === null ? null : Math.min(w, h);
+    },
+    title: 'Original shorter edge (px)',
+    lo: 0,
+    hi: 4096,
+    bins: 64,
+    threshold: (c) => (typeof c.image?.min_edge === 'number' && c.image.min_edge > 0 ? { value: c.image.min_edge, label: `image.min_edge ${c.image.min_edge}` } : undefined),
+  },
+  { field: 'original_width', title: 'Original width (px)', lo: 0, hi: 4096, bins: 64 },
+  { field: 'original_height', title: 'Original height (px)', lo: 0, hi: 4096, bins: 64 },
   { field: 'width', title: 'Output width (px)', lo: 0, hi: 4096, bins: 64 },
   { field: 'height', title: 'Output height (px)', lo: 0, hi: 4096, bins: 64 },
 ];
 
-const CAPTION_FIELD = /caption/i;
+/** Fields holding caption text: named for captions, less the recaption job's settings about them (model, prompt version, seeds, attempts, kind). */
+const isCaptionField = (k: string): boolean => /caption/i.test(k) && !/^caption_(model|prompt_version|seed|short_seed|attempts|kind)$/.test(k);
 const decodeJson = (b: Uint8Array): any => JSON.parse(new TextDecoder().decode(b));
 
 async function readJsonIfExists(store: Store, name: string): Promise<any> {
@@ -103,7 +121,7 @@ async function thumbnail(bytes: Uint8Array): Promise<string> {
 function describeRow(r: Record<string, unknown> | undefined): string {
   if (!r) return '';
   const parts: string[] = [];
-  for (const [k, v] of Object.entries(r)) if (CAPTION_FIELD.test(k) && typeof v === 'string' && v) parts.push(v);
+  for (const [k, v] of Object.entries(r)) if (isCaptionField(k) && typeof v === 'string' && v) parts.push(v);
   const score = num(r.aesthetic_score);
   if (score !== null) parts.push(`aesthetic ${score.toFixed(2)}`);
   const density = num(r.ocr_density);
@@ -168,7 +186,7 @@ export async function collectReport(store: Store, opts: CollectOptions): Promise
   const wantRows = new Set([...droppedRaw.values()].flat().map((t) => t.key));
   const rowsFor = new Map<string, Record<string, unknown>>();
 
-  const panels: HistogramPanel[] = METRICS.map((m) => ({ title: m.title, field: m.field, hist: new FixedHistogram(m.lo, m.hi, m.bins), threshold: m.threshold?.(cfg) }));
+  const panels = METRICS.map((m) => ({ title: m.title, field: m.field, hist: new FixedHistogram(m.lo, m.hi, m.bins), threshold: m.threshold?.(cfg), value: m.value ?? ((r: Record<string, unknown>) => num(r[m.field])) }));
   const captionPanels = new Map<string, HistogramPanel>();
   for (const { id, marker } of done) {
     if (!has(marker, '.parquet', id)) continue;
@@ -176,11 +194,11 @@ export async function collectReport(store: Store, opts: CollectOptions): Promise
       for (const r of g.rows) {
         const kept = r.status === 'ok';
         for (const p of panels) {
-          const v = num(r[p.field]);
+          const v = p.value(r);
           if (v !== null) p.hist.add(v, kept);
         }
         for (const [k, v] of Object.entries(r)) {
-          if (typeof v !== 'string' || !CAPTION_FIELD.test(k)) continue;
+          if (typeof v !== 'string' || !isCaptionField(k)) continue;
           let p = captionPanels.get(k);
           if (!p) captionPanels.set(k, (p = { title: `Caption length in words (${k})`, field: k, hist: new FixedHistogram(0, 128, 64) }));
           p.hist.add(v.trim() ? v.trim().split(/\s+/).length : 0, kept);
@@ -189,7 +207,7 @@ export async function collectReport(store: Store, opts: CollectOptions): Promise
       }
     }
   }
-  const histograms = [...panels, ...[...captionPanels.values()].sort((a, b) => (a.field < b.field ? -1 : 1))].filter((p) => p.hist.count > 0);
+  const histograms: HistogramPanel[] = [...panels.map(({ value: _value, ...p }) => p), ...[...captionPanels.values()].sort((a, b) => (a.field < b.field ? -1 : 1))].filter((p) => p.hist.count > 0);
 
   const dropped: [string, Thumb[]][] = [];
   for (const reason of [...droppedRaw.keys()].sort()) {

@@ -17,6 +17,9 @@ svg.chart text{font-size:10px;fill:#444}svg.chart text.thr{fill:#111;font-weight
 .verdict{font-weight:600}.note{color:#777;font-size:12px}
 `;
 
+/** Units not done that the report names before saying how many more. */
+const MAX_LISTED = 20;
+
 const pct = (v: number, of: number) => (of ? `${((100 * v) / of).toFixed(1)}%` : '–');
 
 function funnelTable(f: Funnel): string {
@@ -36,7 +39,7 @@ function grid(thumbs: Thumb[], kind: string): string {
 export async function renderReport(d: ReportData): Promise<string> {
   const s = d.summary;
   const parts: string[] = [];
-  parts.push(`<h1>bitprep report: ${esc(d.job)}</h1><table class="meta"><tr><td>output</td><td>${esc(d.output)}</td></tr><tr><td>units</td><td>${s.units.done} done of ${s.units.planned} planned</td></tr>${d.firstStartedAt ? `<tr><td>first unit started</td><td>${esc(d.firstStartedAt)}</td></tr>` : ''}${d.lastFinishedAt ? `<tr><td>last unit finished</td><td>${esc(d.lastFinishedAt)}</td></tr>` : ''}<tr><td>report made</td><td>${esc(d.generatedAt)}</td></tr><tr><td>outputs</td><td>${s.outputs.files} files, ${(s.outputs.bytes / 1e6).toFixed(1)} MB</td></tr></table>`);
+  parts.push(`<h1>bitprep report: ${esc(d.job)}</h1><table class="meta"><tr><td>output</td><td>${esc(d.output)}</td></tr><tr><td>units</td><td>${s.units.done} done of ${s.units.planned} planned</td></tr>${s.units.pending.length ? `<tr class="pending"><td>not done</td><td>${esc(s.units.pending.slice(0, MAX_LISTED).join(', '))}${s.units.pending.length > MAX_LISTED ? ` and ${s.units.pending.length - MAX_LISTED} more` : ''} (this report leaves them out; rerun the job to finish them)</td></tr>` : ''}${d.firstStartedAt ? `<tr><td>first unit started</td><td>${esc(d.firstStartedAt)}</td></tr>` : ''}${d.lastFinishedAt ? `<tr><td>last unit finished</td><td>${esc(d.lastFinishedAt)}</td></tr>` : ''}<tr><td>report made</td><td>${esc(d.generatedAt)}</td></tr><tr><td>outputs</td><td>${s.outputs.files} files, ${(s.outputs.bytes / 1e6).toFixed(1)} MB</td></tr></table>`);
   parts.push(`<h2>Funnel</h2>${funnelTable(s.funnel)}${s.funnel_balances ? '' : '<p class="note">the funnel does not balance: rows in ≠ written + dropped + failed</p>'}`);
 
   if (d.histograms.length) {

@@ -11,6 +11,22 @@ const OTHER = '#c8553d';
 
 const fmt = (v: number): string => (Math.abs(v) >= 100 || Number.isInteger(v) ? String(Math.round(v)) : Math.abs(v) >= 1 ? v.toFixed(1) : v.toFixed(3));
 
+/** Fewest bins a histogram shows, so one value is a narrow bar between labelled bin edges, not the whole chart. */
+const MIN_SHOWN_BINS = 8;
+/** Generous widths of a character at the charts' 10 px font (bold for the threshold): labels are placed so they fit. */
+const CHAR_PX = 6.2;
+const BOLD_CHAR_PX = 6.8;
+
+/**
+ * A label centred on x where it fits inside the chart, else aligned to the edge it would cross
+ * (a threshold near either end, the first and last ticks).
+ */
+function label(x: number, y: number, text: string, cls = ''): string {
+  const w = text.length * (cls ? BOLD_CHAR_PX : CHAR_PX);
+  const [anchor, at] = x - w / 2 < 2 ? ['start', Math.max(x, 2)] : x + w / 2 > W - 2 ? ['end', Math.min(x, W - 2)] : ['middle', x];
+  return `<text x="${at.toFixed(1)}" y="${y}" text-anchor="${anchor}"${cls ? ` class="${cls}"` : ''}>${esc(text)}</text>`;
+}
+
 /** Stacked bars (kept / dropped or failed) over the non-empty span of a fixed-bin histogram, with its threshold as a dashed line. */
 export function histogramSvg(p: HistogramPanel): string {
   const h = p.hist;
@@ -22,6 +38,11 @@ export function histogramSvg(p: HistogramPanel): string {
     const ti = Math.floor((p.threshold.value - h.lo) / h.binWidth);
     a = Math.max(0, Math.min(a, ti));
     b = Math.min(h.bins - 1, Math.max(b, ti));
+  }
+  // At least MIN_SHOWN_BINS bins, widened evenly around the data where the range allows.
+  while (b - a + 1 < Math.min(MIN_SHOWN_BINS, h.bins)) {
+    if (a > 0) a--;
+    if (b - a + 1 < MIN_SHOWN_BINS && b < h.bins - 1) b++;
   }
   const n = b - a + 1;
   const lo = h.lo + a * h.binWidth;
@@ -45,16 +66,22 @@ export function histogramSvg(p: HistogramPanel): string {
     if (k) bars.push(`<rect class="bar kept" x="${bx}" y="${y(k).toFixed(1)}" width="${w}" height="${(y(0) - y(k)).toFixed(1)}" fill="${KEPT}">${tip}</rect>`);
     if (o) bars.push(`<rect class="bar other" x="${bx}" y="${y(k + o).toFixed(1)}" width="${w}" height="${(y(k) - y(k + o)).toFixed(1)}" fill="${OTHER}">${tip}</rect>`);
   }
+  // Ticks on bin edges: every `step` bins from the first shown edge, and the last edge.
   const ticks: string[] = [];
-  for (let t = 0; t <= 4; t++) {
-    const v = lo + ((hi - lo) * t) / 4;
-    ticks.push(`<text x="${x(v).toFixed(1)}" y="${H - PAD.b + 14}" text-anchor="middle">${fmt(v)}</text>`);
+  const step = Math.max(1, Math.ceil(n / 4));
+  const edges = new Set<number>();
+  for (let i = 0; i < n; i += step) edges.add(i);
+  if (n - [...edges].at(-1)! < step / 2) edges.delete([...edges].at(-1)!);
+  edges.add(n);
+  for (const i of edges) {
+    const v = lo + i * h.binWidth;
+    ticks.push(label(x(v), H - PAD.b + 14, fmt(v)));
   }
   ticks.push(`<text x="${PAD.l - 6}" y="${PAD.t + 4}" text-anchor="end">${top}</text>`, `<text x="${PAD.l - 6}" y="${PAD.t + ph}" text-anchor="end">0</text>`);
   let thr = '';
   if (p.threshold) {
     const tx = x(p.threshold.value).toFixed(1);
-    thr = `<line class="threshold" x1="${tx}" x2="${tx}" y1="${PAD.t - 4}" y2="${PAD.t + ph}" stroke="#222" stroke-dasharray="4 3" stroke-width="1.5"/><text x="${tx}" y="${H - 4}" text-anchor="middle" class="thr">${esc(p.threshold.label)}</text>`;
+    thr = `<line class="threshold" x1="${tx}" x2="${tx}" y1="${PAD.t - 4}" y2="${PAD.t + ph}" stroke="#222" stroke-dasharray="4 3" stroke-width="1.5"/>${label(x(p.threshold.value), H - 4, p.threshold.label, 'thr')}`;
   }
   const clipped = h.clipped ? `<text x="${W - PAD.r}" y="${PAD.t + 4}" text-anchor="end">${h.clipped} outside [${fmt(h.lo)}, ${fmt(h.hi)}) in the edge bins</text>` : '';
   return `<svg class="chart histogram" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 ${W} ${H}" width="${W}" height="${H}" role="img" aria-label="${esc(p.title)}"><line x1="${PAD.l}" x2="${W - PAD.r}" y1="${PAD.t + ph}" y2="${PAD.t + ph}" stroke="#999"/>${bars.join('')}${ticks.join('')}${thr}${clipped}</svg>`;
