@@ -186,6 +186,10 @@ describe('pre-encode with a tiny encoder that has the real contract', () => {
       const encode = stats.stages.find((s: { name: string }) => s.name === 'encode');
       const replicas = Object.keys(encode.counts).filter((k) => k.startsWith('replica:') && k.endsWith(':batches'));
       expect(replicas).toHaveLength(2);
+      // One count per model call: the batcher's `batches` (no second count by the stage), each on one replica; no request was split.
+      expect(encode.counts.batches).toBe(replicas.reduce((a, k) => a + encode.counts[k], 0));
+      expect(encode.counts.requests).toBe(encode.counts.batches);
+      expect(encode.counts.samples).toBe(encode.ok);
     });
   });
 
