@@ -51,6 +51,13 @@ export const trainingMixConfig = baseJobConfig.extend({
      * and gives no ratio, so both styles get equal weight.
      */
     long_ratio: z.number().min(0).max(1).default(0.5),
+    /**
+     * Caption dropout for classifier-free guidance: the probability that a sample's caption is
+     * replaced by the empty prompt (caption_text "", caption_kind uncond), drawn per sample and
+     * copy from a seeded hash. The reference training (Instella-T2I, train_diff.py) drops captions
+     * itself with uncond_prob 0.1: set 0.1 here only for a trainer that does not. Default 0: off.
+     */
+    uncond_prob: z.number().min(0).max(1).default(0),
   }).strict().prefault({}),
   dedup: z.object({
     /**
@@ -100,6 +107,7 @@ function specOf(cfg: TrainingMixConfig): SelectionSpec {
     seed: cfg.seed,
     total: cfg.total,
     longRatio: cfg.caption.long_ratio,
+    uncondProb: cfg.caption.uncond_prob,
     hamming: cfg.dedup.hamming,
     worldSize: cfg.world_size,
     globalBatch: cfg.global_batch,

@@ -317,6 +317,28 @@ describe('training-mix', () => {
     expect(both.some((r) => kindsC.get(ident(r)) !== r.caption_kind)).toBe(true);
   });
 
+  it('caption dropout: about uncond_prob of the samples train on the empty prompt, drawn per sample, recorded in mix.json', async () => {
+    const out = join(root, 'mix-uncond');
+    await runMix({ ...base, caption: { long_ratio: 0.7, uncond_prob: 0.25 }, output: out });
+    const mix = await readMixIndex(openStore(out));
+    expect(mix.caption.uncond_prob).toBe(0.25);
+    const rows = (await rankRows(out, mix)).flat();
+    const uncond = rows.filter((r) => r.caption_kind === 'uncond');
+    expect(mix.caption.achieved.uncond).toBe(uncond.length);
+    // 3968 draws at p = 0.25: the share lies within ±0.03 (4.4 standard deviations).
+    expect(Math.abs(uncond.length / rows.length - 0.25)).toBeLessThan(0.03);
+    for (const r of uncond) expect(r.caption_text).toBe('');
+    // The same samples in the same places as the mix without dropout; the others keep their captions.
+    const flatA = rowsA.flat();
+    expect(rows.map((r) => ident(r))).toEqual(flatA.map((r) => ident(r)));
+    rows.forEach((r, i) => {
+      if (r.caption_kind !== 'uncond') expect([r.caption_kind, r.caption_text]).toEqual([flatA[i].caption_kind, flatA[i].caption_text]);
+    });
+    // Off by default.
+    expect(mixA.caption.uncond_prob).toBe(0);
+    expect(mixA.caption.achieved.uncond).toBe(0);
+  });
+
   it('drops later duplicates of (source, key): a dataset listed twice changes nothing', async () => {
     const out = join(root, 'mix-dup');
     const { summary } = await runMix({ ...base, sets: [{ ...sets[0], paths: [join(root, 'laion'), join(root, 'laion')] }, sets[1]], output: out });

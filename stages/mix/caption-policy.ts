@@ -1,9 +1,9 @@
 import { unitDraw } from './hash.js';
 
-/** Which caption a sample trains on: `caption` and `none` are the fallbacks. */
-export type CaptionKind = 'long' | 'short' | 'caption' | 'none';
+/** Which caption a sample trains on: `caption` and `none` are the fallbacks; `uncond`, the empty prompt of caption dropout. */
+export type CaptionKind = 'long' | 'short' | 'caption' | 'none' | 'uncond';
 
-export const CAPTION_KINDS: readonly CaptionKind[] = ['long', 'short', 'caption', 'none'];
+export const CAPTION_KINDS: readonly CaptionKind[] = ['long', 'short', 'caption', 'none', 'uncond'];
 
 const COLUMN: Record<'long' | 'short' | 'caption', string> = { long: 'caption_long', short: 'caption_short', caption: 'caption' };
 
@@ -32,4 +32,19 @@ export function chooseCaption(fields: Record<string, unknown>, draw: number, lon
  */
 export function captionDraw(identity: string, copy: number, seed: number): number {
   return unitDraw(`${copy}\u0000${identity}`, seed);
+}
+
+/**
+ * Caption dropout for classifier-free guidance, as the reference training does it (a caption
+ * replaced by the empty prompt with probability uncond_prob, 0.1 there): the empty string with
+ * kind `uncond` when `draw` < `prob`, else the chosen caption. The draw is its own seeded hash of
+ * the sample and copy (uncondDraw), independent of the long/short draw.
+ */
+export function dropCaption(caption: { kind: CaptionKind; text: string | null }, draw: number, prob: number): { kind: CaptionKind; text: string | null } {
+  return draw < prob ? { kind: 'uncond', text: '' } : caption;
+}
+
+/** The draw behind a sample's caption dropout: a hash of (seed, 'uncond', copy, identity). */
+export function uncondDraw(identity: string, copy: number, seed: number): number {
+  return unitDraw(`uncond\u0000${copy}\u0000${identity}`, seed);
 }

@@ -40,6 +40,8 @@ export interface MixIndex {
   sets: (SetReport & { share_target: number; share_achieved: number })[];
   caption: {
     long_ratio: number;
+    /** Caption dropout: the share of samples drawn to train on the empty prompt (kind uncond). */
+    uncond_prob: number;
     /** Order in which a missing caption falls back. */
     fallback: string[];
     /** Samples per caption kind, counted as the shards were written. */
@@ -115,7 +117,7 @@ export async function writeMixIndex(output: Store, gatherUnitIds: string[], log?
     identity: sel.identity,
     near_duplicate_hamming: sel.spec.hamming,
     sets: sel.sets.map((s) => ({ ...s, share_target: s.weight / weightSum, share_achieved: s.take / l.total })),
-    caption: { long_ratio: sel.spec.longRatio, fallback: ['the drawn one of caption_long / caption_short', 'the other one', 'caption', 'none (caption_text null)'], achieved },
+    caption: { long_ratio: sel.spec.longRatio, uncond_prob: sel.spec.uncondProb, fallback: ['the drawn one of caption_long / caption_short', 'the other one', 'caption', 'none (caption_text null)'], achieved },
     shuffle: { method: 'keyed Feistel permutation (6 rounds, cycle-walking) of the sample enumeration', seed_salt: 'shuffle' },
     world_size: l.worldSize,
     global_batch: l.globalBatch,

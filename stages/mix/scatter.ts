@@ -6,7 +6,7 @@ import { openStore } from '../../src/stores/open-store.js';
 import type { Store } from '../../src/stores/store.js';
 import { UnitOutputs } from '../../src/units/unit-outputs.js';
 import type { UnitStats } from '../../src/units/unit.js';
-import { captionDraw, chooseCaption } from './caption-policy.js';
+import { captionDraw, chooseCaption, dropCaption, uncondDraw } from './caption-policy.js';
 import { FeistelPermutation } from './feistel.js';
 import { deriveSeed, hash32, rowIdentity } from './hash.js';
 import { locate } from './mixture.js';
@@ -94,7 +94,7 @@ export async function scatterUnit(o: ScatterOptions): Promise<UnitStats> {
           }
           for (let copy = 0; copy < code; copy++) {
             const { shard, row } = locate(sel.layout, perm.apply(member++));
-            const caption = chooseCaption(rest, captionDraw(id, copy, captionSeed), sel.spec.longRatio);
+            const caption = dropCaption(chooseCaption(rest, captionDraw(id, copy, captionSeed), sel.spec.longRatio), uncondDraw(id, copy, captionSeed), sel.spec.uncondProb);
             const payload = encodePayload(latent as Uint8Array, { ...rest, key, caption_kind: caption.kind, caption_text: caption.text, mix_set: setName });
             run.push({ shard, row, payload });
           }

@@ -29,6 +29,8 @@ export interface SelectionSpec {
   seed: number;
   total: number | null;
   longRatio: number;
+  /** Caption dropout probability (caption-policy.ts dropCaption). */
+  uncondProb: number;
   hamming: number | null;
   worldSize: number;
   globalBatch: number;
@@ -141,7 +143,9 @@ export async function openDatasets(sets: MixSetSpec[]): Promise<Dataset[]> {
 /** SHA-256 over the spec and every input shard's name, rows and digest. */
 export function selectionFingerprint(spec: SelectionSpec, datasets: Dataset[]): string {
   const inputs = datasets.map((d) => ({ set: d.set, dataset: datasetIdentity(d.url), shards: d.manifest.shards.map((s) => [s.name, s.rows, s.sha256]) }));
-  return createHash('sha256').update(JSON.stringify({ v: 1, spec, inputs })).digest('hex');
+  // Caption dropout came later: left out while off, so mixes planned before it keep their fingerprint.
+  const { uncondProb, ...before } = spec;
+  return createHash('sha256').update(JSON.stringify({ v: 1, spec: uncondProb ? spec : before, inputs })).digest('hex');
 }
 
 /**
