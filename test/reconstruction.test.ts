@@ -8,6 +8,7 @@ import { featureStatistics, frechetDistance } from '../evaluation/metrics/freche
 import { cleanFidInput } from '../evaluation/metrics/inception-features.js';
 import { psnr } from '../evaluation/metrics/psnr.js';
 import { reconstructionCommand, runReconstruction } from '../evaluation/metrics/reconstruction-command.js';
+import { DATASET_RESOLUTION } from '../evaluation/metrics/reconstruction-protocol.js';
 import { ssim } from '../evaluation/metrics/ssim.js';
 import { buildInceptionStandinModel, INCEPTION_STANDIN_LABEL } from '../evaluation/standins/inception-standin.js';
 import { readResults } from '../evaluation/tables/results.js';
@@ -110,6 +111,24 @@ print(json.dumps([P(a, b, data_range=255), S(a, b, channel_axis=2, data_range=25
     expect(r.rfid).toBeUndefined();
     const tables = await readResults(out);
     expect(tables.tables['2'].cells).toMatchObject({ imagenet_psnr: r.psnr, imagenet_ssim: r.ssim, imagenet_rfid: null });
+    // Scored at 48×48, not Table 2's 512×512: the row says so, in its label and a note.
+    expect(r.evaluated_at).toBe('48×48');
+    expect(tables.tables['2'].cells.tokenizer).toBe('results (imagenet 48×48)');
+    expect(tables.tables['2'].notes.join('\n')).toMatch(/imagenet scored at 48×48, not the 512×512 of Table 2: not comparable/);
+  });
+
+  it('defaults both Table 2 benchmarks to 512×512, and a row scored there is not flagged', async () => {
+    expect(DATASET_RESOLUTION).toEqual({ imagenet: 512, coco: 512 });
+    const out = await tempDir('recon-512');
+    await writeFile(join(out, 'reconstruction.json'), JSON.stringify({ imagenet: { psnr: 22.1, ssim: 0.7, evaluated_at: '512×512' }, coco: { psnr: 21.5, ssim: 0.69, evaluated_at: '512×512' } }));
+    const ok = await readResults(out, { name: 'bit' });
+    expect(ok.tables['2'].cells.tokenizer).toBe('bit');
+    expect(ok.tables['2'].notes).toEqual([]);
+    // A file from before evaluated_at was recorded cannot vouch for its size.
+    await writeFile(join(out, 'reconstruction.json'), JSON.stringify({ coco: { psnr: 21.5 } }));
+    const old = await readResults(out, { name: 'bit' });
+    expect(old.tables['2'].cells.tokenizer).toBe('bit (coco ?)');
+    expect(old.tables['2'].notes.join('\n')).toMatch(/coco scored at a size reconstruction.json does not record/);
   });
 
   it('crops and resizes larger originals, merges datasets, computes rFID, and names unmatched files', async () => {

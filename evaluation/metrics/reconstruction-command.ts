@@ -1,6 +1,7 @@
 /**
  * `bitprep eval reconstruction`: how well a tokenizer reconstructs images (Table 2: rFID, PSNR,
- * SSIM on ImageNet val at 256 and COCO at 512). Originals and reconstructions are paired by file
+ * SSIM on ImageNet val and COCO, both at 512×512, the paper's "Tokenizer reconstruction at
+ * 512x512 on ImageNet and MS-COCO"). Originals and reconstructions are paired by file
  * name stem. The tokenizer sees centre-cropped, resized originals, so an original whose size
  * differs from its reconstruction's is centre-cropped to a square and resized to `--resolution`
  * with PIL BICUBIC first (crop then resize; counted in the output as `originals_resized`).
@@ -25,10 +26,8 @@ import { cleanFidResize, hwcToChw, InceptionModel, protocolName, type InceptionC
 import { psnr } from './psnr.js';
 import { ssim, type SsimConvention } from './ssim.js';
 
-export type ReconstructionDataset = 'imagenet' | 'coco';
+import { DATASET_RESOLUTION, type ReconstructionDataset } from './reconstruction-protocol.js';
 
-/** The resolution each Table 2 benchmark evaluates at. */
-export const DATASET_RESOLUTION: Readonly<Record<ReconstructionDataset, number>> = { imagenet: 256, coco: 512 };
 
 /** How each SSIM convention is named in reconstruction.json (the tables print it beside the number). */
 export const SSIM_CONVENTION_NAMES: Readonly<Record<SsimConvention, string>> = {
@@ -73,7 +72,10 @@ export interface ReconstructionEntry {
   rfid_protocol?: string;
   rfid_note?: string;
   n: number;
+  /** The side originals are brought to when they differ from their reconstruction (--resolution). */
   resolution: number;
+  /** The size the pairs were scored at: the reconstructions' (W×H, or "mixed"); Table 2 flags anything but 512×512. */
+  evaluated_at: string;
   originals: string;
   reconstructions: string;
   originals_resized: number;
@@ -125,6 +127,7 @@ export async function runReconstruction(originalsDir: string, reconstructionsDir
   const ssims: number[][] = conventions.map(() => []);
   let resizedCount = 0;
   let warnedSize = false;
+  const sizes = new Set<string>();
   let origStats: FeatureStatistics | undefined;
   let reconStats: FeatureStatistics | undefined;
   try {
@@ -134,6 +137,7 @@ export async function runReconstruction(originalsDir: string, reconstructionsDir
       if (image.width !== recon.width || image.height !== recon.height) {
         throw new Error(`${p.original.path} (${orig.width}×${orig.height}, centre-cropped and resized to ${image.width}×${image.height}) and ${p.reconstruction.path} (${recon.width}×${recon.height}) differ in size; is --resolution ${resolution} right?`);
       }
+      sizes.add(`${recon.width}×${recon.height}`);
       if (!warnedSize && (recon.width !== resolution || recon.height !== resolution)) {
         warnedSize = true;
         log.warn(`${p.reconstruction.path} is ${recon.width}×${recon.height}, not the ${resolution}×${resolution} the ${o.dataset} benchmark uses`);
@@ -188,6 +192,7 @@ export async function runReconstruction(originalsDir: string, reconstructionsDir
     ssim_by_convention: byConvention,
     n: pairs.length,
     resolution,
+    evaluated_at: sizes.size === 1 ? [...sizes][0] : 'mixed',
     originals: originalsDir,
     reconstructions: reconstructionsDir,
     originals_resized: resizedCount,
@@ -251,7 +256,7 @@ export function reconstructionCommand(): Command {
     .argument('<originals-dir>', 'original images')
     .argument('<reconstructions-dir>', 'reconstructions, paired with the originals by file name without extension')
     .addOption(new Option('--dataset <name>', 'the Table 2 benchmark these are: its entry in reconstruction.json').choices(['imagenet', 'coco']).makeOptionMandatory())
-    .option('--resolution <n>', 'side originals are centre-cropped and BICUBIC-resized to when their size differs from the reconstruction (default: 256 imagenet, 512 coco)', integerOption('--resolution', { min: 7 }))
+    .option('--resolution <n>', 'side originals are centre-cropped and BICUBIC-resized to when their size differs from the reconstruction (default 512, Table 2\'s resolution for both)', integerOption('--resolution', { min: 7 }))
     .addOption(new Option('--ssim-convention <c>', 'SSIM convention(s); with both, `ssim` is the skimage one').choices(['skimage', 'wang', 'both']).default('both'))
     .option('--inception <model>', 'Inception for rFID: .onnx file or KServe URLs (input FP32 [N,3,299,299] in [0,255], output FP32 [N,2048])')
     .option('--inception-input <name>', 'Inception input tensor name', 'images')

@@ -1,6 +1,7 @@
 import { readFile, stat } from 'node:fs/promises';
 import { basename, join, resolve } from 'node:path';
 import { z } from 'zod';
+import { DATASET_RESOLUTION } from '../metrics/reconstruction-protocol.js';
 import type { Cell, TableId } from './published.js';
 
 /**
@@ -29,7 +30,7 @@ const genevalSummary = z.object({
 });
 const clipScore = z.object({ clip_score: z.number().finite(), ci95: ci95.optional() });
 const imageReward = z.object({ image_reward: z.number().finite(), ci95: ci95.optional() });
-const reconSet = z.object({ rfid: z.number().min(0).optional(), psnr: z.number().finite().optional(), ssim: z.number().max(1).optional(), ssim_convention: z.string().optional() });
+const reconSet = z.object({ rfid: z.number().min(0).optional(), psnr: z.number().finite().optional(), ssim: z.number().max(1).optional(), ssim_convention: z.string().optional(), evaluated_at: z.string().optional() });
 const reconstruction = z.object({ imagenet: reconSet.optional(), coco: reconSet.optional() });
 const fid = z.object({ fid_30k: z.number().min(0), n: z.number().int().positive().optional(), model: z.string().optional() });
 const speed = z.object({ steps: z.number().int().positive(), sec_per_img: z.number().positive(), batch_size: z.number().int().positive().optional() });
@@ -115,14 +116,23 @@ export async function readResults(dir: string, o: ResultsOptions = {}): Promise<
   }
 
   const t2: UserRow = { cells: { tokenizer: name }, notes: [] };
+  const offSize: string[] = [];
   for (const set of ['imagenet', 'coco'] as const) {
     const r = rec?.[set];
     if (!r) continue;
+    // Table 2 is at 512×512 on both sets (DATASET_RESOLUTION): a row scored at another size is not comparable.
+    const want = `${DATASET_RESOLUTION[set]}×${DATASET_RESOLUTION[set]}`;
+    if (r.evaluated_at !== want) {
+      offSize.push(`${set} ${r.evaluated_at ?? '?'}`);
+      t2.notes.push(`${name}: ${set} ${r.evaluated_at ? `scored at ${r.evaluated_at}` : 'scored at a size reconstruction.json does not record'}, not the ${want} of Table 2: not comparable with the published rows`);
+    }
     t2.cells[`${set}_rfid`] = r.rfid ?? null;
     t2.cells[`${set}_psnr`] = r.psnr ?? null;
     t2.cells[`${set}_ssim`] = r.ssim ?? null;
     if (r.ssim_convention) t2.notes.push(`${name}: ${set} SSIM convention ${r.ssim_convention}`);
   }
+
+  if (offSize.length > 0) t2.cells.tokenizer = `${name} (${offSize.join(', ')})`;
 
   const t3: UserRow = { cells: { model: name, size: o.size ?? null, steps: sp?.steps ?? null, fid_30k: f?.fid_30k ?? null, sec_per_img: sp?.sec_per_img ?? null }, notes: [] };
   // FID is biased by the sample size, so a FID over another count is not a FID-30K.
