@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { setMaxListeners } from 'node:events';
 import { hostname } from 'node:os';
 import { ConfigError } from '../config/config-error.js';
 import { changedSettings, formatChanges, operationalPatterns } from '../config/fixed-settings.js';
@@ -133,6 +134,9 @@ async function executeHeld(job: AnyJob, cfg: BaseJobConfig, units: Unit[], opts:
 
   // One controller for the whole run: the caller's cancel, or the first outage, stops every unit.
   const stopper = new AbortController();
+  // Every in-flight request of every running unit listens on it (hundreds for recaption), each
+  // removing its listener when it settles: many listeners here are the design, not a leak.
+  setMaxListeners(0, stopper.signal);
   let stop: RunStop | undefined;
   const onCancel = () => {
     stop ??= { kind: 'interrupted', reason: 'interrupted', message: 'the run was interrupted' };
