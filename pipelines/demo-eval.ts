@@ -14,6 +14,7 @@ import { runClipScore } from '../evaluation/metrics/clip-score-command.js';
 import { runFid, runFidStats } from '../evaluation/metrics/fid-command.js';
 import { runImageReward } from '../evaluation/metrics/imagereward-command.js';
 import { runReconstruction, mergeReconstructionJson } from '../evaluation/metrics/reconstruction-command.js';
+import { DATASET_RESOLUTION } from '../evaluation/metrics/reconstruction-protocol.js';
 import { runSpeed } from '../evaluation/speed/speed-command.js';
 import { buildClipImageStandin, buildClipStandinTokenizer, buildClipTextStandin, STANDIN_CLIP_NAME } from '../evaluation/standins/clip-standin.js';
 import { buildDetectorStandinModel, loadDetectorStandin } from '../evaluation/standins/detector-standin.js';
@@ -28,6 +29,8 @@ import { startDemoModelServer } from './demo-model-server.js';
 /** The served name of the demo's "model under evaluation" (the stand-in server draws shapes). */
 const MODEL = 'instella-t2i-STANDIN';
 const SIZE = 256;
+/** Reconstruction as Table 2 scores it. */
+const RECON_SIZE = DATASET_RESOLUTION.imagenet;
 
 export interface DemoEvalResult {
   /** The results directory `bitprep tables` reads. */
@@ -117,7 +120,7 @@ export async function runDemoEval(root: string, originals: string, log: Logger):
   commands.push(`bitprep eval imagereward ${rel(join(dir, 'imagereward-images'))} --model ${rel(reward.model)} --tokenizer ${rel(reward.tokenizer)} --out ${rel(results)}`);
   await runImageReward({ imagesDir: join(dir, 'imagereward-images'), model: reward.model, tokenizer: reward.tokenizer, out: results });
 
-  // Reconstruction and FID references: the demo's photos at 256, and a JPEG round trip standing in for the BIT decoder.
+  // Reconstruction and FID references: the demo's photos at Table 2's 512×512, and a JPEG round trip standing in for the BIT decoder.
   const origDir = join(dir, 'recon', 'originals');
   const reconDir = join(dir, 'recon', 'reconstructions');
   await mkdir(origDir, { recursive: true });
@@ -127,14 +130,14 @@ export async function runDemoEval(root: string, originals: string, log: Logger):
   for (const f of files) {
     if (n >= 16) break;
     const stem = f.replace(/\.[^.]+$/, '');
-    const png = await sharp(join(originals, f)).resize(SIZE, SIZE, { fit: 'cover' }).removeAlpha().png().toBuffer().catch(() => undefined);
+    const png = await sharp(join(originals, f)).resize(RECON_SIZE, RECON_SIZE, { fit: 'cover' }).removeAlpha().png().toBuffer().catch(() => undefined);
     if (!png) continue;
     await writeFile(join(origDir, `${stem}.png`), png);
     await writeFile(join(reconDir, `${stem}.png`), await sharp(await sharp(png).jpeg({ quality: 30 }).toBuffer()).png().toBuffer());
     n++;
   }
   commands.push(`bitprep eval reconstruction ${rel(origDir)} ${rel(reconDir)} --dataset imagenet --inception ${rel(inception)} --out ${rel(results)}`);
-  const entry = await runReconstruction(origDir, reconDir, { dataset: 'imagenet', resolution: SIZE, inception, modelLabel: INCEPTION_STANDIN_LABEL, log });
+  const entry = await runReconstruction(origDir, reconDir, { dataset: 'imagenet', resolution: RECON_SIZE, inception, modelLabel: INCEPTION_STANDIN_LABEL, log });
   await mergeReconstructionJson(results, 'imagenet', entry);
 
   const refStats = join(dir, 'reference-stats.npz');
