@@ -53,7 +53,11 @@ export const ocrOptions = z.object({
     ...unsetDefaults(textDetectorStageOptions.pick({ input_name: true, output_name: true, limit_side: true, threshold: true, box_threshold: true, unclip_ratio: true, ink_scale: true, ink_offset: true, channel_order: true, batch_size: true })).shape,
   }).strict().optional(),
   ...textThresholds.shape,
-}).strict().refine((o) => o.backend !== 'detector' || o.detector?.model !== undefined, { message: 'backend detector needs ocr.detector.model' });
+}).strict()
+  .refine((o) => o.backend !== 'detector' || o.detector?.model !== undefined, { message: 'backend detector needs ocr.detector.model' })
+  // Keys another backend would silently ignore are refused, so a config says what runs.
+  .refine((o) => o.workers === undefined || o.backend === 'tesseract', { message: 'ocr.workers sizes the tesseract backend\'s pool; this backend has none (remove it, or set backend: tesseract)' })
+  .refine((o) => o.detector === undefined || o.backend === 'ppocr' || o.backend === 'detector', { message: 'ocr.detector configures the ppocr and detector backends; the ppocr-rec and tesseract backends use no detector' });
 
 export type AestheticOptions = z.infer<typeof aestheticOptions>;
 export type OcrOptions = z.infer<typeof ocrOptions>;

@@ -84,5 +84,9 @@ describe('shipped configs', () => {
     expect((await ocrOf('ocr: {}')).backend).toBe('ppocr-rec');
     expect(detectorStageOptions(await ocrOf('ocr: { backend: ppocr, detector: { limit_side: 640 } }'))).toEqual({ ...PPOCR_DETECTOR, limit_side: 640 });
     expect(detectorStageOptions(await ocrOf('ocr: { backend: detector, detector: { model: { onnx: ./det.onnx } } }'))).toEqual({});
+    // Keys the chosen backend would ignore are refused.
+    await expect(ocrOf('ocr: { workers: 4 }')).rejects.toThrow(/ocr.workers sizes the tesseract backend's pool/);
+    await expect(ocrOf('ocr: { backend: tesseract, detector: { limit_side: 640 } }')).rejects.toThrow(/ocr.detector configures the ppocr and detector backends/);
+    expect((await ocrOf('ocr: { backend: tesseract, workers: 4 }')).workers).toBe(4);
   });
 });
