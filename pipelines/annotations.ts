@@ -101,24 +101,16 @@ export class Annotators {
     let ocr;
     if (cfg.ocr) {
       const o = cfg.ocr;
+      // PP-OCRv4's recogniser: one session of one thread (the stages keep several images in flight).
+      const recognizer = o.backend === 'ppocr' || o.backend === 'ppocr-rec' ? await loadPpocrRecognizer({ intraOpThreads: 1 }) : undefined;
+      if (recognizer) models.push(recognizer.model);
       if (o.backend === 'detector' || o.backend === 'ppocr') {
         const source = o.detector?.model ?? { onnx: ppocrPath('detector'), replicas: 1, providers: ['cpu' as const] };
         const replicas = await loadTensorModels(source, 'text-detector', { breaker });
         models.push(...replicas.map((r) => r.client));
-        let recognizer: TextRecognizer | undefined;
-        if (o.backend === 'ppocr') {
-          recognizer = await loadPpocrRecognizer({ intraOpThreads: 1 });
-          models.push(recognizer.model);
-        }
         ocr = { detector: new ReplicaPool(replicas), recognizer, cfg: o };
-      } else if (o.backend === 'ppocr-rec') {
-        // One session of one thread: the stage keeps two images per core in flight.
-        const recognizer = await loadPpocrRecognizer({ intraOpThreads: 1 });
-        models.push(recognizer.model);
-        ocr = { recognizer, cfg: o };
-      } else {
-        ocr = { tesseract: new TesseractPool({ workers: o.workers }), cfg: o };
-      }
+      } else if (recognizer) ocr = { recognizer, cfg: o };
+      else ocr = { tesseract: new TesseractPool({ workers: o.workers }), cfg: o };
     }
     return new Annotators(aesthetic, ocr, models);
   }

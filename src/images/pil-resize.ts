@@ -26,8 +26,8 @@
  *   (integer division, alpha 0 and 255 left alone) after it;
  * - same size and no box: a plain copy; an integer box of exactly the output size: a plain crop
  *   (even for LA/RGBA, which then still go through the premultiplication round trip, as in PIL).
- *   Pillow's `reducing_gap` (a reduce() before resampling) is not used by `Image.resize` unless
- *   asked for, so it is not implemented.
+ *   Pillow's `reducing_gap` (a reduce() before resampling) takes part in `Image.resize` only when
+ *   a caller passes it, and no reference code bitprep reproduces does, so this module has none.
  *
  * 8-bit results equal Pillow's bit for bit; float results equal them as float32 values (the
  * arithmetic is the same IEEE float64 sequence). The one thing not reproduced exactly is sin/cos

@@ -2,8 +2,7 @@ import type { RawImage } from '../../src/sample.js';
 import type { TextBox } from './text-boxes.js';
 import type { TextLine } from './text-candidates.js';
 import type { TextRecognizer } from './text-recognizer.js';
-import type { LineReadout, LineVerifier, ReaderOptions, ReaderPage } from './text-reader.js';
-import { firstWordsEnd, longestWordRun } from './tesseract-verifier.js';
+import { firstWordsEnd, longestWordRun, type LineReadout, type LineVerifier, type ReaderOptions, type ReaderPage } from './text-reader.js';
 
 /**
  * Confirms a candidate line with a CTC recognition model (PP-OCRv4's, text-recognizer.ts): the

@@ -1,6 +1,6 @@
 import { drawGlyphsSharp, type TextLine } from './text-candidates.js';
 import type { RecognizedWord, TesseractPool } from './tesseract-pool.js';
-import type { LineReadout, LineVerifier, ReaderOptions, ReaderPage } from './text-reader.js';
+import { firstWordsEnd, longestWordRun, type LineReadout, type LineVerifier, type ReaderOptions, type ReaderPage } from './text-reader.js';
 
 /**
  * Confirms a candidate line with tesseract.js: its first words (about four line heights), drawn
@@ -48,12 +48,6 @@ export function confidentWords<W extends { text: string; confidence: number }>(w
   });
 }
 
-/** The longest run of three or more letters or digits in `text` cased as a word is (lower, Capitalised, UPPER, digits); 0 when none. */
-export function longestWordRun(text: string): number {
-  const runs = (text.match(/[A-Za-z0-9]{3,}/g) ?? []).filter((r) => /^([a-z]+|[A-Z][a-z]+|[A-Z]+|[0-9]+)$/.test(r));
-  return runs.length === 0 ? 0 : Math.max(...runs.map((r) => r.length));
-}
-
 /** Bilinear resize of a grey image. */
 function resize(src: Uint8Array, w: number, h: number, ow: number, oh: number): Uint8Array {
   const out = new Uint8Array(ow * oh);
@@ -84,17 +78,6 @@ function pgm(data: Uint8Array, w: number, h: number): Uint8Array {
   out.set(head);
   out.set(data, head.length);
   return out;
-}
-
-/** The end (x, original px) of a line's first words that fit within `aspect` line heights. */
-export function firstWordsEnd(line: TextLine, aspect: number): number {
-  const lh = line.box.y1 - line.box.y0;
-  let xEnd = line.words[0].x1;
-  for (const wd of line.words) {
-    if (wd.x1 - line.box.x0 > aspect * lh) break;
-    xEnd = wd.x1;
-  }
-  return xEnd;
 }
 
 /** The first words of a line (up to `aspect` line heights wide), drawn for reading (see drawGlyphsSharp), scaled to `height` and padded: a PGM. */

@@ -3,28 +3,25 @@ import type { TextBox } from './text-boxes.js';
 
 /**
  * Text over photographs: the stroke geometry of text-candidates.ts finds where text may be and
- * decides alone where it is sure; tesseract only verifies a few short snippets. Geometry sees
- * nearly all drawn text, small captions included, but also "text" in gravel and grass; tesseract
- * reading a whole photograph is slow (0.3–0.8 s in WebAssembly) and misses most text over busy
- * backgrounds. So:
+ * decides alone where it is sure; a LineVerifier reads a few candidate lines to confirm the rest.
+ * Geometry sees nearly all drawn text, small captions included, but also "text" in gravel and
+ * grass; reading a whole photograph is slow and misses most text over busy backgrounds. So:
  *
  * 1. Candidate lines are grouped into blocks (like heights, one polarity, one contrast, stacked or
  *    side by side) and tried best first.
- * 2. A block is confirmed by reading its best line or two: the first words (about four line
- *    heights), drawn dark on white from the line's own strokes at full resolution with the
- *    photograph around them blanked out, scaled to a fixed height. One confident word confirms.
- *    At most `maxCalls` reads per image; lines scoring below `minScore` are never read, so most
- *    text-free photographs cost no tesseract call at all.
+ * 2. A block is confirmed when the verifier reads a word in its best line or two
+ *    (recognizer-verifier.ts: PP-OCRv4's recogniser on a crop of the image; tesseract-verifier.ts:
+ *    tesseract.js on the line's glyphs redrawn dark on white); `weakReads` weaker reads in one
+ *    image confirm their blocks together. At most `maxReads` reads per image; lines scoring below
+ *    `minScore` are never read, so most text-free photographs cost no read at all.
  * 3. Aligned columns of `columnLines` or more lines are text without reading (textures make
  *    stacked runs, not aligned ones).
  * 4. Confirmed text grows into neighbouring lines of a like height (the rest of a paragraph, the
  *    other polarity of outlined text); lines seen in both polarities count once; word boxes are
  *    padded back to the ink the stroke threshold cut off.
  *
- * Defaults tuned on generated images (test/helpers/text-images.ts) of seeds 11 and 23 (200 each);
- * keep/drop agreement with the drawn truth 0.94 and 0.95 there, 0.90 and 0.95 on seeds 37 and 51
- * (240 each, never tuned on), against 0.76–0.79 for native tesseract, at ~1.2 tesseract calls and
- * ~0.05 CPU seconds per 512² image: bench/ocr.bench.ts and bench/RESULTS.md.
+ * Each verifier comes with its reader settings (RECOGNIZER_READER, TESSERACT_READER), tuned with
+ * bench/ocr-tune.ts on makeTuningImages; `npm run bench -- ocr` reports them on a held-out set.
  */
 export interface ReaderOptions {
   /** Most line reads per image. */
@@ -84,6 +81,23 @@ export type LineReadout = 'text' | 'weak' | 'none';
 /** Reads one candidate line and says whether it holds a word (tesseract-verifier.ts, recognizer-verifier.ts). */
 export interface LineVerifier {
   verify(line: TextLine, page: ReaderPage): Promise<LineReadout>;
+}
+
+/** The longest run of three or more letters or digits in `text` cased as a word is (lower, Capitalised, UPPER, digits); 0 when none. */
+export function longestWordRun(text: string): number {
+  const runs = (text.match(/[A-Za-z0-9]{3,}/g) ?? []).filter((r) => /^([a-z]+|[A-Z][a-z]+|[A-Z]+|[0-9]+)$/.test(r));
+  return runs.length === 0 ? 0 : Math.max(...runs.map((r) => r.length));
+}
+
+/** The end (x, original px) of a line's first words that fit within `aspect` line heights. */
+export function firstWordsEnd(line: TextLine, aspect: number): number {
+  const lh = line.box.y1 - line.box.y0;
+  let xEnd = line.words[0].x1;
+  for (const wd of line.words) {
+    if (wd.x1 - line.box.x0 > aspect * lh) break;
+    xEnd = wd.x1;
+  }
+  return xEnd;
 }
 
 /** How text-like a line is: its stroke contrast (relative to the contrast it was cut at, 48 on a textured image) × √characters. */
