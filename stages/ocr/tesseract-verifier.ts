@@ -1,6 +1,6 @@
 import { drawGlyphsSharp, type TextLine } from './text-candidates.js';
 import type { RecognizedWord, TesseractPool } from './tesseract-pool.js';
-import { firstWordsEnd, longestWordRun, type LineReadout, type LineVerifier, type ReaderOptions, type ReaderPage } from './text-reader.js';
+import { firstWordsEnd, longestWordRun, type LineVerdict, type LineVerifier, type ReaderOptions, type ReaderPage } from './text-reader.js';
 
 /**
  * Confirms a candidate line with tesseract.js: its first words (about four line heights), drawn
@@ -100,9 +100,9 @@ export function snippet(line: TextLine, w: number, h: number, aspect: number, he
 export function tesseractVerifier(pool: TesseractPool, options: TesseractVerifierOptions = {}): LineVerifier {
   const o = { ...TESSERACT_VERIFIER_DEFAULTS, ...options };
   return {
-    verify: async (line: TextLine, page: ReaderPage): Promise<LineReadout> => {
+    verify: async (line: TextLine, page: ReaderPage): Promise<LineVerdict> => {
       const words: RecognizedWord[] = await pool.recognize(snippet(line, page.width, page.height, o.snippetAspect, o.snippetHeight, o.reach), { psm: o.psm });
-      return confidentWords(words, o.minConfidence, o.longConfidence).length > 0 ? 'text' : 'none';
+      return { readout: confidentWords(words, o.minConfidence, o.longConfidence).length > 0 ? 'text' : 'none' };
     },
   };
 }

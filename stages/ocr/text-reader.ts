@@ -78,9 +78,19 @@ export interface ReaderPage {
  */
 export type LineReadout = 'text' | 'weak' | 'none';
 
+/**
+ * What a verifier found: the readout, and where the read found the candidate to hold several lines
+ * of text (a paragraph of tiny text the geometry saw as one line, text-rows.ts), the bands of those
+ * lines, whose heights replace the candidate's.
+ */
+export interface LineVerdict {
+  readout: LineReadout;
+  rows?: readonly TextBox[];
+}
+
 /** Reads one candidate line and says whether it holds a word (tesseract-verifier.ts, recognizer-verifier.ts). */
 export interface LineVerifier {
-  verify(line: TextLine, page: ReaderPage): Promise<LineReadout>;
+  verify(line: TextLine, page: ReaderPage): Promise<LineVerdict>;
 }
 
 /** The longest run of three or more letters or digits in `text` cased as a word is (lower, Capitalised, UPPER, digits); 0 when none. */
@@ -248,6 +258,7 @@ export async function readText(verifier: LineVerifier, gray: Uint8Array, w: numb
   let reads = 0;
   let confirmedScore = 0;
   const weak: TextLine[][] = [];
+  const rowsOf = new Map<TextLine, readonly TextBox[]>();
   while (queue.length > 0 && reads < o.maxReads) {
     const block = queue.shift()!;
     const bi = blocks.indexOf(block);
@@ -257,7 +268,8 @@ export async function readText(verifier: LineVerifier, gray: Uint8Array, w: numb
     for (const line of block.slice(0, o.linesPerBlock)) {
       if (reads >= o.maxReads) break;
       reads++;
-      const readout = await verifier.verify(line, page);
+      const { readout, rows } = await verifier.verify(line, page);
+      if (rows && readout !== 'none') rowsOf.set(line, rows);
       if (readout === 'text') {
         ok = true;
         break;
@@ -282,7 +294,15 @@ export async function readText(verifier: LineVerifier, gray: Uint8Array, w: numb
   const boxes: TextBox[] = [];
   for (const l of kept) {
     const pad = o.boxPad * l.charHeight;
-    for (const b of l.words) boxes.push({ ...b, x0: Math.max(0, b.x0 - pad), y0: Math.max(0, b.y0 - pad), x1: Math.min(w, b.x1 + pad), y1: Math.min(h, b.y1 + pad) });
+    const padded = l.words.map((b) => ({ ...b, x0: Math.max(0, b.x0 - pad), y0: Math.max(0, b.y0 - pad), x1: Math.min(w, b.x1 + pad), y1: Math.min(h, b.y1 + pad) }));
+    const rows = rowsOf.get(l);
+    if (!rows) boxes.push(...padded);
+    // A paragraph seen as one line: its words cut into the paragraph's lines.
+    else {
+      // The outer rows reach past the crop the rows were found in, so the words' union (the density) is kept.
+      const bands = rows.map((r, i) => ({ y0: i === 0 ? -Infinity : r.y0, y1: i === rows.length - 1 ? Infinity : r.y1 }));
+      for (const b of padded) for (const r of bands) if (Math.min(b.y1, r.y1) > Math.max(b.y0, r.y0)) boxes.push({ ...b, y0: Math.max(b.y0, r.y0), y1: Math.min(b.y1, r.y1) });
+    }
   }
   return { boxes, reads };
 }
