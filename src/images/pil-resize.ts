@@ -555,7 +555,7 @@ export function resize(img: PilImage, width: number, height: number, filter: Res
 // ---- centre crop ----
 
 /** Python 3's round(): halves go to the even neighbour. */
-function roundHalfEven(v: number): number {
+export function roundHalfEven(v: number): number {
   const f = Math.floor(v);
   const d = v - f;
   if (d > 0.5) return f + 1;
