@@ -2,6 +2,7 @@ import { modelBreaker } from '../src/outage.js';
 import { z } from 'zod';
 import { baseJobConfig } from '../src/config/load-config.js';
 import { writeLatentManifest } from '../src/formats/latent-shards.js';
+import { CONFIG_NAME } from '../src/executors/local.js';
 import type { Job, JobSession } from '../src/job.js';
 import type { Logger } from '../src/log.js';
 import { ReplicaPool } from '../src/models/replica-pool.js';
@@ -10,7 +11,7 @@ import { pipe, type Stage } from '../src/stage.js';
 import { StatsCollector } from '../src/stats.js';
 import { checkBitEncoder } from '../stages/bit-encoder.js';
 import { captionTokensStage, loadCaptionTokenizer, tokenColumnTypes, tokensField, textTokensConfig, type CaptionTokenizer, type TextTokensConfig } from '../stages/caption-tokens.js';
-import { encoderOptions, encodeStages } from '../stages/encode.js';
+import { encoderOptions, encodeStages, viewsProblem } from '../stages/encode.js';
 import { writeLatentShards } from '../stages/sinks/latent-shards.js';
 import { planWebDatasetUnits, webDatasetSource } from '../stages/sources/webdataset-source.js';
 import { loadTensorModels, modelSource } from '../src/models/model-source.js';
@@ -35,7 +36,10 @@ export const preEncodeConfig = baseJobConfig.extend({
   decode_concurrency: encoderOptions.shape.decode_concurrency,
   /** Optional: caption token ids stored beside the latent (stages/caption-tokens.ts documents the options). */
   text_tokens: textTokensConfig.optional(),
-}).strict();
+}).strict().superRefine((c, ctx) => {
+  const problem = viewsProblem(c.encoder.crop, c.encoder.views);
+  if (problem) ctx.addIssue({ code: 'custom', path: ['encoder', 'views'], message: problem });
+});
 
 export type PreEncodeConfig = z.infer<typeof preEncodeConfig>;
 
@@ -68,7 +72,7 @@ function openPreEncode(cfg: PreEncodeConfig, log: Logger): JobSession {
       const stages = [
         sourceStage(cfg.source),
         ...(tt ? [captionTokensStage(await (tokenizer ??= openTokenizer(tt, log)), tt.fields)] : []),
-        ...encodeStages({ pool, size: cfg.encoder.size, batchSize: cfg.encoder.batch_size, maxBatchesInFlight: cfg.encoder.max_batches_in_flight, maxWaitMs: cfg.encoder.max_wait_ms, decodeConcurrency: cfg.decode_concurrency }),
+        ...encodeStages({ pool, size: cfg.encoder.size, crop: cfg.encoder.crop, views: cfg.encoder.views, viewSeed: cfg.encoder.view_seed, batchSize: cfg.encoder.batch_size, maxBatchesInFlight: cfg.encoder.max_batches_in_flight, maxWaitMs: cfg.encoder.max_wait_ms, decodeConcurrency: cfg.decode_concurrency }),
       ];
       const stream = pipe(webDatasetSource(unit, sourceOptions(cfg)), stages, { unitId: unit.id, stats, log: ctx.log, signal: ctx.signal });
       return writeLatentShards(stream, { output: ctx.output, job: 'pre-encode', unitId: unit.id, stats, started, onRows: ctx.onRows, columnTypes: tt ? { ...FLOAT_COLUMNS, ...tokenColumnTypes(tt) } : FLOAT_COLUMNS, shardOnlyFields: tt?.fields.map(tokensField) });
@@ -111,7 +115,9 @@ export const preEncodeJob: Job<PreEncodeConfig> = {
   },
   open: openPreEncode,
   async finalize(output, unitIds, log) {
-    await writeLatentManifest(output, 'pre-encode', unitIds, log);
+    // finalize gets no config: the crop settings come from the output's own _config.json.
+    const cfg = preEncodeConfig.parse(JSON.parse(new TextDecoder().decode(await output.get(CONFIG_NAME))));
+    await writeLatentManifest(output, 'pre-encode', unitIds, log, { crop: cfg.encoder.crop, views: cfg.encoder.views });
   },
 };
 

@@ -27,6 +27,8 @@ export interface Sample {
   pixels?: RawImage;
   /** Packed 128×64-bit latent, 1024 bytes. */
   latent?: Uint8Array;
+  /** pre-encode: the latent of each view (crop) of the image, in view order; view 0 is `latent`. */
+  views?: Uint8Array[];
   status: Status;
 }
 
@@ -61,6 +63,7 @@ function releasePayloads(s: Sample): void {
   s.image = undefined;
   s.pixels = undefined;
   s.latent = undefined;
+  s.views = undefined;
 }
 
 /** A short, stable reason for grouping failures in the funnel. */

@@ -1,4 +1,3 @@
-import sharp from 'sharp';
 import { z } from 'zod';
 import { LATENT_BITS, packLogits } from '../src/formats/latent-bits.js';
 import { modelBatchStage, RequestSplitter, type SplitEvent } from '../src/models/batcher.js';
@@ -6,6 +5,9 @@ import { floatToHalf, halfToFloat } from '../src/formats/half-float.js';
 import type { ReplicaPool } from '../src/models/replica-pool.js';
 import type { Tensor, TensorModel } from '../src/models/tensor.js';
 import { SampleError, type RawImage } from '../src/sample.js';
+import { decodeRgbAsPil } from '../src/images/pil-decode.js';
+import { centreCrop, randomCrop } from '../src/images/train-crop.js';
+import { drawView } from './encode-views.js';
 import { sampleStage, type Stage } from '../src/stage.js';
 import { addCount } from '../src/stats.js';
 import { BIT_ENCODER_CONTRACT, checkBitEncoder, imageToEncoderInput } from './bit-encoder.js';
@@ -14,8 +16,21 @@ import { parseStageOptions } from './stage-options.js';
 
 /** Settings of the encoder half of pre-encoding (unset keys take the defaults below). */
 export const encoderOptions = z.object({
-  /** Input side in pixels; images are centre-cropped and resized to it (the paper's tokenizer: 512). */
+  /** Input side in pixels: the encoder's input is a size × size crop (the paper's tokenizer: 512). */
   size: z.number().int().min(16).default(512),
+  /**
+   * How an image becomes the encoder's input, decoded as Pillow decodes it (no colour management,
+   * no EXIF rotation) and resized exactly as Pillow resizes (src/images/train-crop.ts):
+   * 'random', the reference training's augmentation (random_crop_arr: shorter side drawn from
+   * size … size/0.8, BOX halvings, BICUBIC, a random crop, a horizontal flip with p 0.5), `views`
+   * seeded draws per image; 'centre', torchvision's Resize(size, BICUBIC) + CenterCrop(size), one
+   * view: for evaluation sets and reconstruction tables.
+   */
+  crop: z.enum(['random', 'centre']).default('random'),
+  /** Crops encoded per image with crop 'random', each a row of its own (`view` 0 … views − 1, 1 KiB each); training-mix and feed show each epoch another one. */
+  views: z.number().int().min(1).max(64).default(1),
+  /** Seeds the views' draws (with the key and the view number: stages/encode-views.ts). */
+  view_seed: z.number().int().min(0).max(0xffffffff).default(0),
   /** Images per encoder call. */
   batch_size: z.number().int().min(1).default(32),
   /** Batches decoded ahead and in flight at once (default 2 per replica: one running, one queued). */
@@ -26,11 +41,19 @@ export const encoderOptions = z.object({
   decode_concurrency: decodeConcurrency,
 }).strict();
 
+/** What is wrong with a crop and views setting, if anything (checked at plan time by pre-encode's config, and here). */
+export function viewsProblem(crop: 'random' | 'centre', views: number): string | undefined {
+  return crop === 'centre' && views !== 1 ? `crop 'centre' makes one view per image; views ${views} needs crop 'random'` : undefined;
+}
+
 /** What encodeStages takes: the replicas, and encoderOptions' settings by their camel-case names (unset: the defaults). */
 export interface EncodeOptions {
   /** BIT encoder replicas (ONNX sessions in process or KServe endpoints, one per GPU). */
   pool: ReplicaPool<TensorModel>;
   size?: number;
+  crop?: 'random' | 'centre';
+  views?: number;
+  viewSeed?: number;
   batchSize?: number;
   maxBatchesInFlight?: number;
   maxWaitMs?: number;
@@ -68,29 +91,27 @@ function splitterFor(pool: ReplicaPool<TensorModel>): RequestSplitter<TensorMode
  * still refused is an outage that stops the unit (see RequestSplitter).
  */
 export function encodeStages(opts: EncodeOptions): Stage[] {
-  const o = parseStageOptions('encode', encoderOptions, { size: opts.size, batch_size: opts.batchSize, max_batches_in_flight: opts.maxBatchesInFlight, max_wait_ms: opts.maxWaitMs, decode_concurrency: opts.decodeConcurrency });
+  const o = parseStageOptions('encode', encoderOptions, { size: opts.size, crop: opts.crop, views: opts.views, view_seed: opts.viewSeed, batch_size: opts.batchSize, max_batches_in_flight: opts.maxBatchesInFlight, max_wait_ms: opts.maxWaitMs, decode_concurrency: opts.decodeConcurrency });
   const { size } = o;
+  const problem = viewsProblem(o.crop, o.views);
+  if (problem) throw new Error(`encode: ${problem}`);
   const per = 3 * size * size;
   const decodedAt = new WeakMap<object, number>();
+  const viewsOf = new WeakMap<object, Uint8Array[]>();
   const checked = new WeakSet<TensorModel>();
 
   const decode = sampleStage(
     'decode',
     async (s, stats) => {
       if (!s.image) throw new SampleError('no_image', `sample ${s.key} has no image to encode`);
-      let out;
+      let img: RawImage;
       try {
-        out = await sharp(s.image, { failOn: 'error' })
-          .rotate()
-          .resize(size, size, { fit: 'cover', position: 'centre' })
-          .removeAlpha()
-          .toColourspace('srgb')
-          .raw()
-          .toBuffer({ resolveWithObject: true });
+        img = await decodeRgbAsPil(s.image);
       } catch (err) {
         throw new SampleError('decode_error', `cannot decode image for the encoder: ${(err as Error).message}`);
       }
-      s.pixels = { data: new Uint8Array(out.data.buffer, out.data.byteOffset, out.data.length), width: size, height: size, channels: 3 } satisfies RawImage;
+      const crops = o.crop === 'centre' ? [centreCrop(img, size)] : Array.from({ length: o.views }, (_, v) => randomCrop(img, size, drawView(o.view_seed, s.key, v, img.width, img.height, size)));
+      viewsOf.set(s, crops.map((c) => c.data));
       decodedAt.set(s, performance.now());
       addCount(stats, 'images');
     },
@@ -120,7 +141,7 @@ export function encodeStages(opts: EncodeOptions): Stage[] {
       addCount(stats, 'requests');
       return images.map((_, i) => packLogits(logits, i * LATENT_BITS));
     };
-    const inner = modelBatchStage<TensorModel, Uint8Array, Uint8Array>({
+    const inner = modelBatchStage<TensorModel, Uint8Array[], Uint8Array[]>({
       name: 'encode',
       pool: opts.pool,
       batchSize: o.batch_size,
@@ -129,12 +150,12 @@ export function encodeStages(opts: EncodeOptions): Stage[] {
       prepare: (s) => {
         const t = decodedAt.get(s);
         if (t !== undefined) addCount(stats, 'decoded_wait_seconds', (performance.now() - t) / 1000);
-        const px = s.pixels;
-        if (!px || px.channels !== 3 || px.width !== size || px.height !== size) throw new SampleError('no_pixels', `sample ${s.key}: no ${size}×${size} RGB pixels to encode`);
-        s.pixels = undefined;
-        return px.data;
+        const views = viewsOf.get(s);
+        if (!views) throw new SampleError('no_pixels', `sample ${s.key}: no ${size}×${size} RGB pixels to encode`);
+        viewsOf.delete(s);
+        return views;
       },
-      call: async (model, images) => {
+      call: async (model, samples) => {
         if (!checked.has(model)) {
           checkBitEncoder(model, { size });
           checked.add(model);
@@ -142,14 +163,20 @@ export function encodeStages(opts: EncodeOptions): Stage[] {
         if (inFlight++ === 0) addCount(stats, 'encoder_idle_seconds', (performance.now() - idleSince) / 1000);
         try {
           // modelBatchStage counts `batches`; `requests` counts what went over the wire (more when split).
-          return await splitter.run(model, images, (part) => send(model, part), onSplit);
+          return await splitter.run(model, samples, async (part) => {
+            // One request holds every view of its samples; each sample gets its own latents back.
+            const latents = await send(model, part.flat());
+            let at = 0;
+            return part.map((views) => latents.slice(at, (at += views.length)));
+          }, onSplit);
         } finally {
           if (--inFlight === 0) idleSince = performance.now();
         }
       },
-      apply: (s, latent) => {
-        s.latent = latent;
-        addCount(stats, 'latents');
+      apply: (s, latents) => {
+        s.latent = latents[0];
+        s.views = latents;
+        addCount(stats, 'latents', latents.length);
       },
     });
     return inner(input, ctx);

@@ -7,6 +7,9 @@ import { TarWriter } from '../src/formats/tar-write.js';
 import { OnnxGraphBuilder } from '../src/models/onnx-builder.js';
 import { seededRandom } from '../src/seeded-random.js';
 import { buildBitEncoderStandin, type BitEncoderStandin } from '../stages/bit-encoder-standin.js';
+import { decodeRgbAsPil } from '../src/images/pil-decode.js';
+import { centreCrop, randomCrop } from '../src/images/train-crop.js';
+import { drawView } from '../stages/encode-views.js';
 import { runCli, startCli, writeConfig } from './helpers/run-cli.js';
 import { tempDir } from './helpers/temp-dir.js';
 import { duckRows } from './helpers/duckdb.js';
@@ -44,11 +47,13 @@ async function makeShards(): Promise<void> {
 
 /**
  * The expected latent, computed here from the stand-in's raw weights in float64 (a direct
- * convolution over the same centre-cropped pixels) and packed bit by bit into a hex string,
+ * convolution over the same crop's pixels) and packed bit by bit into a hex string,
  * without bitprep's encoder input, batcher or packer.
  */
-async function expectedLatent(png: Buffer): Promise<{ hex: string; ambiguous: number[] }> {
-  const { data } = await sharp(png).resize(SIZE, SIZE, { fit: 'cover', position: 'centre' }).removeAlpha().raw().toBuffer({ resolveWithObject: true });
+async function expectedLatent(png: Buffer, key: string, view?: number): Promise<{ hex: string; ambiguous: number[] }> {
+  // The crops themselves are checked bit for bit against Pillow in train-crop.test.ts.
+  const img = await decodeRgbAsPil(png);
+  const { data } = view === undefined ? centreCrop(img, SIZE) : randomCrop(img, SIZE, drawView(0, key, view, img.width, img.height, SIZE));
   const [kh, kw] = standin.kernel;
   const bits: number[] = [];
   const ambiguous: number[] = [];
@@ -80,18 +85,18 @@ async function expectedLatent(png: Buffer): Promise<{ hex: string; ambiguous: nu
 
 
 function config(name: string, model: unknown, extra: Record<string, unknown> = {}) {
-  return { job: 'pre-encode', output: join(dir, name), input: { paths: [shards] }, source: 'laion', encoder: { model, size: SIZE, batch_size: 4 }, ...extra };
+  return { job: 'pre-encode', output: join(dir, name), input: { paths: [shards] }, source: 'laion', encoder: { model, size: SIZE, batch_size: 4, crop: 'centre' }, ...extra };
 }
 
 let ambiguousSeen = 0;
 
 /** Every latent equals the reference's bits, except bits whose reference logit is within 1e-5 of 0 (float32 rounding decides those). */
-async function checkOutput(name: string): Promise<void> {
+async function checkOutput(name: string, views = 0): Promise<void> {
   const out = join(dir, name);
-  const rows = await duckRows(`select key, hex(latent) as hex, caption, caption_long, source, source_original, aesthetic_score from read_parquet('${out}/*.latents.parquet') order by key`);
-  expect(rows.map((r) => r.key)).toEqual([...images.keys()].sort());
+  const rows = await duckRows(`select key, view, hex(latent) as hex, caption, caption_long, source, source_original, aesthetic_score from read_parquet('${out}/*.latents.parquet') order by key, view`);
+  expect(rows.map((r) => `${r.key}/${r.view}`)).toEqual([...images.keys()].sort().flatMap((k) => Array.from({ length: Math.max(1, views) }, (_, v) => `${k}/${v}`)));
   for (const r of rows) {
-    const want = await expectedLatent(images.get(String(r.key))!);
+    const want = await expectedLatent(images.get(String(r.key))!, String(r.key), views > 0 ? Number(r.view) : undefined);
     expect(want.ambiguous.length).toBeLessThan(8);
     const got = String(r.hex);
     const bit = (hex: string, i: number) => (parseInt(hex.slice((i >> 3) * 2, (i >> 3) * 2 + 2), 16) >> (7 - (i & 7))) & 1;
@@ -107,7 +112,7 @@ async function checkOutput(name: string): Promise<void> {
   const [codec] = await duckRows(`select distinct compression from parquet_metadata('${out}/00000.latents.parquet') where path_in_schema = 'latent'`);
   expect(String(codec.compression).toUpperCase()).toBe('ZSTD');
   const index = JSON.parse(await readFile(join(out, 'index.json'), 'utf8'));
-  expect(index).toMatchObject({ format: 'bitprep-latents', latent_bytes: 1024, tokens: 128, bits_per_token: 64, rows: N });
+  expect(index).toMatchObject({ format: 'bitprep-latents', latent_bytes: 1024, tokens: 128, bits_per_token: 64, rows: N * Math.max(1, views), crop: views > 0 ? 'random' : 'centre', views: Math.max(1, views) });
   expect(index.shards.map((s: { name: string }) => s.name)).toEqual(['00000.latents.parquet', '00001.latents.parquet']);
   const records = await duckRows(`select key, status, failed_stage, error_code from read_parquet('${out}/0000?.parquet') order by key`);
   expect(records).toHaveLength(N + 1);
@@ -131,6 +136,21 @@ describe('pre-encode with a tiny encoder that has the real contract', () => {
     expect(r.stdout).toMatch(/encode: .*latents 9/);
     expect(r.stdout).toMatch(/encoder_idle_seconds/);
     expect(r.stdout).toMatch(/decoded_wait_seconds/);
+  });
+
+  it('views: each image encoded from several seeded random crops as the reference trains, a row per view', async () => {
+    const cfg = await writeConfig(dir, 'views.json', config('views', { onnx: modelPath }, { encoder: { model: { onnx: modelPath }, size: SIZE, batch_size: 4, views: 3 } }));
+    const r = await runCli(['run', cfg, '--progress', 'off']);
+    expect(r.code, r.stderr).toBe(0);
+    await checkOutput('views', 3);
+    expect(r.stdout).toMatch(/encode: .*latents 27/);
+    // The views of an image differ (other crops, flips), and the same config draws the same ones.
+    const [d] = await duckRows(`select count(distinct latent) as n from read_parquet('${join(dir, 'views')}/*.latents.parquet')`);
+    expect(Number(d.n)).toBe(27);
+    const bad = await writeConfig(dir, 'views-centre.json', config('views-centre', { onnx: modelPath }, { encoder: { model: { onnx: modelPath }, size: SIZE, crop: 'centre', views: 2 } }));
+    const p = await runCli(['plan', bad]);
+    expect(p.code).not.toBe(0);
+    expect(p.stderr).toMatch(/encoder\.views.*crop 'centre' makes one view per image/);
   });
 
   it('latents stats, show and dedup read the dataset', async () => {
@@ -178,7 +198,7 @@ describe('pre-encode with a tiny encoder that has the real contract', () => {
     });
 
     it('gives the same latents, spread over both replicas', async () => {
-      const cfg = await writeConfig(dir, 'served.json', config('served', { kserve: urls, model: 'bit_encoder' }, { encoder: { model: { kserve: urls, model: 'bit_encoder' }, size: SIZE, batch_size: 2 } }));
+      const cfg = await writeConfig(dir, 'served.json', config('served', { kserve: urls, model: 'bit_encoder' }, { encoder: { model: { kserve: urls, model: 'bit_encoder' }, size: SIZE, batch_size: 2, crop: 'centre' } }));
       const r = await runCli(['run', cfg, '--progress', 'off']);
       expect(r.code, r.stderr).toBe(0);
       await checkOutput('served');

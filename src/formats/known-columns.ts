@@ -69,6 +69,7 @@ export const OWN_COLUMN_TYPES: Readonly<Record<string, ColumnType>> = {
   source: 'STRING',
   source_original: 'STRING',
   latent: { fixedLenByteArray: LATENT_BYTES },
+  view: 'INT64',
   // training-mix
   caption_kind: 'STRING',
   caption_text: 'STRING',

@@ -68,21 +68,33 @@ export interface LatentManifest {
   bits_per_token: number;
   /** The job that wrote the shards. */
   job: string;
+  /** Rows: one per view of each image (pre-encode's `encoder.views`). */
   rows: number;
+  /** How the encoder's inputs were cut (pre-encode: 'random' or 'centre'); absent in datasets written before views existed (centre crops). */
+  crop?: string;
+  /** Rows per image, adjacent in a shard with `view` 0 … views − 1; absent: 1. */
+  views?: number;
   shards: { name: string; rows: number; bytes: number; sha256: string }[];
+}
+
+/** How a dataset's images were cropped, for index.json. */
+export interface LatentViews {
+  crop: string;
+  views: number;
 }
 
 /**
  * Builds and writes `index.json` from the done markers of `unitIds` (in plan order): every
  * shard's name, rows, bytes and SHA-256 as the unit recorded them when it committed.
  */
-export async function writeLatentManifest(store: Store, job: string, unitIds: string[], log?: Logger): Promise<LatentManifest> {
+export async function writeLatentManifest(store: Store, job: string, unitIds: string[], log?: Logger, views?: LatentViews): Promise<LatentManifest> {
+  const perImage = views?.views ?? 1;
   const shards: LatentManifest['shards'] = [];
   for (const id of unitIds) {
     const marker = await readDoneMarker(store, id);
     const out = marker.outputs.find((o) => o.name === latentShardName(id));
     if (!out) throw new Error(`unit ${id}: its done marker lists no ${latentShardName(id)}`);
-    shards.push({ name: out.name, rows: marker.funnel.written, bytes: out.bytes, sha256: out.sha256 });
+    shards.push({ name: out.name, rows: marker.funnel.written * perImage, bytes: out.bytes, sha256: out.sha256 });
   }
   const manifest: LatentManifest = {
     format: LATENT_FORMAT,
@@ -93,10 +105,11 @@ export async function writeLatentManifest(store: Store, job: string, unitIds: st
     bits_per_token: LATENT_BITS_PER_TOKEN,
     job,
     rows: shards.reduce((a, s) => a + s.rows, 0),
+    ...(views ? { crop: views.crop, views: views.views } : {}),
     shards,
   };
   await store.put(MANIFEST_NAME, JSON.stringify(manifest, null, 2) + '\n');
-  log?.info(`${MANIFEST_NAME}: ${shards.length} latent shard(s), ${manifest.rows} latents`);
+  log?.info(`${MANIFEST_NAME}: ${shards.length} latent shard(s), ${manifest.rows} latents${perImage > 1 ? ` (${perImage} views of ${manifest.rows / perImage} images)` : ''}`);
   return manifest;
 }
 

@@ -13,7 +13,8 @@ export interface LatentShardSinkOptions extends ImageShardSinkOptions {
 
 /**
  * The only writer of a latent unit: ok samples go to `<unit>.latents.parquet` (key, the packed
- * latent, then every field: captions, source, annotations), every sample of any status to
+ * latent, its `view`, then every field: captions, source, annotations; a sample with several
+ * views is a row per view), every sample of any status to
  * `<unit>.parquet` (the records, as every bitprep job writes them), then stats and the done
  * marker. A unit's latents are held until the end (1 KiB each plus fields: ~15 MB for 10k rows),
  * so the shard is one atomic object with row groups sized for readers.
@@ -41,8 +42,12 @@ export async function writeLatentShards(stream: AsyncIterable<Sample>, opts: Lat
         if (!s.latent) throw new Error(`sample ${s.key} reached the latent sink ok but without a latent`);
         sinkStats.in++;
         const { key: _key, ...fields } = s.fields;
-        rows.push({ ...names.rename(fields), key: s.key, latent: s.latent });
+        const row = names.rename(fields);
+        // One row per view (pre-encode's crops), adjacent and in view order.
+        const views = s.views ?? [s.latent];
+        views.forEach((latent, view) => rows.push({ ...row, key: s.key, latent, view }));
         sinkStats.ok++;
+        sinkStats.counts.rows = (sinkStats.counts.rows ?? 0) + views.length;
         s.image = undefined;
       }
       opts.onRows(1);
