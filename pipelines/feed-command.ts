@@ -7,7 +7,8 @@ import { readMixIndex } from '../stages/mix/mix-index.js';
  * `bitprep feed <mix-output> --rank r --world-size w`: one rank's samples of a training-mix output,
  * in order, as an Arrow IPC stream on stdout (columns key, latent fixed_size_binary[1024],
  * caption_text, caption_kind, source), for a trainer reading a pipe. `--resume-from N` starts at
- * the rank's sample N: the stream is then exactly the tail of an uninterrupted feed.
+ * the rank's sample N: the stream is then exactly the tail of an uninterrupted feed. `--epoch e`
+ * shows each sample encoded with views its (e mod views)-th (the same samples, in the same order).
  */
 export function feedCommand(): Command {
   return new Command('feed')
@@ -15,8 +16,9 @@ export function feedCommand(): Command {
     .requiredOption('--rank <r>', 'this trainer rank (0-based)', integerOption('--rank'))
     .requiredOption('--world-size <w>', 'number of ranks; must be the mix\'s world_size', integerOption('--world-size', { min: 1 }))
     .option('--resume-from <n>', "skip this rank's first n samples (e.g. steps done × per-rank batch)", integerOption('--resume-from'), 0)
+    .option('--epoch <e>', 'the pass over the mix (0-based): samples encoded with several views (pre-encode encoder.views) show another view each epoch', integerOption('--epoch'), 0)
     .option('--batch-rows <b>', "rows per record batch (default: the mix's per-rank batch, global_batch / world_size)", integerOption('--batch-rows', { min: 1 }))
-    .action(async (output: string, o: { rank: number; worldSize: number; resumeFrom: number; batchRows?: number }) => {
+    .action(async (output: string, o: { rank: number; worldSize: number; resumeFrom: number; epoch: number; batchRows?: number }) => {
       const store = openStore(output);
       const mix = await readMixIndex(store);
       if (o.worldSize !== mix.world_size) {
@@ -26,6 +28,6 @@ export function feedCommand(): Command {
       if (o.resumeFrom > mix.rank_samples) throw new Error(`--resume-from ${o.resumeFrom}: rank ${o.rank} has ${mix.rank_samples} samples`);
       // Arrow (apache-arrow) loads when a feed starts, not with the CLI.
       const { feedRank, PipeSink } = await import('../stages/mix/feed.js');
-      await feedRank(store, mix, { rank: o.rank, from: o.resumeFrom, batchRows: o.batchRows ?? mix.rank_batch }, new PipeSink(process.stdout));
+      await feedRank(store, mix, { rank: o.rank, from: o.resumeFrom, epoch: o.epoch, batchRows: o.batchRows ?? mix.rank_batch }, new PipeSink(process.stdout));
     });
 }

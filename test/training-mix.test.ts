@@ -7,6 +7,7 @@ import { jobs } from '../pipelines/index.js';
 import { loadConfig } from '../src/config/load-config.js';
 import { executeLocal } from '../src/executors/local.js';
 import { LATENT_BYTES } from '../src/formats/latent-bits.js';
+import { parquetSourceFromStore, readParquetRowGroups } from '../src/formats/parquet-read.js';
 import { encodeLatentShard, latentShardName, readLatentManifest, readLatentShard, writeLatentManifest } from '../src/formats/latent-shards.js';
 import { silentLogger } from '../src/log.js';
 import { seededRandom } from '../src/seeded-random.js';
@@ -31,7 +32,12 @@ interface DatasetSpec {
   fields(i: number): Row;
   /** Row i's latent; random when undefined. */
   latent?(i: number): Uint8Array | undefined;
+  /** Rows per image, as pre-encode's encoder.views writes them (adjacent, `view` 0 … views − 1; random latents). */
+  views?: number;
 }
+
+/** Every view's latent of each key of the datasets made with `views`. */
+const viewLatents = new Map<string, Uint8Array[]>();
 
 function randomLatent(rnd: () => number): Uint8Array {
   const b = new Uint8Array(LATENT_BYTES);
@@ -56,16 +62,22 @@ async function makeDataset(dir: string, spec: DatasetSpec, seed: number): Promis
     for (let i = u * per; i < Math.min(spec.rows, (u + 1) * per); i++) {
       const key = `${id}${String(i - u * per).padStart(4, '0')}`;
       const row = { key, latent: spec.latent?.(i) ?? randomLatent(rnd), source: spec.source, ...spec.fields(i) };
-      rows.push(row);
       byKey.set(key, row);
+      if (spec.views === undefined) rows.push(row);
+      else {
+        const all = [row.latent, ...Array.from({ length: spec.views - 1 }, () => randomLatent(rnd))];
+        viewLatents.set(`${spec.source}/${key}`, all);
+        all.forEach((latent, view) => rows.push({ ...row, latent, view }));
+      }
     }
     const out = new UnitOutputs(store, 'pre-encode', id);
     await out.put(latentShardName(id).slice(id.length), encodeLatentShard(rows, { types: { aesthetic_score: 'DOUBLE' } }));
     const now = new Date().toISOString();
-    await out.commit({ job: 'pre-encode', unit: id, started_at: now, finished_at: now, seconds: 0, funnel: { ...emptyFunnel(), rows_in: rows.length, written: rows.length }, stages: [], rows_per_second: 0 });
+    const images = rows.length / (spec.views ?? 1);
+    await out.commit({ job: 'pre-encode', unit: id, started_at: now, finished_at: now, seconds: 0, funnel: { ...emptyFunnel(), rows_in: images, written: images }, stages: [], rows_per_second: 0 });
     ids.push(id);
   }
-  await writeLatentManifest(store, 'pre-encode', ids);
+  await writeLatentManifest(store, 'pre-encode', ids, undefined, spec.views === undefined ? undefined : { crop: 'random', views: spec.views });
   return byKey;
 }
 
@@ -419,6 +431,71 @@ describe('training-mix', () => {
 
   it('refuses to resume into an output planned with other settings', async () => {
     await expect(runMix({ ...base, seed: 9, output: outA })).rejects.toThrow(/other inputs or settings/);
+  });
+});
+
+describe('training-mix and feed over datasets with views', () => {
+  it('keeps each image one sample carrying all its views; feed --epoch shows each pass another view', async () => {
+    const V = 3;
+    const views = await makeDataset(join(root, 'views'), { source: 'crops', rows: 240, shards: 2, views: V, fields: (i) => ({ caption: `crop ${i}`, caption_short: `crop ${i}` }) }, 9);
+    const out = join(root, 'mix-views');
+    await runMix({ sets: [{ name: 'crops', paths: [join(root, 'views')], weight: 1 }, { name: 'flux', paths: [join(root, 'flux')], weight: 1 }], seed: 4, world_size: 2, global_batch: 32, shard_size: 100, output: out });
+    const mix = await readMixIndex(openStore(out));
+    const rows = (await rankRows(out, mix)).flat();
+    // Images, not rows, are samples: 240 images and 800 flux rows at 1 : 1 → 480 samples.
+    expect(mix.total).toBe(480);
+    const crops = rows.filter((r) => r.source === 'crops');
+    expect(crops).toHaveLength(240);
+    expect(new Set(crops.map(ident)).size).toBe(240);
+    const starts = new Set<number>();
+    for (const r of crops) {
+      const all = viewLatents.get(ident(r))!.map(b64);
+      const lv = r.latent_views as Uint8Array;
+      expect(lv.length).toBe(V * LATENT_BYTES);
+      const order = Array.from({ length: V }, (_, k) => b64(lv.subarray(k * LATENT_BYTES, (k + 1) * LATENT_BYTES)));
+      // Every view, each once, in a rotation of the encoded order; `latent` is the first shown.
+      expect([...order].sort()).toEqual([...all].sort());
+      const start = all.indexOf(order[0]);
+      expect(order).toEqual([...all.slice(start), ...all.slice(0, start)]);
+      expect(b64(r.latent as Uint8Array)).toBe(order[0]);
+      starts.add(start);
+    }
+    // Samples start at different views (a seeded draw per sample), not all at view 0.
+    expect(starts.size).toBe(V);
+    for (const r of rows.filter((x) => x.source !== 'crops')) expect(r.latent_views ?? null).toBeNull();
+    expect(views.size).toBe(240);
+
+    // Records: every input row once; the views of an image share its fate.
+    const records: Row[] = [];
+    const store = openStore(out);
+    for (const name of (await store.list('')).filter((n) => /^scatter-\d+\.parquet$/.test(n))) for await (const g of readParquetRowGroups(await parquetSourceFromStore(store, name))) records.push(...g.rows);
+    const cropRecords = records.filter((r) => r.source === 'crops');
+    expect(cropRecords).toHaveLength(240 * V);
+    expect(cropRecords.every((r) => r.status === 'ok')).toBe(true);
+    expect(new Set(cropRecords.map((r) => `${String(r.key)}/${String(r.view)}`)).size).toBe(240 * V);
+
+    // feed: the same samples in the same order every epoch; a sample with views shows view e mod V of its order.
+    const epochs: Row[][] = [];
+    for (const e of [0, 1, 2, 3]) {
+      const f = await runFeed([out, '--rank', '0', '--world-size', '2', '--epoch', String(e)]);
+      expect(f.code, f.stderr).toBe(0);
+      const got = readArrow(f.stdout);
+      expect(got.meta.get('bitprep.epoch')).toBe(String(e));
+      epochs.push(got.rows);
+    }
+    const rank0 = (await rankRows(out, mix))[0];
+    for (const [e, got] of epochs.entries()) {
+      expect(got.map((r) => r.key)).toEqual(rank0.map((r) => r.key));
+      got.forEach((r, i) => {
+        const lv = rank0[i].latent_views as Uint8Array | null;
+        const k = e % V;
+        expect(r.latent).toBe(lv ? b64(lv.subarray(k * LATENT_BYTES, (k + 1) * LATENT_BYTES)) : b64(rank0[i].latent as Uint8Array));
+      });
+    }
+    const withViews = rank0.map((r, i) => (r.latent_views ? i : -1)).filter((i) => i >= 0);
+    expect(withViews.length).toBeGreaterThan(50);
+    for (const i of withViews) expect(new Set([0, 1, 2].map((e) => epochs[e][i].latent)).size).toBe(V);
+    expect(epochs[3]).toEqual(epochs[0]);
   });
 });
 

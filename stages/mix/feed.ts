@@ -3,6 +3,7 @@ import { BIT_ORDER, LATENT_BITS_PER_TOKEN, LATENT_BYTES, LATENT_TOKENS } from '.
 import { parquetSourceFromStore, readParquetMeta, readParquetRowGroups } from '../../src/formats/parquet-read.js';
 import type { Store } from '../../src/stores/store.js';
 import type { MixIndex } from './mix-index.js';
+import { VIEWS_COLUMN } from './selection.js';
 
 /** The columns `bitprep feed` streams, in order. */
 export const FEED_COLUMNS = ['key', 'latent', 'caption_text', 'caption_kind', 'source'] as const;
@@ -22,7 +23,7 @@ export async function* readRankRows(store: Store, mix: MixIndex, rank: number, f
     const src = await parquetSourceFromStore(store, sh.name);
     const meta = await readParquetMeta(src);
     if (meta.rows !== sh.rows) throw new Error(`${store.url}/${sh.name}: ${meta.rows} rows, mix.json says ${sh.rows}`);
-    const columns = FEED_COLUMNS.filter((c) => meta.columns.includes(c));
+    const columns = [...FEED_COLUMNS, VIEWS_COLUMN[0]].filter((c) => meta.columns.includes(c));
     for await (const g of readParquetRowGroups(src, { rowStart: Math.max(0, from - sh.start), columns })) yield g.rows;
   }
 }
@@ -73,12 +74,25 @@ function utf8Data(values: unknown[], nullable: boolean, column: string): Data<Ut
   return makeData({ type: new Utf8(), length: n, nullCount: nulls, nullBitmap: nulls > 0 ? bitmap : undefined, valueOffsets: offsets, data });
 }
 
-/** One Arrow record batch of feed rows (latents copied into one contiguous buffer). */
-export function feedBatch(schema: Schema, rows: Record<string, unknown>[]): RecordBatch {
+/**
+ * The latent a row shows in `epoch`: of a sample with views (`latent_views`, in the order epochs
+ * show them), the (epoch mod views)-th; otherwise its one latent.
+ */
+export function latentForEpoch(r: Record<string, unknown>, epoch: number): unknown {
+  const v = r[VIEWS_COLUMN[0]];
+  if (!(v instanceof Uint8Array)) return r.latent;
+  const views = v.length / LATENT_BYTES;
+  if (!Number.isInteger(views) || views < 1) throw new Error(`feed: row ${String(r.key)} has ${v.length} bytes of views, not a whole number of ${LATENT_BYTES}-byte latents`);
+  const k = epoch % views;
+  return v.subarray(k * LATENT_BYTES, (k + 1) * LATENT_BYTES);
+}
+
+/** One Arrow record batch of feed rows for `epoch` (latents copied into one contiguous buffer). */
+export function feedBatch(schema: Schema, rows: Record<string, unknown>[], epoch = 0): RecordBatch {
   const n = rows.length;
   const latents = new Uint8Array(n * LATENT_BYTES);
   rows.forEach((r, i) => {
-    const l = r.latent;
+    const l = latentForEpoch(r, epoch);
     if (!(l instanceof Uint8Array) || l.length !== LATENT_BYTES) throw new Error(`feed: row ${String(r.key)} has no ${LATENT_BYTES}-byte latent`);
     latents.set(l, i * LATENT_BYTES);
   });
@@ -187,6 +201,8 @@ export interface FeedOptions {
   from: number;
   /** Rows per record batch (the last may be smaller). */
   batchRows: number;
+  /** The pass over the mix (0-based): samples with views show their (epoch mod views)-th. */
+  epoch?: number;
 }
 
 /**
@@ -196,7 +212,8 @@ export interface FeedOptions {
  * left early.
  */
 export async function feedRank(store: Store, mix: MixIndex, opts: FeedOptions, sink: PipeSink): Promise<{ rows: number; batches: number; readerLeft: boolean }> {
-  const schema = feedSchema({ 'bitprep.rank': String(opts.rank), 'bitprep.world_size': String(mix.world_size), 'bitprep.mix': mix.fingerprint });
+  const epoch = opts.epoch ?? 0;
+  const schema = feedSchema({ 'bitprep.rank': String(opts.rank), 'bitprep.world_size': String(mix.world_size), 'bitprep.mix': mix.fingerprint, 'bitprep.epoch': String(epoch) });
   const enc = new IpcStreamEncoder(schema);
   let rows = 0;
   let batches = 0;
@@ -214,13 +231,13 @@ export async function feedRank(store: Store, mix: MixIndex, opts: FeedOptions, s
       while (pending.length >= opts.batchRows) {
         const part = pending.slice(0, opts.batchRows);
         pending = pending.slice(opts.batchRows);
-        if (!(await sink.write(enc.batch(feedBatch(schema, part))))) return left();
+        if (!(await sink.write(enc.batch(feedBatch(schema, part, epoch))))) return left();
         rows += part.length;
         batches++;
       }
     }
     if (pending.length > 0) {
-      if (!(await sink.write(enc.batch(feedBatch(schema, pending))))) return left();
+      if (!(await sink.write(enc.batch(feedBatch(schema, pending, epoch))))) return left();
       rows += pending.length;
       batches++;
     }

@@ -40,8 +40,16 @@ export interface SelectionSpec {
 /** A row's fate in pass 1, one byte per input row: a copy count (0 = not selected), or a dedup drop. */
 export const DUPLICATE_KEY = 255;
 export const NEAR_DUPLICATE = 254;
+/**
+ * A row holding another view (crop) of the image in the row before it (pre-encode's
+ * `encoder.views`, `view` 1 … views − 1): part of that row's sample, which carries every view
+ * through the mix, never a sample of its own.
+ */
+export const EXTRA_VIEW = 253;
 /** Most appearances of one row (passes + 1): beyond this a mix is mostly repetition anyway. */
-export const MAX_COPIES = 253;
+export const MAX_COPIES = 252;
+/** Whether a row's code makes it a sample of the mix's enumeration (selected or not), not a drop or another row's view. */
+export const isSampleRow = (code: number): boolean => code !== DUPLICATE_KEY && code !== NEAR_DUPLICATE && code !== EXTRA_VIEW;
 
 /** One input latent shard, in plan order (sets, then their paths, then each manifest's shards). */
 export interface InputShard {
@@ -66,6 +74,8 @@ export interface SetReport {
   weight: number;
   datasets: string[];
   input_rows: number;
+  /** Rows holding a further view of the row before them (pre-encode's views), which travel with it. */
+  extra_views: number;
   /** Rows whose (source, key) an earlier row of any set already had. */
   duplicate_key: number;
   near_duplicate: number;
@@ -115,6 +125,13 @@ export const MIX_COLUMNS: [string, ColumnType][] = [
   ['caption_text', 'STRING'],
   ['mix_set', 'STRING'],
 ];
+
+/**
+ * The column of a mix whose inputs have views: each sample's latents (1024 bytes each) in the
+ * order epochs show them — `bitprep feed --epoch e` streams the (e mod views)-th, so each pass
+ * over the mix sees another crop; `latent` is the first (scatter.ts draws where each sample starts).
+ */
+export const VIEWS_COLUMN: [string, ColumnType] = ['latent_views', 'BYTE_ARRAY'];
 
 /** How a dataset stands in for a missing `source` in row identities: one spelling per location. */
 export function datasetIdentity(url: string): string {
@@ -212,17 +229,31 @@ export async function computeSelection(spec: SelectionSpec, datasets: Dataset[],
       // A shard of no rows (a unit whose images all failed) declares types no value backs.
       (shard.rows > 0 ? typeLists : emptyTypeLists).push(types);
       const hasSource = types.some(([n]) => n === 'source');
-      const columns = ['key', ...(hasSource ? ['source'] : []), ...(near ? ['latent'] : [])];
+      const hasViews = types.some(([n]) => n === 'view');
+      const columns = ['key', ...(hasSource ? ['source'] : []), ...(hasViews ? ['view'] : []), ...(near ? ['latent'] : [])];
       const k = inputs.length;
       const code = new Uint8Array(shard.rows);
       const rank = new Uint32Array(shard.rows);
       let i = 0;
       let digest = 0;
+      let lastId = '';
+      let lastView = 0;
       for await (const g of readParquetRowGroups(src, { columns })) {
         for (const r of g.rows) {
           if (i >= shard.rows) throw new Error(`${d.url}/${shard.name}: more rows than index.json says (${shard.rows}); rebuild its index`);
           const id = rowIdentity(typeof r.source === 'string' && r.source !== '' ? r.source : fallback, String(r.key));
           digest = (Math.imul(digest, 31) + hash32(id, 1)) >>> 0;
+          const view = r.view === undefined || r.view === null ? 0 : Number(r.view);
+          if (view !== 0) {
+            // pre-encode writes an image's views adjacent and in order; anything else is not one sample's views.
+            if (id !== lastId || view !== lastView + 1) throw new Error(`${d.url}/${shard.name}: row ${i} (key ${String(r.key)}) is view ${view} but does not follow view ${view - 1} of the same key; its views are not adjacent`);
+            code[i] = EXTRA_VIEW;
+            lastView = view;
+            i++;
+            continue;
+          }
+          lastId = id;
+          lastView = 0;
           const [fh, fl] = fingerprint64(id);
           if (!seen.add(fh, fl)) code[i] = DUPLICATE_KEY;
           else {
@@ -255,6 +286,7 @@ export async function computeSelection(spec: SelectionSpec, datasets: Dataset[],
     weight: s.weight,
     datasets: s.paths,
     input_rows: 0,
+    extra_views: 0,
     duplicate_key: 0,
     near_duplicate: 0,
     rows: 0,
@@ -270,6 +302,7 @@ export async function computeSelection(spec: SelectionSpec, datasets: Dataset[],
     for (const c of codes[k]) {
       if (c === DUPLICATE_KEY) rep.duplicate_key++;
       else if (c === NEAR_DUPLICATE) rep.near_duplicate++;
+      else if (c === EXTRA_VIEW) rep.extra_views++;
       else rep.rows++;
     }
   }
@@ -306,7 +339,7 @@ export async function computeSelection(spec: SelectionSpec, datasets: Dataset[],
   for (const [k, inp] of inputs.entries()) {
     inp.memberStart = member;
     for (const c of codes[k]) {
-      if (c === DUPLICATE_KEY || c === NEAR_DUPLICATE) continue;
+      if (!isSampleRow(c)) continue;
       if (c === 0) reports[inp.set].not_selected++;
       else {
         inp.kept++;
@@ -324,7 +357,9 @@ export async function computeSelection(spec: SelectionSpec, datasets: Dataset[],
     codes: codes.reduce((a, c) => a + c.byteLength, 0),
     latents: near?.byteLength ?? 0,
   };
-  const named = mixColumnNames(unionColumns(typeLists, emptyTypeLists).filter(([n]) => !MIX_COLUMNS.some(([m]) => m === n)));
+  // An input's `view` numbers its rows; the mix's rows are samples, which carry all their views in `latent_views`.
+  const named = mixColumnNames(unionColumns(typeLists, emptyTypeLists).filter(([n]) => n !== 'view' && !MIX_COLUMNS.some(([m]) => m === n)));
+  const hasViews = reports.some((r) => r.extra_views > 0);
   return {
     format: 'bitprep-mix-selection',
     version: 1,
@@ -335,7 +370,7 @@ export async function computeSelection(spec: SelectionSpec, datasets: Dataset[],
     layout,
     sets: reports,
     inputs,
-    columns: [...named.columns, ...MIX_COLUMNS],
+    columns: [...named.columns, ...MIX_COLUMNS, ...(hasViews ? [VIEWS_COLUMN] : [])],
     ...(Object.keys(named.renamed).length > 0 ? { renamed: named.renamed } : {}),
     memory,
     codes,
