@@ -30,22 +30,25 @@ export function latentsCommand(): Command {
       const stats = new LatentStats({ epsilon: o.epsilon });
       for await (const { latent } of readLatents(store, manifest)) stats.add(latent);
       const r = stats.result();
-      process.stdout.write(o.json ? JSON.stringify(r, null, 2) + '\n' : `${dataset}: ${manifest.shards.length} shard(s)\n${formatLatentStats(r)}\n`);
+      const views = manifest.views ?? 1;
+      // With views, every crop's latent is counted: they are all what the model trains on.
+      process.stdout.write(o.json ? JSON.stringify({ ...r, views }, null, 2) + '\n' : `${dataset}: ${manifest.shards.length} shard(s)${views > 1 ? `, ${views} views per image (every view counted)` : ''}\n${formatLatentStats(r)}\n`);
     });
 
   cmd
     .command('dedup')
-    .description('find near duplicates by Hamming distance (multi-index hashing, exact) and report their clusters')
+    .description("find near duplicates by Hamming distance (multi-index hashing, exact) and report their clusters; with views, each image's view 0")
     .argument('<dataset>', 'latent dataset: folder or s3:// prefix holding index.json')
     .option('-t, --threshold <bits>', 'largest Hamming distance (of 8192 bits) that makes two latents near duplicates', integerOption('--threshold', { min: 0, max: 255 }), 16)
     .option('--out <file>', 'write the clusters and the keys a drop policy removes (all but the first of each cluster) as JSON')
     .action(async (dataset: string, o: { threshold: number; out?: string }) => {
       const { store, manifest } = await open(dataset);
       // One contiguous buffer: 1 KiB per latent, the index adds tens of bytes.
-      const all = new Uint8Array(manifest.rows * LATENT_BYTES);
+      const images = manifest.rows / (manifest.views ?? 1);
+      const all = new Uint8Array(images * LATENT_BYTES);
       const keys: string[] = [];
-      for await (const { key, latent } of readLatents(store, manifest)) {
-        if (keys.length >= manifest.rows) throw new Error(`${dataset}: the shards hold more rows than index.json says (${manifest.rows})`);
+      for await (const { key, latent } of readLatents(store, manifest, { firstView: true })) {
+        if (keys.length >= images) throw new Error(`${dataset}: the shards hold more images than index.json says (${images})`);
         all.set(latent, keys.length * LATENT_BYTES);
         keys.push(key);
       }
@@ -70,15 +73,16 @@ export function latentsCommand(): Command {
     .argument('<key>', 'the sample key')
     .option('--out <file>', 'PNG to write', 'latent.png')
     .option('--scale <n>', 'pixels per bit', integerOption('--scale', { min: 1, max: 64 }), 4)
-    .action(async (dataset: string, key: string, o: { out: string; scale: number }) => {
+    .option('--view <v>', 'which view (crop) of the image, in datasets encoded with views', integerOption('--view'), 0)
+    .action(async (dataset: string, key: string, o: { out: string; scale: number; view: number }) => {
       const { store, manifest } = await open(dataset);
       for await (const x of readLatents(store, manifest)) {
-        if (x.key !== key) continue;
+        if (x.key !== key || x.view !== o.view) continue;
         await writeFile(o.out, await latentToPng(x.latent, { scale: o.scale }));
         process.stdout.write(`${key} → ${o.out} (${64 * o.scale}×${128 * o.scale})\n`);
         return;
       }
-      throw new Error(`${dataset}: no latent with key ${JSON.stringify(key)}`);
+      throw new Error(`${dataset}: no latent with key ${JSON.stringify(key)}${o.view > 0 ? ` and view ${o.view}` : ''}`);
     });
 
   return cmd;

@@ -147,6 +147,18 @@ describe('pre-encode with a tiny encoder that has the real contract', () => {
     // The views of an image differ (other crops, flips), and the same config draws the same ones.
     const [d] = await duckRows(`select count(distinct latent) as n from read_parquet('${join(dir, 'views')}/*.latents.parquet')`);
     expect(Number(d.n)).toBe(27);
+    // The latents tools know views: dedup compares one latent per image, show picks a view.
+    const dd = await runCli(['latents', 'dedup', join(dir, 'views'), '--threshold', '0']);
+    expect(dd.code, dd.stderr).toBe(0);
+    expect(dd.stdout).toMatch(/^9 latents/);
+    const png = join(dir, 'k002-v2.png');
+    expect((await runCli(['latents', 'show', join(dir, 'views'), 'k002', '--view', '2', '--out', png])).code).toBe(0);
+    const shown = await sharp(png).raw().toBuffer();
+    const [v2] = await duckRows(`select hex(latent) as hex from read_parquet('${join(dir, 'views')}/*.latents.parquet') where key = 'k002' and view = 2`);
+    const bits = Array.from({ length: 8192 }, (_, i) => (parseInt(String(v2.hex).slice((i >> 3) * 2, (i >> 3) * 2 + 2), 16) >> (7 - (i & 7))) & 1);
+    // 4 pixels per bit, one channel or more: sample each bit's top-left pixel.
+    const channels = shown.length / (256 * 512);
+    expect(bits.every((b, i) => (shown[((Math.floor(i / 64) * 4) * 256 + (i % 64) * 4) * channels] > 127 ? 1 : 0) === b)).toBe(true);
     const bad = await writeConfig(dir, 'views-centre.json', config('views-centre', { onnx: modelPath }, { encoder: { model: { onnx: modelPath }, size: SIZE, crop: 'centre', views: 2 } }));
     const p = await runCli(['plan', bad]);
     expect(p.code).not.toBe(0);

@@ -120,19 +120,26 @@ export async function readLatentManifest(store: Store): Promise<LatentManifest> 
   return m;
 }
 
-/** Streams a latent shard's rows a row group at a time (`columns` limits what is decoded). */
+/** Streams a latent shard's rows a row group at a time (`columns` limits what is decoded; one the shard lacks is left out). */
 export async function* readLatentShard(store: Store, name: string, columns?: string[]): AsyncGenerator<Record<string, unknown>[]> {
   const src = await parquetSourceFromStore(store, name);
   const meta = await readParquetMeta(src);
   if (!meta.columns.includes('latent') || !meta.columns.includes('key')) throw new Error(`${store.url}/${name}: not a latent shard (columns: ${meta.columns.join(', ')})`);
-  for await (const g of readParquetRowGroups(src, { columns })) yield g.rows;
+  for await (const g of readParquetRowGroups(src, { columns: columns?.filter((c) => meta.columns.includes(c)) })) yield g.rows;
 }
 
-/** Every (key, latent) of a latent dataset, shard by shard in manifest order. */
-export async function* readLatents(store: Store, manifest: LatentManifest): AsyncGenerator<{ key: string; latent: Uint8Array }> {
+/**
+ * Every (key, view, latent) of a latent dataset, shard by shard in manifest order; `view` is 0 in
+ * datasets without views. `firstView`: only each image's view 0 (one latent per image).
+ */
+export async function* readLatents(store: Store, manifest: LatentManifest, opts: { firstView?: boolean } = {}): AsyncGenerator<{ key: string; view: number; latent: Uint8Array }> {
   for (const shard of manifest.shards) {
-    for await (const rows of readLatentShard(store, shard.name, ['key', 'latent'])) {
-      for (const r of rows) yield { key: String(r.key), latent: r.latent as Uint8Array };
+    for await (const rows of readLatentShard(store, shard.name, ['key', 'latent', 'view'])) {
+      for (const r of rows) {
+        const view = r.view === undefined || r.view === null ? 0 : Number(r.view);
+        if (opts.firstView && view !== 0) continue;
+        yield { key: String(r.key), view, latent: r.latent as Uint8Array };
+      }
     }
   }
 }
