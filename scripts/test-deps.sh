@@ -15,6 +15,7 @@ command -v tar >/dev/null || need+=(tar)
 # OCR tests draw text over the real photographs Debian's scikit-image ships.
 [ -f /usr/lib/python3/dist-packages/skimage/data/astronaut.png ] || need+=(python3-skimage)
 /usr/bin/python3 -c 'import PIL, numpy' 2>/dev/null || need+=(python3-pil python3-numpy) # pil-resize tests compare with Debian's Pillow
+/usr/bin/python3 -c 'import torch' 2>/dev/null || need+=(python3-torch) # tools/serve_bit_encoder.py, the encoder in PyTorch, on CPU
 # Queue executor tests run a real redis-server on a free port; the report test opens the HTML in headless chromium.
 command -v redis-server >/dev/null || need+=(redis-server)
 [ -x /usr/bin/chromium ] || need+=(chromium)

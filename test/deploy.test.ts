@@ -11,6 +11,9 @@ import { generateDemoData } from '../pipelines/demo-data.js';
 import { buildBitEncoderStandin } from '../stages/bit-encoder-standin.js';
 import { cliEntry, repoRoot, writeConfig } from './helpers/run-cli.js';
 import { tempDir } from './helpers/temp-dir.js';
+import { writeTorchStandin } from './helpers/torch-standin.js';
+import { openStore } from '../src/stores/open-store.js';
+import { readLatentManifest, readLatentShard } from '../src/formats/latent-shards.js';
 
 /** Where the documented image holds the bitprep checkout (deploy/README.md). */
 const APP = '/app';
@@ -108,6 +111,40 @@ describe('Kubernetes Indexed Jobs', () => {
     expect(pbtxt).toMatch(/instance_group \[\{ count: 1 kind: KIND_GPU \}\]/);
     expect(pbtxt).toContain(`dims: [3, ${config.encoder.size}, ${config.encoder.size}]`);
     expect(pbtxt).toContain('dims: [128, 64]');
+  });
+  it('pre-encode.torch: a PyTorch sidecar runs serve_bit_encoder.py once per GPU, each on the port bitprep lists', async () => {
+    const { job } = await manifest('pre-encode.torch.job.yaml');
+    const { container, config } = await bitprepCommand(job);
+    checkIndexedJob(job, container);
+    expect(config.job).toBe('pre-encode');
+    const init = job.spec.template.spec.initContainers ?? [];
+    const encoder = init.find((c) => c.name === 'encoder')!;
+    expect(encoder.restartPolicy).toBe('Always');
+    const gpus = Number(encoder.resources?.limits?.['amd.com/gpu'] ?? encoder.resources?.limits?.['nvidia.com/gpu']);
+    expect(gpus).toBe(8);
+    const script = encoder.command![2];
+    expect(script).toContain('/tools/serve_bit_encoder.py');
+    // The tools the sidecar runs are copied in from the bitprep image, both files the server needs.
+    const tools = init.find((c) => c.name === 'tools')!;
+    for (const f of ['serve_bit_encoder.py', 'export_bit_encoder.py']) {
+      expect(tools.command!.join(' ')).toContain(`/app/tools/${f}`);
+      expect(existsSync(join(repoRoot, 'tools', f))).toBe(true);
+    }
+    // The loop, run with a stand-in python3 that prints its arguments, starts one server per GPU on ports 8000 + i.
+    const fake = await tempDir('k8s-torch');
+    await writeFile(join(fake, 'python3'), '#!/bin/sh\necho "$CUDA_VISIBLE_DEVICES $*"\n');
+    await chmod(join(fake, 'python3'), 0o755);
+    // Run by sh, as the container runs it (wait -n is bash's; under dash the script falls back to wait).
+    await writeFile(join(fake, 'encoder.sh'), script.replace('exit 1', 'exit 0'));
+    const r = await bash(['-c', `sh ${join(fake, 'encoder.sh')}`], { PATH: `${fake}:${process.env.PATH}` });
+    expect(r.code, r.out).toBe(0);
+    const lines = r.out.trim().split('\n').sort();
+    expect(lines).toHaveLength(gpus);
+    const ports = lines.map((l) => Number(/--port (\d+)/.exec(l)![1])).sort();
+    expect(ports).toEqual(Array.from({ length: gpus }, (_, i) => 8000 + i));
+    for (const l of lines) expect(l.split(' ')[0]).toBe(String(Number(/--port (\d+)/.exec(l)![1]) - 8000));
+    expect(config.encoder.model).toEqual({ kserve: ports.map((p) => `http://127.0.0.1:${p}`), model: 'bit_encoder' });
+    expect(config.encoder.max_batches_in_flight).toBe(2 * gpus);
   });
 });
 
@@ -284,5 +321,47 @@ describe('Slurm array scripts', () => {
     expect(index.rows).toBeGreaterThan(0);
     // The servers went with the task.
     for (const port of [base, base + 1]) await expect(fetch(`http://127.0.0.1:${port}/v2/health/ready`)).rejects.toThrow();
+  });
+
+  it('pre-encode.sbatch with ENCODER_SERVER=torch: the tokenizer in PyTorch (serve_bit_encoder.py), the same latents as the ONNX export', async () => {
+    const shardsOut = join(dir, 'shards');
+    const tars = (await readdir(shardsOut)).filter((n) => /^\d+\.tar$/.test(n)).map((n) => join(shardsOut, n));
+    const standin = buildBitEncoderStandin(7, 64);
+    const located = await writeTorchStandin(dir, standin, 64);
+    const cfg = join(dir, 'pre-encode.json');
+    const base = await freePortPair();
+    const out = join(dir, 'latents-torch');
+    const r = await bash([sbatchPath('pre-encode.sbatch')], {
+      ...env,
+      BITPREP_CONFIG: cfg,
+      BITPREP_OUTPUT: out,
+      BITPREP_INPUT: tars.join(','),
+      BITPREP_SOURCE: 'laion',
+      GPUS: '1',
+      ENCODER_SERVER: 'torch',
+      BIT_ENCODER_TORCH: [...located, '--dtype', 'float32'].join(' '),
+      TORCH_DEVICE: 'cpu',
+      PYTHON: '/usr/bin/python3',
+      ENCODER_BASE_PORT: String(base),
+      ENCODER_WAIT_S: '120',
+      SLURM_ARRAY_TASK_ID: '0',
+      SLURM_ARRAY_TASK_MIN: '0',
+      SLURM_ARRAY_TASK_COUNT: '1',
+    });
+    expect(r.code, r.out).toBe(0);
+    expect(r.out).toMatch(/serving bit_encoder at http:\/\/127\.0\.0\.1:\d+\/v2\/models\/bit_encoder \(cpu, float32/);
+    // The ONNX export of the same weights (the test before) gave these rows; float32 rounding may flip a logit within 1e-5 of 0.
+    const read = async (o: string) => {
+      const rows = new Map<string, Uint8Array>();
+      const store = openStore(o);
+      for (const sh of (await readLatentManifest(store)).shards) for await (const g of readLatentShard(store, sh.name)) for (const row of g) rows.set(`${String(row.key)}/${String(row.view)}`, row.latent as Uint8Array);
+      return rows;
+    };
+    const [torchRows, onnxRows] = await Promise.all([read(out), read(join(dir, 'latents'))]);
+    expect([...torchRows.keys()].sort()).toEqual([...onnxRows.keys()].sort());
+    let differ = 0;
+    for (const [k, a] of torchRows) for (let i = 0; i < a.length; i++) differ += a[i] === onnxRows.get(k)![i] ? 0 : 1;
+    expect(differ).toBeLessThanOrEqual(torchRows.size);
+    await expect(fetch(`http://127.0.0.1:${base}/v2/health/ready`)).rejects.toThrow();
   });
 });

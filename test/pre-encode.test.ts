@@ -1,3 +1,4 @@
+import { spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream } from 'node:fs';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -10,8 +11,9 @@ import { buildBitEncoderStandin, type BitEncoderStandin } from '../stages/bit-en
 import { decodeRgbAsPil } from '../src/images/pil-decode.js';
 import { centreCrop, randomCrop } from '../src/images/train-crop.js';
 import { drawView } from '../stages/encode-views.js';
-import { runCli, startCli, writeConfig } from './helpers/run-cli.js';
+import { repoRoot, runCli, startCli, writeConfig } from './helpers/run-cli.js';
 import { tempDir } from './helpers/temp-dir.js';
+import { writeTorchStandin } from './helpers/torch-standin.js';
 import { duckRows } from './helpers/duckdb.js';
 
 const SIZE = 128;
@@ -222,6 +224,101 @@ describe('pre-encode with a tiny encoder that has the real contract', () => {
       expect(encode.counts.batches).toBe(replicas.reduce((a, k) => a + encode.counts[k], 0));
       expect(encode.counts.requests).toBe(encode.counts.batches);
       expect(encode.counts.samples).toBe(encode.ok);
+    });
+  });
+
+  describe('through tools/serve_bit_encoder.py: the encoder in PyTorch (Debian python3-torch, CPU)', () => {
+    const servers: { child: ChildProcess; url: string; log: () => string }[] = [];
+    let located: string[];
+
+    async function startTorch(dtype: string, extra: string[] = []): Promise<{ child: ChildProcess; url: string; log: () => string }> {
+      const child = spawn('/usr/bin/python3', [join(repoRoot, 'tools', 'serve_bit_encoder.py'), ...located, '--device', 'cpu', '--dtype', dtype, '--port', '0', '--max-batch', '8', ...extra], { stdio: ['ignore', 'pipe', 'pipe'] });
+      let out = '';
+      child.stdout!.on('data', (d) => (out += d));
+      child.stderr!.on('data', (d) => (out += d));
+      const url = await new Promise<string>((resolve, reject) => {
+        const t = setInterval(() => {
+          const m = /serving bit_encoder at (http:\/\/[^/\s]+)\/v2\/models\/bit_encoder/.exec(out);
+          if (m) {
+            clearInterval(t);
+            resolve(m[1]);
+          }
+        }, 50);
+        child.on('exit', (code) => {
+          clearInterval(t);
+          reject(new Error(`serve_bit_encoder.py exited ${code}: ${out}`));
+        });
+      });
+      const s = { child, url, log: () => out };
+      servers.push(s);
+      return s;
+    }
+
+    beforeAll(async () => {
+      located = await writeTorchStandin(dir, standin, SIZE);
+    }, 60_000);
+    afterAll(async () => {
+      for (const s of servers) s.child.kill('SIGTERM');
+      await Promise.all(servers.map((s) => new Promise((ok) => (s.child.exitCode !== null ? ok(null) : s.child.on('exit', ok)))));
+    });
+
+    it('float32: pre-encode gets the reference latents, its requests batched together on the server', async () => {
+      const torch = await startTorch('float32', ['--max-wait-ms', '300']);
+      const model = { kserve: [torch.url], model: 'bit_encoder' };
+      const cfg = await writeConfig(dir, 'torch.json', config('torch', model, { encoder: { model, size: SIZE, batch_size: 2, max_batches_in_flight: 4, crop: 'centre' } }));
+      const r = await runCli(['run', cfg, '--progress', 'off']);
+      expect(r.code, r.stderr).toBe(0);
+      await checkOutput('torch');
+      const units = await Promise.all(['00000', '00001'].map(async (u) => JSON.parse(await readFile(join(dir, 'torch', `${u}.stats.json`), 'utf8'))));
+      const requests = units.reduce((a, st) => a + st.stages.find((x: { name: string }) => x.name === 'encode').counts.requests, 0);
+      const stats = (await (await fetch(`${torch.url}/v2/models/bit_encoder/stats`)).json()) as { model_stats: { inference_count: number; execution_count: number }[] };
+      expect(stats.model_stats[0].inference_count).toBe(N);
+      // Requests in flight together ran as one forward pass.
+      expect(stats.model_stats[0].execution_count).toBeLessThan(requests);
+    });
+
+    it('speaks the protocol: JSON and binary answers agree; a bad shape and another model get 400 and 404', async () => {
+      const torch = servers[0];
+      const x = Array.from({ length: 3 * SIZE * SIZE }, (_, i) => Math.sin(i) * 0.9);
+      const json = await fetch(`${torch.url}/v2/models/bit_encoder/infer`, { method: 'POST', body: JSON.stringify({ id: 'q1', inputs: [{ name: 'image', datatype: 'FP32', shape: [1, 3, SIZE, SIZE], data: x }] }) });
+      expect(json.status).toBe(200);
+      const j = (await json.json()) as { id: string; outputs: { name: string; datatype: string; shape: number[]; data: number[] }[] };
+      expect(j.id).toBe('q1');
+      expect(j.outputs[0]).toMatchObject({ name: 'logits', datatype: 'FP32', shape: [1, 128, 64] });
+      const head = Buffer.from(JSON.stringify({ inputs: [{ name: 'image', datatype: 'FP32', shape: [1, 3, SIZE, SIZE], parameters: { binary_data_size: x.length * 4 } }], outputs: [{ name: 'logits', parameters: { binary_data: true } }] }));
+      const bin = await fetch(`${torch.url}/v2/models/bit_encoder/infer`, { method: 'POST', headers: { 'Inference-Header-Content-Length': String(head.length) }, body: Buffer.concat([head, Buffer.from(Float32Array.from(x).buffer)]) });
+      expect(bin.status).toBe(200);
+      const body = Buffer.from(await bin.arrayBuffer());
+      const n = Number(bin.headers.get('inference-header-content-length'));
+      const logits = new Float32Array(body.buffer.slice(body.byteOffset + n, body.byteOffset + body.length));
+      expect(Array.from(logits)).toEqual(j.outputs[0].data.map((v) => Math.fround(v)));
+      const bad = await fetch(`${torch.url}/v2/models/bit_encoder/infer`, { method: 'POST', body: JSON.stringify({ inputs: [{ name: 'image', datatype: 'FP32', shape: [1, 3, 8, 8], data: [] }] }) });
+      expect(bad.status).toBe(400);
+      expect(((await bad.json()) as { error: string }).error).toMatch(/expected \[N, 3, 128, 128\]/);
+      expect((await fetch(`${torch.url}/v2/models/other`)).status).toBe(404);
+    });
+
+    it('bfloat16, as the reference trains: nearly every bit as in float32; a body over the limit gets 413 and pre-encode splits the batch', async () => {
+      // A body limit under a batch of 4 images (4 × 192 KiB): the server answers 413 and pre-encode sends halves.
+      const torch = await startTorch('bfloat16', ['--max-body-mb', '0.5']);
+      expect(torch.log()).toMatch(/bfloat16/);
+      const model = { kserve: [torch.url], model: 'bit_encoder' };
+      const cfg = await writeConfig(dir, 'torch-bf16.json', config('torch-bf16', model, { encoder: { model, size: SIZE, batch_size: 4, crop: 'centre' } }));
+      const r = await runCli(['run', cfg, '--progress', 'off']);
+      expect(r.code, r.stderr).toBe(0);
+      expect(r.stderr + r.stdout).toMatch(/refused a request of 4 images for its size.*sending at most 2/);
+      const rows = await duckRows(`select key, hex(latent) as hex from read_parquet('${join(dir, 'torch-bf16')}/*.latents.parquet') order by key`);
+      expect(rows).toHaveLength(N);
+      let same = 0;
+      for (const row of rows) {
+        const want = await expectedLatent(images.get(String(row.key))!, String(row.key));
+        const a = Buffer.from(String(row.hex), 'hex');
+        const b = Buffer.from(want.hex, 'hex');
+        for (let i = 0; i < 1024; i++) for (let k = 0; k < 8; k++) same += ((a[i] ^ b[i]) >> k) & 1 ? 0 : 1;
+      }
+      // bfloat16 keeps 8 bits of mantissa: only logits near 0 change sign (measured: 99.95% of bits equal).
+
+      expect(same / (N * 8192)).toBeGreaterThan(0.98);
     });
   });
 

@@ -70,20 +70,11 @@ class ExportError(Exception):
     """A problem the user can fix with an argument or an install; printed without a traceback."""
 
 
-def parse_args(argv=None):
-    p = argparse.ArgumentParser(
-        description="Export the BIT encoder + quantizer projection (logits [N,128,64]) to ONNX for bitprep.",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="See the header of this file for how the tokenizer is located in the reference checkout.",
-    )
+def add_model_arguments(p: argparse.ArgumentParser) -> None:
+    """Where the tokenizer is and how to reach its encoder: shared with serve_bit_encoder.py."""
     p.add_argument("--checkpoint", required=True, help="tokenizer checkpoint (state dict or pickled nn.Module)")
-    p.add_argument("--out", required=True, help="ONNX file to write")
     p.add_argument("--size", type=int, default=512, help="image side S of the input [N,3,S,S] (default 512)")
-    p.add_argument("--fp16", action="store_true", help="run the encoder in float16 with a float16 input (logits stay float32); needs a GPU")
-    p.add_argument("--opset", type=int, default=17, help="ONNX opset, >= 17 (default 17)")
-    p.add_argument("--batch-for-check", type=int, default=4, help="batch size of the self-check (default 4)")
-    p.add_argument("--no-check", action="store_true", help="skip the onnxruntime self-check")
-    p.add_argument("--device", default=None, help="torch device for export and check (default: cuda if available, else cpu; ROCm torch calls its GPUs cuda too)")
+    p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu; ROCm torch calls its GPUs cuda too)")
     p.add_argument("--repo", default=".", help="reference checkout, put first on sys.path (default: .)")
     p.add_argument("--factory", default=None, help="MODULE:CALLABLE building the tokenizer, e.g. tokenizer.model:Tokenizer")
     p.add_argument("--factory-kwargs", default="{}", help='JSON keyword arguments for --factory; "{checkpoint}" is replaced by the checkpoint path')
@@ -94,7 +85,21 @@ def parse_args(argv=None):
     p.add_argument("--encoder-attr", default="encoder", help="dotted attribute: image -> latent tokens [N,128,768] (default: encoder)")
     p.add_argument("--quantizer-attr", default="quantizer", help="dotted attribute: Linear(768->64) or a module holding one (default: quantizer)")
     p.add_argument("--logits-attr", default=None, help="dotted attribute returning logits [N,128,64] directly (overrides encoder/quantizer)")
-    p.add_argument("--model-input-range", choices=["-1,1", "0,1"], default="-1,1", help="range the exported attribute expects (default -1,1)")
+    p.add_argument("--model-input-range", choices=["-1,1", "0,1"], default="-1,1", help="range the attribute expects (default -1,1)")
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(
+        description="Export the BIT encoder + quantizer projection (logits [N,128,64]) to ONNX for bitprep.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="See the header of this file for how the tokenizer is located in the reference checkout.",
+    )
+    add_model_arguments(p)
+    p.add_argument("--out", required=True, help="ONNX file to write")
+    p.add_argument("--fp16", action="store_true", help="run the encoder in float16 with a float16 input (logits stay float32); needs a GPU")
+    p.add_argument("--opset", type=int, default=17, help="ONNX opset, >= 17 (default 17)")
+    p.add_argument("--batch-for-check", type=int, default=4, help="batch size of the self-check (default 4)")
+    p.add_argument("--no-check", action="store_true", help="skip the onnxruntime self-check")
     p.add_argument("--dynamo", action="store_true", help="use torch's dynamo-based exporter (torch >= 2.5) instead of the TorchScript one")
     p.add_argument("--providers", default=None, help="comma-separated onnxruntime providers for the check (default: GPU ones available, then CPU)")
     p.add_argument("--max-abs-diff", type=float, default=None, help="fail the check above this max |onnx - torch| (default 1e-3, 5e-2 with --fp16)")
