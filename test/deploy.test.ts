@@ -280,6 +280,22 @@ describe('Slurm array scripts', () => {
     expect(await doneIds(out)).toEqual(plan.unit_ids.filter((_, i) => i % 3 === 1));
   });
 
+  /** pre-encode.sbatch as array task 0 of 1, its servers from port `base`, with the encoder settings in `servers`. */
+  const preEncodeTask = (cfg: string, out: string, tars: string[], base: number, servers: Record<string, string>) =>
+    bash([sbatchPath('pre-encode.sbatch')], {
+      ...env,
+      BITPREP_CONFIG: cfg,
+      BITPREP_OUTPUT: out,
+      BITPREP_INPUT: tars.join(','),
+      BITPREP_SOURCE: 'laion',
+      ENCODER_BASE_PORT: String(base),
+      ENCODER_WAIT_S: '120',
+      SLURM_ARRAY_TASK_ID: '0',
+      SLURM_ARRAY_TASK_MIN: '0',
+      SLURM_ARRAY_TASK_COUNT: '1',
+      ...servers,
+    });
+
   it('pre-encode.sbatch: starts one encoder server per GPU, encodes through them, stops them', async () => {
     const shardsOut = join(dir, 'shards');
     const tars = (await readdir(shardsOut)).filter((n) => /^\d+\.tar$/.test(n)).map((n) => join(shardsOut, n));
@@ -295,21 +311,7 @@ describe('Slurm array scripts', () => {
     });
     const base = await freePortPair();
     const out = join(dir, 'latents');
-    const r = await bash([sbatchPath('pre-encode.sbatch')], {
-      ...env,
-      BITPREP_CONFIG: cfg,
-      BITPREP_OUTPUT: out,
-      BITPREP_INPUT: tars.join(','),
-      BITPREP_SOURCE: 'laion',
-      GPUS: '2',
-      ENCODER_SERVER: 'bitprep',
-      ENCODER_BASE_PORT: String(base),
-      BIT_ENCODER_ONNX: model,
-      ENCODER_WAIT_S: '120',
-      SLURM_ARRAY_TASK_ID: '0',
-      SLURM_ARRAY_TASK_MIN: '0',
-      SLURM_ARRAY_TASK_COUNT: '1',
-    });
+    const r = await preEncodeTask(cfg, out, tars, base, { GPUS: '2', ENCODER_SERVER: 'bitprep', BIT_ENCODER_ONNX: model });
     expect(r.code, r.out).toBe(0);
     expect(r.out).toContain('2 encoder(s)');
     expect(r.out).toContain('shard 0/1 (from SLURM_ARRAY_TASK_ID)');
@@ -331,23 +333,7 @@ describe('Slurm array scripts', () => {
     const cfg = join(dir, 'pre-encode.json');
     const base = await freePortPair();
     const out = join(dir, 'latents-torch');
-    const r = await bash([sbatchPath('pre-encode.sbatch')], {
-      ...env,
-      BITPREP_CONFIG: cfg,
-      BITPREP_OUTPUT: out,
-      BITPREP_INPUT: tars.join(','),
-      BITPREP_SOURCE: 'laion',
-      GPUS: '1',
-      ENCODER_SERVER: 'torch',
-      BIT_ENCODER_TORCH: [...located, '--dtype', 'float32'].join(' '),
-      TORCH_DEVICE: 'cpu',
-      PYTHON: '/usr/bin/python3',
-      ENCODER_BASE_PORT: String(base),
-      ENCODER_WAIT_S: '120',
-      SLURM_ARRAY_TASK_ID: '0',
-      SLURM_ARRAY_TASK_MIN: '0',
-      SLURM_ARRAY_TASK_COUNT: '1',
-    });
+    const r = await preEncodeTask(cfg, out, tars, base, { GPUS: '1', ENCODER_SERVER: 'torch', BIT_ENCODER_TORCH: [...located, '--dtype', 'float32'].join(' '), TORCH_DEVICE: 'cpu', PYTHON: '/usr/bin/python3' });
     expect(r.code, r.out).toBe(0);
     expect(r.out).toMatch(/serving bit_encoder at http:\/\/127\.0\.0\.1:\d+\/v2\/models\/bit_encoder \(cpu, float32/);
     // The ONNX export of the same weights (the test before) gave these rows; float32 rounding may flip a logit within 1e-5 of 0.
