@@ -8,6 +8,7 @@ import { CUDA_INSTALL_HINT, cudaMissingReason, OnnxTensorModel } from '../src/mo
 import type { TensorModel } from '../src/models/tensor.js';
 import { openInputFile } from '../src/stores/input-file.js';
 import { openStore } from '../src/stores/open-store.js';
+import { tableColumns, tableExtensions, tableFileOf, type TableFile, type TableSourceOptions } from '../stages/sources/table-source.js';
 import { AESTHETIC_DIMS, AestheticHead } from '../stages/aesthetic-head.js';
 import { checkClipModel, checkEmbeddingPairs } from '../stages/aesthetic.js';
 import { BIT_ENCODER_CONTRACT, BitEncoderContractError } from '../stages/bit-encoder.js';
@@ -70,17 +71,20 @@ export async function fileProblem(key: string, path: string, what = 'file'): Pro
  * prefix listed for them. A path that does not exist, a directory or prefix with none of them,
  * and a listing that fails are problems naming `key[i]`.
  */
-export async function listInputFiles(key: string, paths: readonly string[], ext: string): Promise<{ files: string[]; problems: string[] }> {
+export async function listInputFiles(key: string, paths: readonly string[], extensions: string | readonly string[]): Promise<{ files: string[]; problems: string[] }> {
+  const exts = typeof extensions === 'string' ? [extensions] : extensions;
+  const has = (name: string) => exts.some((e) => name.endsWith(e));
+  const ext = exts.join(', ');
   const per = await mapLimit(paths, 8, async (p, i): Promise<{ files: string[]; problem?: string }> => {
     const k = `${key}[${i}]`;
     if (p.startsWith('s3://')) {
-      if (p.endsWith(ext)) {
+      if (has(p)) {
         const problem = await fileProblem(k, p);
         return problem ? { files: [], problem } : { files: [p] };
       }
       const base = p.replace(/\/+$/, '');
       try {
-        const names = (await openStore(base).list()).filter((n) => n.endsWith(ext));
+        const names = (await openStore(base).list()).filter(has);
         if (names.length === 0) return { files: [], problem: `${k}: ${p} holds no ${ext} files` };
         return { files: names.map((n) => `${base}/${n}`) };
       } catch (err) {
@@ -94,7 +98,7 @@ export async function listInputFiles(key: string, paths: readonly string[], ext:
     if (st.isDirectory()) {
       const listed = await readdir(p).catch((err: Error) => err);
       if (listed instanceof Error) return { files: [], problem: `${k}: cannot list ${shown(p)}: ${listed.message}` };
-      const names = listed.filter((n) => n.endsWith(ext)).sort();
+      const names = listed.filter(has).sort();
       if (names.length === 0) return { files: [], problem: `${k}: directory ${shown(p)} holds no ${ext} files` };
       return { files: names.map((n) => join(p, n)) };
     }
@@ -103,18 +107,21 @@ export async function listInputFiles(key: string, paths: readonly string[], ext:
   return { files: per.flatMap((r) => r.files), problems: per.flatMap((r) => (r.problem ? [r.problem] : [])) };
 }
 
-/** Column names of every readable Parquet footer; an unreadable one is a problem naming `key`. */
-export async function readSchemas(key: string, files: readonly string[]): Promise<{ schemas: Map<string, string[]>; problems: string[] }> {
-  const read = await mapLimit(files, 8, async (uri): Promise<{ columns?: string[]; problem?: string }> => {
+/**
+ * Column names of every readable table: a Parquet footer, a CSV/TSV header line (or the configured
+ * `columns`), the keys of a JSON Lines file's first 1000 records. An unreadable one is a problem naming `key`.
+ */
+export async function readSchemas(key: string, files: readonly (string | TableFile)[], columns?: readonly string[]): Promise<{ schemas: Map<string, string[]>; problems: string[] }> {
+  const read = await mapLimit(files, 8, async (file): Promise<{ columns?: string[]; problem?: string }> => {
+    const f = typeof file === 'string' ? { uri: file, format: 'parquet' as const, gzip: false } : file;
     try {
-      const { store, name } = openInputFile(uri);
-      return { columns: (await readParquetMeta(await parquetSourceFromStore(store, name))).columns };
+      return { columns: await tableColumns(f, columns) };
     } catch (err) {
-      return { problem: `${key}: cannot read the Parquet footer of ${uri}: ${messageOf(err)}` };
+      return { problem: `${key}: cannot read ${f.format === 'parquet' ? 'the Parquet footer of ' : ''}${f.uri}: ${messageOf(err)}` };
     }
   });
   const schemas = new Map<string, string[]>();
-  read.forEach((r, i) => r.columns && schemas.set(files[i], r.columns));
+  read.forEach((r, i) => r.columns && schemas.set(typeof files[i] === 'string' ? files[i] : files[i].uri, r.columns));
   return { schemas, problems: read.flatMap((r) => (r.problem ? [r.problem] : [])) };
 }
 
@@ -179,11 +186,22 @@ export async function checkModelSource(key: string, src: ModelSource, contract: 
 /** Columns the parquet source hands every sample besides the file's own (stages/sources/parquet-source.ts). */
 export const PARQUET_SOURCE_FIELDS = ['url', 'caption', 'source_file', 'source_row'];
 
-/** A URL/caption parquet input: files exist, footers read, url and caption columns in each. */
-export async function checkParquetInput(key: string, input: { paths: string[]; url_column: string; caption_column: string }) {
-  const listed = await listInputFiles(`${key}.paths`, input.paths, '.parquet');
-  const read = await readSchemas(`${key}.paths`, listed.files);
-  const problems = [...listed.problems, ...read.problems];
+/** A URL/caption table input: files exist, their columns read (Parquet footers, CSV headers, JSON Lines keys), url and caption columns in each. */
+export async function checkParquetInput(key: string, input: TableSourceOptions) {
+  const format = input.format ?? 'auto';
+  const listed = await listInputFiles(`${key}.paths`, input.paths, tableExtensions(format));
+  const files: TableFile[] = [];
+  const problems = [...listed.problems];
+  for (const uri of listed.files) {
+    try {
+      files.push(tableFileOf(uri, format));
+    } catch (err) {
+      problems.push(`${key}.paths: ${messageOf(err)}`);
+    }
+  }
+  if (input.columns && files.some((f) => f.format === 'parquet' || f.format === 'jsonl')) problems.push(`${key}.columns: only CSV and TSV files without a header line take column names; ${files.find((f) => f.format === 'parquet' || f.format === 'jsonl')!.uri} names its own`);
+  const read = await readSchemas(`${key}.paths`, files, input.columns);
+  problems.push(...read.problems);
   for (const [k, column] of [['url_column', input.url_column], ['caption_column', input.caption_column]] as const) {
     const p = missingColumnProblem(`${key}.${k}`, column, read.schemas);
     if (p) problems.push(p);

@@ -6,12 +6,17 @@ export const unitRows = z.number().int().min(1).default(10_000);
 
 /** A URL/caption parquet source (LAION-COCO, Re-LAION, anything pyarrow or Spark wrote). */
 export const parquetInput = z.object({
+  /** A URL/caption table (the name is historical: CSV, TSV and JSON Lines too, see `format`). */
   kind: z.literal('parquet'),
-  /** Parquet files, folders of them, or s3:// URLs. */
+  /** Table files, folders of them, or s3:// URLs of files or prefixes. */
   paths: z.array(z.string()).min(1),
   url_column: z.string().default('URL'),
   caption_column: z.string().default('TEXT'),
   unit_rows: unitRows,
+  /** 'auto' (default): each file's extension says (.parquet, .csv, .tsv, .jsonl or .json, text ones plain or .gz); or one of parquet, csv, tsv, jsonl for every file. */
+  format: z.enum(['auto', 'parquet', 'csv', 'tsv', 'jsonl']).default('auto'),
+  /** CSV/TSV files without a header line: their column names in order (CC3M: [caption, url]; CC12M: [url, caption]). */
+  columns: z.array(z.string().min(1)).min(1).optional(),
 }).strict();
 
 const input = z.discriminatedUnion('kind', [

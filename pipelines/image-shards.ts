@@ -9,7 +9,7 @@ import { decodeConcurrency, decodeResize } from '../stages/decode-resize.js';
 import { readConcurrency, readLocal } from '../stages/read-local.js';
 import { writeImageShards } from '../stages/sinks/image-shards.js';
 import { folderSource, planFolderUnits } from '../stages/sources/folder-source.js';
-import { parquetSource, planParquetUnits } from '../stages/sources/parquet-source.js';
+import { planTableUnits, tableSource } from '../stages/sources/table-source.js';
 import { planWebDatasetUnits, webDatasetSource } from '../stages/sources/webdataset-source.js';
 import { imageOptions, imageShardsInput } from './config-parts.js';
 import { checkParquetInput, listInputFiles, messageOf, shown } from './checks.js';
@@ -36,7 +36,7 @@ export const imageShardsJob: Job<ImageShardsConfig> = {
   check: checkImageShards,
   async plan(cfg) {
     const inp = cfg.input;
-    if (inp.kind === 'parquet') return planParquetUnits(inp);
+    if (inp.kind === 'parquet') return planTableUnits(inp);
     if (inp.kind === 'folder') return planFolderUnits(inp);
     return planWebDatasetUnits(inp);
   },
@@ -51,7 +51,7 @@ async function runImageShardsUnit(unit: Unit, cfg: ImageShardsConfig, ctx: UnitC
   const stages: Stage[] = [];
   let source;
   if (inp.kind === 'parquet') {
-    source = parquetSource(unit, inp);
+    source = tableSource(unit, inp);
     stages.push(readLocal({ baseDir: (f) => dirname(String(f.source_file)), concurrency: cfg.read_concurrency }));
   } else if (inp.kind === 'folder') {
     source = folderSource(unit, inp);

@@ -10,7 +10,7 @@ import { exactDedup, ExactSeenSet } from '../stages/dedup-exact.js';
 import { fetchOptions, fetchStage, TRANSIENT_FETCH_CODES } from '../stages/fetch.js';
 import { DroppedThumbnails, droppedThumbnailOptions } from '../stages/sinks/dropped-thumbnails.js';
 import { writeImageShards } from '../stages/sinks/image-shards.js';
-import { parquetSource, planParquetUnits } from '../stages/sources/parquet-source.js';
+import { planTableUnits, tableSource } from '../stages/sources/table-source.js';
 import { textVerdict } from '../stages/text-filter.js';
 import { aestheticOptions, Annotators, ocrOptions } from './annotations.js';
 import { imageOptions, parquetInput, unsetDefaults } from './config-parts.js';
@@ -51,7 +51,7 @@ export const laionFilterJob: Job<LaionFilterConfig> = {
   schema: laionFilterConfig,
   // How the run goes, not what it writes: these may change on a rerun of an output.
   operational: ['fetch.concurrency', 'fetch.per_host', 'fetch.connect_timeout_ms', 'fetch.read_timeout_ms', 'fetch.total_timeout_ms', 'fetch.retries', 'fetch.retry_delay_ms', 'fetch.user_agent', 'aesthetic.clip.batch_size', 'ocr.workers', 'ocr.detector.batch_size'],
-  plan: (cfg) => planParquetUnits(cfg.input),
+  plan: (cfg) => planTableUnits(cfg.input),
   /** Plan-time checks (pipelines/checks.ts); bitprep plan and the start of bitprep run list every problem at once. */
   check: checkLaionFilter,
   open: openLaionFilter,
@@ -71,7 +71,7 @@ function openLaionFilter(cfg: LaionFilterConfig): JobSession {
       const started = new Date();
       const stats = new StatsCollector();
       const thumbnails = DroppedThumbnails.fromOptions(cfg.thumbnails);
-      const stream = pipe(parquetSource(unit, cfg.input), stagesOf(cfg, new ExactSeenSet(), await annotatorsOnce(), thumbnails), { unitId: unit.id, stats, log: ctx.log, signal: ctx.signal });
+      const stream = pipe(tableSource(unit, cfg.input), stagesOf(cfg, new ExactSeenSet(), await annotatorsOnce(), thumbnails), { unitId: unit.id, stats, log: ctx.log, signal: ctx.signal });
       return writeImageShards(stream, { output: ctx.output, job: 'laion-filter', unitId: unit.id, stats, started, onRows: ctx.onRows, thumbnails });
     },
     async *rerun(unit, keys, ctx) {
@@ -80,7 +80,7 @@ function openLaionFilter(cfg: LaionFilterConfig): JobSession {
       for (const r of ctx.previous) {
         if (r.status === 'ok' && typeof r.original_sha256 === 'string' && r.original_sha256) seen.add(r.original_sha256, String(r.key));
       }
-      yield* pipe(parquetSource(unit, cfg.input, keys), stagesOf(cfg, seen, await annotatorsOnce()), { unitId: unit.id, stats: ctx.stats, log: ctx.log });
+      yield* pipe(tableSource(unit, cfg.input, keys), stagesOf(cfg, seen, await annotatorsOnce()), { unitId: unit.id, stats: ctx.stats, log: ctx.log });
     },
     async close() {
       // Annotators that failed to open hold nothing; their error was the unit's.

@@ -6,7 +6,7 @@ import { drop, newSample, type Sample } from '../src/sample.js';
 import { sampleStage, type Stage } from '../src/stage.js';
 import { openInputFile } from '../src/stores/input-file.js';
 import { unitId, type Unit } from '../src/units/unit.js';
-import { listParquetFiles } from './sources/parquet-source.js';
+import { listParquetFiles } from './sources/table-source.js';
 import { sampleKey } from './sources/sample-key.js';
 
 /**

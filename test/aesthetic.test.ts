@@ -18,7 +18,7 @@ import { aestheticFilter, checkClipModel, checkEmbeddingPairs, clipAestheticStag
 import { AestheticHead, aestheticHeadTensors, collapseLinearLayers, encodeAestheticHead, randomAestheticLayers, writeAestheticHead, type LinearLayer } from '../stages/aesthetic-head.js';
 import { clipGeometry, clipPreprocess, clipResizeCrop } from '../stages/clip-preprocess.js';
 import { buildClipStandinModel } from '../stages/clip-standin.js';
-import { planParquetUnits, parquetSource } from '../stages/sources/parquet-source.js';
+import { planTableUnits, tableSource } from '../stages/sources/table-source.js';
 import { tempDir } from './helpers/temp-dir.js';
 
 const context = (): StageContext => ({ unitId: 'u', stats: new StatsCollector(), log: silentLogger });
@@ -321,13 +321,13 @@ describe('embeddingAestheticStage', () => {
     const { pairs, expected } = await fixture();
     await checkEmbeddingPairs({ head, pairs, join: 'row' });
     const opts = { paths: pairs.map((p) => p.metadata), url_column: 'url', caption_column: 'caption', unit_rows: 3 };
-    const units = await planParquetUnits(opts);
+    const units = await planTableUnits(opts);
     expect(units.length).toBe(4); // 5 rows → 3 + 2, 4 rows → 3 + 1
     const stage = embeddingAestheticStage({ head, pairs, join: 'row' });
     let seen = 0;
     for (const unit of units) {
       const ctx = context();
-      const out = await run(stage, parquetSource(unit, opts), ctx);
+      const out = await run(stage, tableSource(unit, opts), ctx);
       for (const s of out) {
         const part = pairs.findIndex((p) => p.metadata === s.fields.source_file);
         expect(s.status).toEqual({ kind: 'ok' });

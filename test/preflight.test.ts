@@ -171,11 +171,11 @@ describe('preflight: laion-filter', () => {
     ]);
   });
 
-  it('names an input directory without parquet files and an unreadable footer', async () => {
+  it('names an input directory without table files and an unreadable footer', async () => {
     const junk = join(dir, 'junk.parquet');
     await writeFile(junk, 'not parquet at all');
     const problems = await problemsOf(laionConfig({ input: { kind: 'parquet', paths: [emptyDir, junk] }, aesthetic: undefined }));
-    expect(problems).toEqual([`input.paths[0]: directory ${emptyDir} holds no .parquet files`, expect.stringMatching(new RegExp(`^input\\.paths: cannot read the Parquet footer of ${junk.replace(/[.\\/]/g, '\\$&')}: `))]);
+    expect(problems).toEqual([`input.paths[0]: directory ${emptyDir} holds no .parquet, .csv, .tsv, .jsonl, .ndjson, .csv.gz, .tsv.gz, .jsonl.gz, .ndjson.gz files`, expect.stringMatching(new RegExp(`^input\\.paths: cannot read the Parquet footer of ${junk.replace(/[.\\/]/g, '\\$&')}: `))]);
   });
 
   it('checks precomputed embedding pairs: files exist, and join row covers every input file', async () => {

@@ -59,6 +59,8 @@ function storeContract(label: string, setup: () => Promise<Fixture>, teardown: (
       await f.store.put('rt/bytes.bin', 'replaced');
       expect(text(await f.store.get('rt/bytes.bin'))).toBe('replaced');
       expect(text(await readAll(await f.store.getStream('rt/bytes.bin')))).toBe('replaced');
+      // From an offset to the end (a text table's unit starts mid-file).
+      expect(text(await readAll(await f.store.getStream('rt/bytes.bin', 3)))).toBe('laced');
     });
 
     it('reads byte ranges', async () => {

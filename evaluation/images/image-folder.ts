@@ -1,6 +1,5 @@
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
-import sharp from 'sharp';
 import { z } from 'zod';
 import { decodeRgbAsPil } from '../../src/images/pil-decode.js';
 import type { RawImage } from '../../src/sample.js';

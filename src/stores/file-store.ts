@@ -47,10 +47,10 @@ export class FileStore implements Store {
     }
   }
 
-  async getStream(name: string): Promise<Readable> {
+  async getStream(name: string, start = 0): Promise<Readable> {
     // Opening eagerly turns a missing object into a rejected promise rather than a later stream error.
     const fh = await this.openForRead(name);
-    return fh.createReadStream();
+    return fh.createReadStream({ start });
   }
 
   async getRange(name: string, start: number, end: number): Promise<Uint8Array> {

@@ -32,8 +32,8 @@ class LazyS3Store implements Store {
   async get(name: string): Promise<Uint8Array> {
     return (await this.open()).get(name);
   }
-  async getStream(name: string): Promise<Readable> {
-    return (await this.open()).getStream(name);
+  async getStream(name: string, start?: number): Promise<Readable> {
+    return (await this.open()).getStream(name, start);
   }
   async getRange(name: string, start: number, end: number): Promise<Uint8Array> {
     return (await this.open()).getRange(name, start, end);

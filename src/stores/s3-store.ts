@@ -126,10 +126,10 @@ export class S3Store implements Store {
     }
   }
 
-  async getStream(name: string): Promise<Readable> {
+  async getStream(name: string, start = 0): Promise<Readable> {
     const key = this.key(name);
     try {
-      const res = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: key }));
+      const res = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: key, ...(start > 0 ? { Range: `bytes=${start}-` } : {}) }));
       return res.Body as Readable;
     } catch (err) {
       throw describe('GET', this.objectUrl(key), err);

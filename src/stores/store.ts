@@ -24,7 +24,8 @@ export interface Store {
   /** The root this store was opened on, as the user wrote it. */
   readonly url: string;
   get(name: string): Promise<Uint8Array>;
-  getStream(name: string): Promise<Readable>;
+  /** The object's bytes from `start` (default 0) to its end, streamed. */
+  getStream(name: string, start?: number): Promise<Readable>;
   /** Bytes [start, end) of an object; used for Parquet footers and row groups. */
   getRange(name: string, start: number, end: number): Promise<Uint8Array>;
   /** Size in bytes, or undefined when the object does not exist. */

@@ -6,6 +6,8 @@ export interface InputRef {
   uri: string;
   rowStart?: number;
   rowEnd?: number;
+  /** Where rowStart begins in the file, in bytes (plain text tables, so a unit need not read what comes before). */
+  byteStart?: number;
   files?: string[];
 }
 
