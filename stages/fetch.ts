@@ -4,7 +4,9 @@ import { z } from 'zod';
 import { TransientError, parseRetryAfter, withRetry } from '../src/retry.js';
 import { Breaker, networkBreaker, type BreakerOptions } from '../src/outage.js';
 import { checkAddress, ipLiteral, validateAllowList } from '../src/net/address-policy.js';
+import type { LookupFunction } from 'node:net';
 import { DnsCache, guardedLookup } from '../src/net/dns-cache.js';
+import { ProxyAgents } from '../src/net/proxy.js';
 import { sniffImage } from '../src/images/sniff-image.js';
 import { robotsOptOut } from '../src/net/robots-tag.js';
 import { packageVersion } from '../src/package-root.js';
@@ -192,14 +194,19 @@ class Session {
   private readonly limiter: HostLimiter;
   private readonly headers: Record<string, string>;
   private readonly breaker: Breaker;
+  private readonly proxies: ProxyAgents;
+  private readonly lookup: LookupFunction;
 
   constructor(private readonly o: Resolved) {
     this.breaker = new Breaker('the network (image downloads)', o.breaker);
     const lookup = guardedLookup({ allow: o.allow_addresses, cache: o.dns_cache ?? new DnsCache() });
+    this.lookup = lookup;
     // The agent timeout closes idle pooled sockets; requests enforce their own timeouts.
     const agentOpts = { keepAlive: true, maxSockets: o.per_host, maxFreeSockets: o.per_host, scheduling: 'lifo' as const, timeout: 15_000, lookup };
     this.httpAgent = new http.Agent(agentOpts);
     this.httpsAgent = new https.Agent(agentOpts);
+    // Through a proxy (HTTP(S)_PROXY, NO_PROXY honoured) the sockets go to the proxy; see request().
+    this.proxies = new ProxyAgents({ keepAlive: true, maxSockets: o.per_host, maxFreeSockets: o.per_host, scheduling: 'lifo', timeout: 15_000 });
     this.limiter = new HostLimiter(o.per_host);
     // Identity encoding: a compressed body would fail the image sniff, and images do not compress.
     this.headers = { 'User-Agent': o.user_agent, Accept: 'image/avif,image/webp,image/*,*/*;q=0.8', 'Accept-Encoding': 'identity' };
@@ -208,6 +215,12 @@ class Session {
   close(): void {
     this.httpAgent.destroy();
     this.httpsAgent.destroy();
+    this.proxies.destroy();
+  }
+
+  /** Resolves `hostname` as a direct connection would, through the guard: the address policy holds for proxied requests too. */
+  private checkHost(hostname: string): Promise<void> {
+    return new Promise((resolve, reject) => this.lookup(hostname, { all: true }, (err) => (err ? reject(err) : resolve())));
   }
 
   async fetchSample(s: Sample, stats: StageStats, ctx: StageContext): Promise<void> {
@@ -277,7 +290,28 @@ class Session {
     }
   }
 
-  private request(url: URL, deadline: number, add: (k: string, n: number) => void, signal?: AbortSignal): Promise<Hop> {
+  /**
+   * One request. Through a proxy, the target's host is first resolved and checked as a direct
+   * connection would be (the proxy then resolves it again, so a host that changes its answer
+   * between the two is the proxy's to police); errors name the proxy.
+   */
+  private async request(url: URL, deadline: number, add: (k: string, n: number) => void, signal?: AbortSignal): Promise<Hop> {
+    const direct = url.protocol === 'https:' ? this.httpsAgent : this.httpAgent;
+    const route = this.proxies.for(url, direct);
+    if (!route.proxy) return this.send(url, route.agent, deadline, add, signal);
+    add('proxied', 1);
+    try {
+      if (!ipLiteral(url.hostname)) await this.checkHost(url.hostname);
+      return await this.send(url, route.agent, deadline, add, signal);
+    } catch (err) {
+      const f = networkFailure(err, url);
+      const code = (f as { code?: string }).code ?? '';
+      if (NETWORK_LEVEL.has(code) && !(err instanceof SampleError && code === 'blocked_address')) f.message = `${f.message} (through proxy ${route.proxy.replace(/\/\/[^/@]*@/, '//***@')})`;
+      throw f;
+    }
+  }
+
+  private send(url: URL, agent: http.Agent, deadline: number, add: (k: string, n: number) => void, signal?: AbortSignal): Promise<Hop> {
     const o = this.o;
     return new Promise<Hop>((resolve, reject) => {
       let settled = false;
@@ -310,7 +344,7 @@ class Session {
       if (remaining <= 0) return reject(failure('timeout', `${url.host}: total_timeout_ms (${o.total_timeout_ms}) spent before this request`));
       add('requests', 1);
       const mod = url.protocol === 'https:' ? https : http;
-      const req = mod.request(url, { method: 'GET', agent: url.protocol === 'https:' ? this.httpsAgent : this.httpAgent, headers: this.headers, signal });
+      const req = mod.request(url, { method: 'GET', agent, headers: this.headers, signal });
       totalTimer = setTimeout(() => abort(failure('timeout', `${url.host}: no complete answer within ${o.total_timeout_ms} ms`)), remaining);
       req.on('error', (err) => settle(networkFailure(err, url)));
       req.on('socket', (sock) => {

@@ -1,3 +1,4 @@
+import { ProxyAgents } from '../net/proxy.js';
 import http from 'node:http';
 import https from 'node:https';
 import PQueue from 'p-queue';
@@ -115,7 +116,12 @@ export class OpenAIEndpoint {
     this.queue = new PQueue({ concurrency: opts.maxInFlight ?? 16 });
     this.base = opts.baseUrl.replace(/\/+$/, '');
     this.transport = new URL(this.base).protocol === 'https:' ? https : http;
-    this.agent = new this.transport.Agent({ keepAlive: true, maxSockets: opts.maxInFlight ?? 16 });
+    const agentOptions = { keepAlive: true, maxSockets: opts.maxInFlight ?? 16 };
+    // Through the environment's proxy where it names one for this server (NO_PROXY honoured).
+    const direct = new this.transport.Agent(agentOptions);
+    const routed = new ProxyAgents(agentOptions).for(new URL(this.base), direct);
+    if (routed.proxy) direct.destroy();
+    this.agent = routed.agent;
     this.headers = { 'content-type': 'application/json', accept: 'application/json' };
     if (opts.apiKey) this.headers.authorization = `Bearer ${opts.apiKey}`;
     this.breaker = new Breaker(`${this.base} (model ${opts.model})`, opts.breaker ?? modelBreaker());
