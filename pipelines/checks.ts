@@ -8,6 +8,8 @@ import { CUDA_INSTALL_HINT, cudaMissingReason, OnnxTensorModel } from '../src/mo
 import type { TensorModel } from '../src/models/tensor.js';
 import { openInputFile } from '../src/stores/input-file.js';
 import { openStore } from '../src/stores/open-store.js';
+import { isHfUrl } from '../src/stores/hf-url.js';
+import { expandHttpInput, isHttpInput } from '../src/stores/remote-inputs.js';
 import { tableColumns, tableExtensions, tableFileOf, type TableFile, type TableSourceOptions } from '../stages/sources/table-source.js';
 import { AESTHETIC_DIMS, AestheticHead } from '../stages/aesthetic-head.js';
 import { checkClipModel, checkEmbeddingPairs } from '../stages/aesthetic.js';
@@ -51,7 +53,7 @@ export async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (it
 
 /** The problem with a local file or an s3:// object that should exist (missing, not a file, unreadable), or undefined. */
 export async function fileProblem(key: string, path: string, what = 'file'): Promise<string | undefined> {
-  if (path.startsWith('s3://')) {
+  if (path.startsWith('s3://') || isHttpInput(path)) {
     try {
       const { store, name } = openInputFile(path);
       return (await store.size(name)) === undefined ? `${key}: ${path} does not exist` : undefined;
@@ -77,6 +79,16 @@ export async function listInputFiles(key: string, paths: readonly string[], exte
   const ext = exts.join(', ');
   const per = await mapLimit(paths, 8, async (p, i): Promise<{ files: string[]; problem?: string }> => {
     const k = `${key}[${i}]`;
+    if (isHttpInput(p)) {
+      try {
+        const files = await expandHttpInput(p, has);
+        // A named https:// file must be there (a HEAD); hf:// files come from the Hub's own listing.
+        const missing = isHfUrl(p) ? undefined : await fileProblem(k, p);
+        return missing ? { files: [], problem: missing } : { files };
+      } catch (err) {
+        return { files: [], problem: `${k}: ${messageOf(err)}` };
+      }
+    }
     if (p.startsWith('s3://')) {
       if (has(p)) {
         const problem = await fileProblem(k, p);

@@ -1,3 +1,5 @@
+import { loadPlanPins } from '../executors/local.js';
+import { openStore } from '../stores/open-store.js';
 import type { BaseJobConfig, Job } from '../job.js';
 import type { Logger } from '../log.js';
 import type { Unit } from '../units/unit.js';
@@ -50,6 +52,12 @@ export async function preflight<C extends BaseJobConfig>(job: Job<C>, cfg: C, lo
     const line = oneLine(p);
     if (!problems.includes(line)) problems.push(line);
   };
+  // Remote inputs planned into this output before are checked and planned at the revisions pinned then.
+  try {
+    await loadPlanPins(openStore(cfg.output));
+  } catch (err) {
+    add(`${cfg.output}: cannot read its _plan.json: ${messageOf(err)}`);
+  }
   if (job.check) {
     try {
       for (const p of await job.check(cfg, log)) add(p);

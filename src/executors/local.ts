@@ -1,3 +1,4 @@
+import { pinsUsed, usePins } from '../stores/hf-url.js';
 import { createHash } from 'node:crypto';
 import { setMaxListeners } from 'node:events';
 import { hostname } from 'node:os';
@@ -40,6 +41,14 @@ export interface PlanFile {
   units: number;
   fingerprint: string;
   unit_ids: string[];
+  /** Remote inputs' revisions as the plan resolved them (hf://: `<repo>@<revision>` → commit). */
+  pins?: Record<string, string>;
+}
+
+/** Before planning into an existing output: the revisions its plan pinned, so planning again reads the same commits. */
+export async function loadPlanPins(store: Store): Promise<void> {
+  if (!(await store.exists(PLAN_NAME))) return;
+  usePins((await readPlan(store)).pins);
 }
 
 export async function readPlan(store: Store): Promise<PlanFile> {
@@ -234,7 +243,8 @@ async function executeHeld(job: AnyJob, cfg: BaseJobConfig, units: Unit[], opts:
  */
 export async function checkPlan(store: Store, job: string, units: Unit[]): Promise<void> {
   const fingerprint = createHash('sha256').update(JSON.stringify(units)).digest('hex');
-  const plan: PlanFile = { job, units: units.length, fingerprint, unit_ids: units.map((u) => u.id) };
+  const pins = pinsUsed();
+  const plan: PlanFile = { job, units: units.length, fingerprint, unit_ids: units.map((u) => u.id), ...(Object.keys(pins).length > 0 ? { pins } : {}) };
   if (await store.exists(PLAN_NAME)) {
     const prev = await readPlan(store);
     if (prev.job !== job || prev.fingerprint !== fingerprint) {

@@ -1,15 +1,32 @@
 import type { Readable } from 'node:stream';
 import { FileStore } from './file-store.js';
+import { hfHeaders, hfResolveUrl, isHfUrl, parseHfUrl } from './hf-url.js';
+import { HttpStore } from './http-store.js';
 import { parseS3Url } from './s3-url.js';
 import type { ObjectWriter, Store, WrittenObject } from './store.js';
 
-/** Opens `s3://bucket/prefix` as an S3 store and anything else as a local directory. */
+/**
+ * Opens `s3://bucket/prefix` as an S3 store, `https://…` (and `http://` with BITPREP_ALLOW_HTTP=1)
+ * and `hf://datasets/…` as read-only HTTP stores (inputs), and anything else as a local directory.
+ */
 export function openStore(url: string): Store {
   if (url.startsWith('s3://')) return new LazyS3Store(url);
+  if (url.startsWith('https://') || url.startsWith('http://')) return httpStore(url);
+  if (isHfUrl(url)) return httpStore(hfResolveUrl(parseHfUrl(url)), hfHeaders());
   if (/^[a-z][a-z0-9+.-]*:\/\//i.test(url) && !url.startsWith('file://')) {
-    throw new Error(`unsupported store URL ${url}: use a local path or s3://bucket/prefix`);
+    throw new Error(`unsupported store URL ${url}: use a local path, s3://bucket/prefix, https:// or hf://datasets/…`);
   }
   return new FileStore(url.startsWith('file://') ? new URL(url).pathname : url);
+}
+
+/** One HTTP store per location and credentials in a process: its units share what it learnt of the server (and a whole copy where ranges are refused). */
+const httpStores = new Map<string, HttpStore>();
+
+function httpStore(url: string, headers: Record<string, string> = {}): HttpStore {
+  const key = `${url}\u0000${JSON.stringify(headers)}`;
+  let s = httpStores.get(key);
+  if (!s) httpStores.set(key, (s = new HttpStore(url, { headers })));
+  return s;
 }
 
 /**

@@ -5,6 +5,7 @@ import { readTextRecords, scanTextTable, tableFormatOf, TABLE_EXTENSIONS, type T
 import { newSample, type Sample } from '../../src/sample.js';
 import { openInputFile } from '../../src/stores/input-file.js';
 import { openStore } from '../../src/stores/open-store.js';
+import { expandHttpInput, isHttpInput } from '../../src/stores/remote-inputs.js';
 import { unitId, type InputRef, type Unit } from '../../src/units/unit.js';
 import { sampleKey } from './sample-key.js';
 
@@ -63,6 +64,10 @@ const isTableName = (name: string, format: TableSourceOptions['format'] = 'auto'
 export async function listTableFiles(paths: string[], format: TableSourceOptions['format'] = 'auto'): Promise<TableFile[]> {
   const out: string[] = [];
   for (const p of paths) {
+    if (isHttpInput(p)) {
+      out.push(...(await expandHttpInput(p, (n) => isTableName(n, format))));
+      continue;
+    }
     if (p.startsWith('s3://')) {
       if (tableFormatOf(p) || format !== 'auto') out.push(p);
       else {

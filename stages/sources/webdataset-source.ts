@@ -3,6 +3,7 @@ import { parseSidecarJson } from '../../src/records.js';
 import { newSample, type Sample } from '../../src/sample.js';
 import { openInputFile } from '../../src/stores/input-file.js';
 import { openStore } from '../../src/stores/open-store.js';
+import { expandHttpInput, isHttpInput } from '../../src/stores/remote-inputs.js';
 import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { unitId, type Unit } from '../../src/units/unit.js';
@@ -11,7 +12,7 @@ import { sampleKey } from './sample-key.js';
 
 /** WebDataset tars (`<key>.jpg|jpeg|png|webp`, `<key>.txt`, `<key>.json`), one unit per tar. */
 export interface WebDatasetSourceOptions {
-  /** Tar files, directories of `*.tar`, or s3:// URLs of tars or prefixes. */
+  /** Tar files, directories of `*.tar`, s3:// URLs of tars or prefixes, https:// tars, hf://datasets/… tars or folders. */
   paths: string[];
   /** Samples per tar expected at most; sizes the key's offset digits (img2dataset: 10,000). */
   unit_rows: number;
@@ -29,7 +30,8 @@ const IMAGE_EXTS = ['jpg', 'jpeg', 'png', 'webp'];
 export async function planWebDatasetUnits(opts: WebDatasetSourceOptions): Promise<Unit[]> {
   const tars: string[] = [];
   for (const p of opts.paths) {
-    if (p.startsWith('s3://')) {
+    if (isHttpInput(p)) tars.push(...(await expandHttpInput(p, (n) => n.endsWith('.tar'))));
+    else if (p.startsWith('s3://')) {
       if (p.endsWith('.tar')) tars.push(p);
       else {
         const base = p.replace(/\/+$/, '');
