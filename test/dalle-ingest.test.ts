@@ -1,5 +1,7 @@
 import { createHash } from 'node:crypto';
 import { mkdir, readFile, stat, writeFile } from 'node:fs/promises';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { DuckDBInstance, type DuckDBConnection } from '@duckdb/node-api';
 import sharp from 'sharp';
@@ -132,6 +134,36 @@ describe('dalle-ingest on tars laid out like Dalle3-1M', () => {
       decode_concurrency: 4,
     });
     first = await runCli(['run', cfgPath, '--progress', 'off']);
+  });
+
+  it('streams its tars over HTTP(S): the same records as from local files', async () => {
+    // A plain file server (BITPREP_ALLOW_HTTP=1: the test switch for http://), counting what it sends.
+    let sent = 0;
+    const server = http.createServer(async (req, res) => {
+      try {
+        const body = await readFile(join(tarDir(), decodeURIComponent(new URL(req.url!, 'http://x').pathname.slice(1))));
+        sent += req.method === 'HEAD' ? 0 : body.length;
+        res.writeHead(200, { 'content-length': body.length }).end(req.method === 'HEAD' ? undefined : body);
+      } catch {
+        res.writeHead(404).end();
+      }
+    });
+    await new Promise<void>((ok) => server.listen(0, '127.0.0.1', ok));
+    try {
+      const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+      const remoteOut = join(dir, 'out-http');
+      const cfg = await writeConfig(dir, 'dalle-http.json', { job: 'dalle-ingest', output: remoteOut, input: { paths: [`${base}/data-000000.tar`, `${base}/data-000001.tar`] }, image: { size: 64, mode: 'centre_crop', format: 'jpeg', quality: 90 }, decode_concurrency: 4 });
+      const r = await runCli(['run', cfg, '--progress', 'off'], { env: { BITPREP_ALLOW_HTTP: '1', HTTP_PROXY: '' } });
+      expect(r.code, r.stderr).toBe(0);
+      const cols = 'key, source_key, status, error_code, caption';
+      const local = await query(`select ${cols} from read_parquet(${sqlList(parquets())}, union_by_name = true) order by key`);
+      const remote = await query(`select ${cols}, source_file from read_parquet(${sqlList([join(remoteOut, '00000.parquet'), join(remoteOut, '00001.parquet')])}, union_by_name = true) order by key`);
+      expect(remote.map(({ source_file: _, ...x }) => x)).toEqual(local);
+      expect(new Set(remote.map((x) => x.source_file))).toEqual(new Set([`${base}/data-000000.tar`, `${base}/data-000001.tar`]));
+      expect(sent).toBe((await stat(tarA())).size + (await stat(tarB())).size);
+    } finally {
+      await new Promise((ok) => server.close(ok));
+    }
   });
 
   it('runs one unit per tar and balances the funnel', async () => {
