@@ -4,8 +4,9 @@ import { createServer } from 'node:http';
 import { basename, join } from 'node:path';
 
 /**
- * The demo's stand-in for the web: serves the generated images on 127.0.0.1 the way image hosts
- * answer, including an X-Robots-Tag opt-out for files named `optout-*` and 404 for missing files.
+ * The demo's stand-in for the web: serves the generated images (and the Dalle3-shaped tars, as a
+ * dataset host would) on 127.0.0.1 the way hosts answer, including an X-Robots-Tag opt-out for
+ * files named `optout-*` and 404 for missing files.
  */
 export async function startDemoImageServer(imagesDir: string): Promise<{ url: string; close(): Promise<void> }> {
   const server = createServer(async (req, res) => {
@@ -16,7 +17,8 @@ export async function startDemoImageServer(imagesDir: string): Promise<{ url: st
       res.writeHead(404, { 'content-type': 'text/html' }).end('<h1>404 Not Found</h1>');
       return;
     }
-    const headers: Record<string, string | number> = { 'content-length': st.size, 'content-type': name.endsWith('.png') ? 'image/png' : name.endsWith('.webp') ? 'image/webp' : 'image/jpeg' };
+    const type = name.endsWith('.tar') ? 'application/x-tar' : name.endsWith('.png') ? 'image/png' : name.endsWith('.webp') ? 'image/webp' : 'image/jpeg';
+    const headers: Record<string, string | number> = { 'content-length': st.size, 'content-type': type };
     if (name.startsWith('optout-')) headers['x-robots-tag'] = 'noai, noimageai';
     res.writeHead(200, headers);
     createReadStream(path).pipe(res);

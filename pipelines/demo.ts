@@ -1,4 +1,4 @@
-import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, rm, writeFile } from 'node:fs/promises';
 import { join, relative, resolve } from 'node:path';
 import { loadConfig } from '../src/config/load-config.js';
 import { executeLocal } from '../src/executors/local.js';
@@ -83,10 +83,23 @@ export async function runDemo(opts: { out: string; images: number; progress: str
     ]) });
     const dalle = await generateDalleTars(join(dataDir, 'dalle3'), 24, 5);
     const dalleDir = join(root, 'demo-dalle');
-    later.push({ name: 'dalle-ingest (Dalle3-1M-shaped tars)', dir: dalleDir, summary: await runJob(shipped('dalle-ingest.yaml'), [
-      ['output', dalleDir],
-      ['input.paths', [dalle.dir]],
-    ]) });
+    // The tars are read over HTTP from a local server, through the code path of https:// and hf://
+    // inputs (plain http allowed for this trusted local server only: BITPREP_ALLOW_HTTP).
+    const tarHost = await startDemoImageServer(dalle.dir);
+    const allowHttp = process.env.BITPREP_ALLOW_HTTP;
+    process.env.BITPREP_ALLOW_HTTP = '1';
+    try {
+      const tars = (await readdir(dalle.dir)).filter((n) => n.endsWith('.tar')).sort().map((n) => `${tarHost.url}/${n}`);
+      log.info(`dalle-ingest reads ${tars.length} tars over HTTP from ${tarHost.url}`);
+      later.push({ name: 'dalle-ingest (Dalle3-1M-shaped tars, read over HTTP)', dir: dalleDir, summary: await runJob(shipped('dalle-ingest.yaml'), [
+        ['output', dalleDir],
+        ['input.paths', tars],
+      ]) });
+    } finally {
+      if (allowHttp === undefined) delete process.env.BITPREP_ALLOW_HTTP;
+      else process.env.BITPREP_ALLOW_HTTP = allowHttp;
+      await tarHost.close();
+    }
     const ddb = await generateDiffusionDbParquet(join(dataDir, 'diffusiondb-metadata.parquet'), 60, 9);
     const synthDir = join(root, 'demo-synth');
     later.push({ name: 'diffusiondb-synth (DiffusionDB-shaped prompts × 2 models)', dir: synthDir, summary: await runJob(shipped('diffusiondb-synth.yaml'), [
