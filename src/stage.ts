@@ -2,7 +2,7 @@ import type PQueue from 'p-queue';
 import { mapConcurrent } from './concurrency.js';
 import { fail, type Sample } from './sample.js';
 import type { StageStats, StatsCollector } from './stats.js';
-import type { Logger } from './log.js';
+import { withFields, type Logger } from './log.js';
 import { rethrowOutage } from './outage.js';
 
 /** What a stage sees of the unit it runs in. */
@@ -47,8 +47,10 @@ export interface SampleStageOptions {
  * `fn` changes the sample in place (or marks it with drop()).
  */
 export function sampleStage(name: string, fn: (s: Sample, stats: StageStats, ctx: StageContext) => Promise<void> | void, opts: SampleStageOptions = {}): Stage {
-  return (input, ctx) => {
-    const stats = ctx.stats.stage(name);
+  return (input, unitCtx) => {
+    const stats = unitCtx.stats.stage(name);
+    // Messages the stage logs carry its name in structured logs.
+    const ctx = { ...unitCtx, log: withFields(unitCtx.log, { stage: name }) };
     const work = async (s: Sample): Promise<Sample> => {
       if (s.status.kind !== 'ok') return s;
       stats.in++;

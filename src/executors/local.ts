@@ -1,4 +1,3 @@
-import { pinsUsed, usePins } from '../stores/hf-url.js';
 import { createHash } from 'node:crypto';
 import { setMaxListeners } from 'node:events';
 import { hostname } from 'node:os';
@@ -7,10 +6,11 @@ import { changedSettings, formatChanges, operationalPatterns } from '../config/f
 import { findOutage, systemicWriteError } from '../outage.js';
 import { DEFAULT_LEASE_TTL_MS, OutputLease } from '../units/output-lease.js';
 import type { AnyJob, BaseJobConfig } from '../job.js';
-import type { Logger } from '../log.js';
+import { withFields, type Logger } from '../log.js';
 import { createProgress, type Progress, type ProgressOptions } from '../progress.js';
+import { pinsUsed, usePins } from '../stores/hf-url.js';
 import type { Store } from '../stores/store.js';
-import { doneName, type Unit } from '../units/unit.js';
+import { doneName, type Unit, type UnitStats } from '../units/unit.js';
 import { mapConcurrent } from '../concurrency.js';
 import { RUN_SUMMARY_NAME, summarizeOutput, writeRunSummary, type RunSummary } from '../run-summary.js';
 import { runUnit } from './run-unit.js';
@@ -28,6 +28,8 @@ export interface ExecuteOptions {
   signal?: AbortSignal;
   /** How this run was started, for the run log (e.g. the command line). */
   command?: string;
+  /** Told of each unit as it ends: its stats when it is done, undefined when it failed (metrics-file.ts). */
+  onUnitDone?: (unit: string, stats: UnitStats | undefined) => void;
 }
 
 const PLAN_NAME = '_plan.json';
@@ -176,13 +178,14 @@ async function executeHeld(job: AnyJob, cfg: BaseJobConfig, units: Unit[], opts:
     }
     const r = await runUnit(session, unit, {
       output: opts.output,
-      log: opts.log,
+      log: withFields(opts.log, { unit: unit.id }),
       signal: stopper.signal,
       onRows: (n) => {
         progress.rows(n);
         opts.onRows?.(n);
       },
     });
+    opts.onUnitDone?.(unit.id, r.ok ? r.stats : undefined);
     if (r.ok) {
       completed++;
       rowsThisRun += r.stats.funnel.rows_in;
