@@ -36,7 +36,7 @@ const input = z.discriminatedUnion('kind', [
 ]);
 
 /** Decode and resize settings: the keys of stages/decode-resize.ts that configs expose, with its defaults. */
-export const imageOptions = decodeResizeOptions.pick({ size: true, mode: true, min_edge: true, max_aspect_ratio: true, format: true, quality: true, max_pixels: true });
+export const imageOptions = decodeResizeOptions.pick({ size: true, mode: true, min_edge: true, max_aspect_ratio: true, format: true, quality: true, max_pixels: true, keep_original: true, sha256_column: true });
 
 type Unset<T> = T extends z.ZodDefault<infer U extends z.core.SomeType> ? z.ZodOptional<U> : T extends z.ZodOptional ? T : T extends z.core.SomeType ? z.ZodOptional<T> : never;
 

@@ -161,6 +161,7 @@ export function webDatasetMembers(s: Sample, names: ColumnNames = new ColumnName
   if (!s.image || !s.imageExt) throw new Error(`sample ${s.key} has no encoded image to write`);
   const files: Record<string, Uint8Array | string> = { [s.imageExt]: s.image, json: sidecarJson({ key: s.key, ...names.rename(fieldsToWrite(s.fields)) }) };
   if (typeof s.fields.caption === 'string') files.txt = s.fields.caption;
+  if (s.original) files[`original.${s.original.ext}`] = s.original.bytes;
   return files;
 }
 

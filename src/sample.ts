@@ -24,6 +24,8 @@ export interface Sample {
   image?: Uint8Array;
   /** File extension of `image` without the dot: jpg, webp, png. */
   imageExt?: string;
+  /** The downloaded bytes, kept beside the re-encoded image (decode-resize keep_original: true). */
+  original?: { bytes: Uint8Array; ext: string };
   pixels?: RawImage;
   /** Packed 128×64-bit latent, 1024 bytes. */
   latent?: Uint8Array;
@@ -61,6 +63,7 @@ export function fail(s: Sample, stage: string, err: unknown, code?: string): Sam
 
 function releasePayloads(s: Sample): void {
   s.image = undefined;
+  s.original = undefined;
   s.pixels = undefined;
   s.latent = undefined;
   s.views = undefined;

@@ -38,7 +38,7 @@ export const maxPixels = z.number().int().min(1).default(100_000_000);
  * `exif_orientation` (1–8 or null), `exif` ({Make, Model, Software, DateTimeOriginal} where
  * present, or null), and on success `width`/`height` of the output.
  *
- * Failure codes: no_image, empty, unsupported_format, pixel_limit, truncated, decode_error.
+ * Failure codes: no_image, empty, hash_mismatch, unsupported_format, pixel_limit, truncated, decode_error.
  * Drops: `min_edge` (value: shorter edge), `max_aspect_ratio` (value: long/short ratio).
  */
 export const decodeResizeOptions = z.object({
@@ -73,12 +73,27 @@ export const decodeResizeOptions = z.object({
   formats: z.array(z.string()).readonly().default(['jpeg', 'png', 'webp', 'gif', 'tiff', 'heif']),
   /** Images processed at once (see decodeConcurrency: two per core, at least 4). */
   concurrency: decodeConcurrency,
+  /**
+   * Keep the downloaded bytes unchanged, for a later pass at another resolution without
+   * downloading again: `true` stores them beside the resized image (shard member
+   * `<key>.original.<ext>`); `only` stores them instead of it (no decoding beyond the header, no
+   * re-encoding: img2dataset's disable_all_reencoding), the drops and the pixel limit still applied.
+   */
+  keep_original: z.union([z.boolean(), z.literal('only')]).default(false),
+  /**
+   * An input column holding each image's hex SHA-256 (DataComp's `sha256`): where a row has one,
+   * the downloaded bytes must match it or the row fails as `hash_mismatch`.
+   */
+  sha256_column: z.string().default('sha256'),
 }).strict();
 
 /** What decodeResize takes: the options (unset keys take their defaults), and a shared limiter, e.g. one CPU pool for all image work. */
 export type DecodeResizeOptions = z.input<typeof decodeResizeOptions> & { queue?: PQueue };
 
 const EXT = { jpeg: 'jpg', webp: 'webp', png: 'png' } as const;
+/** File extensions of kept originals, by sharp's format name. */
+const ORIGINAL_EXT: Record<string, string> = { jpeg: 'jpg', png: 'png', webp: 'webp', gif: 'gif', tiff: 'tif', heif: 'heic' };
+const HEX_SHA256 = /^[0-9a-fA-F]{64}$/;
 const FIT = { centre_crop: 'cover', keep_ratio: 'inside', border: 'contain' } as const;
 
 /**
@@ -106,6 +121,10 @@ export function decodeResize(opts: DecodeResizeOptions = {}): Stage {
       stats.counts.bytes_in = (stats.counts.bytes_in ?? 0) + input.length;
       if (input.length === 0) throw new SampleError('empty', 'image is empty (0 bytes)');
       s.fields.original_sha256 = createHash('sha256').update(input).digest('hex');
+      const expected = s.fields[o.sha256_column];
+      if (typeof expected === 'string' && HEX_SHA256.test(expected.trim()) && expected.trim().toLowerCase() !== s.fields.original_sha256) {
+        throw new SampleError('hash_mismatch', `the downloaded bytes' SHA-256 ${s.fields.original_sha256} is not the ${o.sha256_column} column's ${expected.trim().toLowerCase()}`);
+      }
 
       // Header only; the limit is checked here rather than by sharp so the message can say how big.
       let meta: Metadata;
@@ -134,6 +153,17 @@ export function decodeResize(opts: DecodeResizeOptions = {}): Stage {
         return;
       }
 
+      const originalExt = ORIGINAL_EXT[meta.format] ?? meta.format;
+      if (o.keep_original === 'only') {
+        // The bytes as downloaded: nothing decoded beyond the header, so nothing re-encoded.
+        s.imageExt = originalExt;
+        s.fields.width = ow;
+        s.fields.height = oh;
+        stats.counts.originals = (stats.counts.originals ?? 0) + 1;
+        stats.counts.bytes_out = (stats.counts.bytes_out ?? 0) + input.byteLength;
+        return;
+      }
+      if (o.keep_original) s.original = { bytes: input, ext: originalExt };
       // 'truncated' fails on cut-off data (with 'none', libjpeg fills the rest with grey and
       // succeeds) but tolerates the harmless warnings common on the web that PIL also accepts.
       let img = sharp(input, { failOn: 'truncated', limitInputPixels: pixelLimit, autoOrient: true });
