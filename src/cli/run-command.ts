@@ -24,9 +24,10 @@ export function runCommand(jobs: JobsLoader): Command {
     .option('--parallel-units <n>', 'units run at once on this machine (overrides parallel_units)', integerOption('--parallel-units'))
     .addOption(progressOption())
     .option('--json', 'print the run summary as JSON on stdout')
+    .option('--extend', 'add the units of inputs the output does not have yet (new input paths in the config); existing units stay as they are')
     .option('--log-file <path>', 'also write every message as JSON lines (time, level, job, unit, stage, message) to this file, appended')
     .option('--metrics-file <path>', "write the run's counters in Prometheus' text format to this file as units end (for node_exporter's textfile collector)")
-    .action(async (configPath: string, o: { output?: string; set: string[]; shardIndex?: number; shardCount?: number; parallelUnits?: number; progress: 'auto' | 'bar' | 'plain' | 'off'; json?: boolean; logFile?: string; metricsFile?: string }) => {
+    .action(async (configPath: string, o: { output?: string; set: string[]; shardIndex?: number; shardCount?: number; parallelUnits?: number; progress: 'auto' | 'bar' | 'plain' | 'off'; json?: boolean; logFile?: string; metricsFile?: string; extend?: boolean }) => {
       const overrides = o.set.map(parseOverride);
       if (o.output) overrides.push(['output', o.output]);
       if (o.parallelUnits !== undefined) overrides.push(['parallel_units', o.parallelUnits]);
@@ -38,7 +39,7 @@ export function runCommand(jobs: JobsLoader): Command {
       const metrics = o.metricsFile ? new MetricsFile(o.metricsFile, { job: job.name, output: config.output }, units.length) : undefined;
       const signals = stopOnSignals('stopping the running unit(s), which stay undone');
       try {
-        const summary = await executeLocal(job, config, units, { output: openStore(config.output), log, selection, progress: o.progress, signal: signals.signal, command: commandLine(), onUnitDone: metrics && ((_, stats) => metrics.unitDone(stats)) });
+        const summary = await executeLocal(job, config, units, { output: openStore(config.output), log, selection, progress: o.progress, signal: signals.signal, command: commandLine(), extend: o.extend, onUnitDone: metrics && ((_, stats) => metrics.unitDone(stats)) });
         reportRun(summary, config.output, { json: o.json });
       } finally {
         signals.dispose();

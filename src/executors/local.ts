@@ -13,6 +13,7 @@ import type { Store } from '../stores/store.js';
 import { doneName, type Unit, type UnitStats } from '../units/unit.js';
 import { mapConcurrent } from '../concurrency.js';
 import { RUN_SUMMARY_NAME, summarizeOutput, writeRunSummary, type RunSummary } from '../run-summary.js';
+import { extendUnits } from './extend-plan.js';
 import { runUnit } from './run-unit.js';
 import { selectUnits, type ShardSelection } from './shard-select.js';
 
@@ -28,6 +29,8 @@ export interface ExecuteOptions {
   signal?: AbortSignal;
   /** How this run was started, for the run log (e.g. the command line). */
   command?: string;
+  /** Extend mode: the output's existing plan grows by the units of inputs it does not have yet (extendPlan). */
+  extend?: boolean;
   /** Told of each unit as it ends: its stats when it is done, undefined when it failed (metrics-file.ts). */
   onUnitDone?: (unit: string, stats: UnitStats | undefined) => void;
 }
@@ -45,6 +48,8 @@ export interface PlanFile {
   unit_ids: string[];
   /** Remote inputs' revisions as the plan resolved them (hf://: `<repo>@<revision>` → commit). */
   pins?: Record<string, string>;
+  /** The units themselves (ids and inputs), so a later run can extend the plan (`--extend`). */
+  plan?: Unit[];
 }
 
 /** Before planning into an existing output: the revisions its plan pinned, so planning again reads the same commits. */
@@ -132,8 +137,10 @@ export async function executeLocal(job: AnyJob, cfg: BaseJobConfig, units: Unit[
   }
 }
 
-async function executeHeld(job: AnyJob, cfg: BaseJobConfig, units: Unit[], opts: ExecuteOptions, leaseLost: AbortSignal): Promise<RunSummary> {
+async function executeHeld(job: AnyJob, cfg: BaseJobConfig, planned: Unit[], opts: ExecuteOptions, leaseLost: AbortSignal): Promise<RunSummary> {
   const started = new Date();
+  // Under the lease, so no other run reads the plan while it grows.
+  const units = opts.extend ? await extendPlan(opts.output, job, cfg, planned, opts.log) : await recordedOrder(opts.output, planned);
   await checkPlan(opts.output, job.name, units);
   await checkConfig(opts.output, job, cfg, opts.log);
   const selected = selectUnits(units, opts.selection);
@@ -247,16 +254,61 @@ async function executeHeld(job: AnyJob, cfg: BaseJobConfig, units: Unit[], opts:
 export async function checkPlan(store: Store, job: string, units: Unit[]): Promise<void> {
   const fingerprint = createHash('sha256').update(JSON.stringify(units)).digest('hex');
   const pins = pinsUsed();
-  const plan: PlanFile = { job, units: units.length, fingerprint, unit_ids: units.map((u) => u.id), ...(Object.keys(pins).length > 0 ? { pins } : {}) };
+  const plan: PlanFile = { job, units: units.length, fingerprint, unit_ids: units.map((u) => u.id), ...(Object.keys(pins).length > 0 ? { pins } : {}), plan: units };
   if (await store.exists(PLAN_NAME)) {
     const prev = await readPlan(store);
     if (prev.job !== job || prev.fingerprint !== fingerprint) {
       throw new Error(
         `output ${store.url} holds a different plan (job ${prev.job}, ${prev.units} units; now job ${job}, ${units.length} units): ` +
-          'the inputs or unit size changed since it was started. Use a new output, or delete it to start over.',
+          'the inputs or unit size changed since it was started. Use a new output, delete it to start over, or add inputs with bitprep run --extend.',
       );
     }
     return;
   }
   await store.put(PLAN_NAME, JSON.stringify(plan, null, 2) + '\n');
+}
+
+/**
+ * The planned units in the ids and order the output's plan recorded, when they are the same units
+ * (after an extension the planner's own order may differ: a new input sorted first); otherwise
+ * the units as planned, for checkPlan to judge.
+ */
+async function recordedOrder(store: Store, planned: Unit[]): Promise<Unit[]> {
+  if (!(await store.exists(PLAN_NAME))) return planned;
+  const prev = (await readPlan(store)).plan;
+  if (!prev || prev.length !== planned.length) return planned;
+  try {
+    const aligned = extendUnits(prev, planned, store.url);
+    return aligned.length === prev.length ? aligned : planned;
+  } catch {
+    return planned;
+  }
+}
+
+/**
+ * `--extend`: the units to run on an output that already has a plan: its units with their ids,
+ * then the new inputs' units (extend-plan.ts). The output's `_plan.json` and `_config.json` take
+ * the extended plan and the new input paths; any other change of settings is still refused.
+ */
+export async function extendPlan(store: Store, job: AnyJob, cfg: BaseJobConfig, units: Unit[], log: Logger): Promise<Unit[]> {
+  if (!(await store.exists(PLAN_NAME))) return units;
+  const prev = await readPlan(store);
+  if (prev.job !== job.name) throw new Error(`--extend: output ${store.url} was made by ${prev.job}, not ${job.name}`);
+  if (!prev.plan) throw new Error(`--extend: output ${store.url} was planned before plans recorded their units; it cannot be extended (write to a new output)`);
+  const extended = extendUnits(prev.plan, units, store.url);
+  const added = extended.length - prev.plan.length;
+  // The settings may differ only in the inputs' paths.
+  const before = JSON.parse(new TextDecoder().decode(await store.get(CONFIG_NAME))) as Record<string, unknown>;
+  const changes = changedSettings(before, JSON.parse(configJson(cfg)), [...operationalPatterns(job), 'input.paths']);
+  if (changes.length > 0) {
+    throw new ConfigError(`--extend adds inputs only; output ${store.url} was made with other settings (${changes.length}):\n${formatChanges(changes)}`);
+  }
+  if (added === 0) return extended;
+  log.info(`--extend: ${added} new unit(s) for the new inputs (ids ${extended[prev.plan.length].id}–${extended[extended.length - 1].id}); the ${prev.plan.length} existing units are untouched`);
+  await store.put(CONFIG_NAME, configJson(cfg));
+  const fingerprint = createHash('sha256').update(JSON.stringify(extended)).digest('hex');
+  const pins = { ...prev.pins, ...pinsUsed() };
+  const plan: PlanFile = { job: job.name, units: extended.length, fingerprint, unit_ids: extended.map((u) => u.id), ...(Object.keys(pins).length > 0 ? { pins } : {}), plan: extended };
+  await store.put(PLAN_NAME, JSON.stringify(plan, null, 2) + '\n');
+  return extended;
 }
