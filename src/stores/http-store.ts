@@ -106,14 +106,14 @@ export class HttpStore implements Store {
     this.warnOnce(name, `${this.objectUrl(name)}: the server ignores range requests; downloading it whole (streamed to a temporary file) and reading from there`);
     let p = this.downloads.get(name);
     if (!p) {
-      p = this.saveBody(name, res);
+      p = this.saveBody(res);
       this.downloads.set(name, p);
       p.catch(() => this.downloads.delete(name));
     } else await res.body?.cancel();
     return readFileRange(await p, start, end);
   }
 
-  private async saveBody(name: string, res: Response): Promise<string> {
+  private async saveBody(res: Response): Promise<string> {
     const dir = await (this.scratch ??= mkdtemp(join(tmpdir(), 'bitprep-http-')).then((d) => {
       // The copies live as long as the process.
       process.once('exit', () => rmSync(d, { recursive: true, force: true }));

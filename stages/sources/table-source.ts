@@ -182,7 +182,7 @@ async function* unitRows(inp: InputRef, opts: TableSourceOptions): AsyncGenerato
     }
   }
   if (batch.length > 0) yield batch;
-  if (index < Math.min(rowEnd, Number.MAX_SAFE_INTEGER) && rowEnd !== Infinity) throw new Error(`${label}: ${index} rows where the plan counted at least ${rowEnd}; the file changed since it was planned`);
+  if (rowEnd !== Infinity && index < rowEnd) throw new Error(`${label}: ${index} rows where the plan counted at least ${rowEnd}; the file changed since it was planned`);
 }
 
 /**
