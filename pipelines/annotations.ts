@@ -80,6 +80,11 @@ export class Annotators {
     private readonly models: TensorModel[],
   ) {}
 
+  /** The width of the embeddings the aesthetic stage gives (its head's input), when there is one. */
+  get embeddingDim(): number | undefined {
+    return this.aesthetic?.head.dim;
+  }
+
   static async open(cfg: { aesthetic?: AestheticOptions; ocr?: OcrOptions; breaker?: BreakerConfig }): Promise<Annotators> {
     const breaker = cfg.breaker && modelBreaker(cfg.breaker);
     const models: TensorModel[] = [];
@@ -119,14 +124,14 @@ export class Annotators {
    * Aesthetic score and filter, then OCR and the text filters: OCR is the most expensive step,
    * so it only reads images that passed the aesthetic threshold.
    */
-  stages(): Stage[] {
+  stages(opts: { keepEmbedding?: boolean } = {}): Stage[] {
     const out: Stage[] = [];
     if (this.aesthetic) {
       const { head, pool, cfg } = this.aesthetic;
       if (cfg.clip && pool) {
         const { model: _model, ...clip } = cfg.clip;
-        out.push(clipAestheticStage({ head, pool, ...clip }));
-      } else if (cfg.embeddings) out.push(embeddingAestheticStage({ head, ...cfg.embeddings }));
+        out.push(clipAestheticStage({ head, pool, ...clip, keepEmbedding: opts.keepEmbedding }));
+      } else if (cfg.embeddings) out.push(embeddingAestheticStage({ head, ...cfg.embeddings, keepEmbedding: opts.keepEmbedding }));
       if (cfg.min_score !== undefined) out.push(aestheticFilter({ min: cfg.min_score }));
     }
     if (this.ocr) {

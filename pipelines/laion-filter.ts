@@ -36,7 +36,18 @@ export const laionFilterConfig = baseJobConfig.extend({
   ocr: ocrOptions.optional(),
   /** Thumbnails of dropped images for `bitprep report`. */
   thumbnails: droppedThumbnailOptions.default(droppedThumbnailOptions.parse({})),
-}).strict();
+  /**
+   * Save the image embeddings the aesthetic stage computes (or looks up) for the kept images, in
+   * LAION's layout: `<unit>.img_emb.npy` beside a row-aligned `<unit>.img_emb.parquet` (key, url,
+   * caption), for semantic dedup, NSFW or concept filters and retrieval. Needs `aesthetic`.
+   */
+  embeddings: z.object({
+    /** float16 as LAION publishes its embeddings (half the bytes), or float32. */
+    dtype: z.enum(['float16', 'float32']).default('float16'),
+  }).strict().optional(),
+}).strict().superRefine((c, ctx) => {
+  if (c.embeddings && !c.aesthetic) ctx.addIssue({ code: 'custom', path: ['embeddings'], message: 'embeddings are the aesthetic stage\'s: configure aesthetic (clip or embeddings) to save them' });
+});
 
 export type LaionFilterConfig = z.infer<typeof laionFilterConfig>;
 
@@ -71,10 +82,14 @@ function openLaionFilter(cfg: LaionFilterConfig): JobSession {
       const started = new Date();
       const stats = new StatsCollector();
       const thumbnails = DroppedThumbnails.fromOptions(cfg.thumbnails);
-      const stream = pipe(tableSource(unit, cfg.input), stagesOf(cfg, new ExactSeenSet(), await annotatorsOnce(), thumbnails), { unitId: unit.id, stats, log: ctx.log, signal: ctx.signal });
-      return writeImageShards(stream, { output: ctx.output, job: 'laion-filter', unitId: unit.id, stats, started, onRows: ctx.onRows, thumbnails });
+      const annotators = await annotatorsOnce();
+      const stream = pipe(tableSource(unit, cfg.input), stagesOf(cfg, new ExactSeenSet(), annotators, thumbnails), { unitId: unit.id, stats, log: ctx.log, signal: ctx.signal });
+      const embeddings = cfg.embeddings && { dtype: cfg.embeddings.dtype === 'float16' ? ('f2' as const) : ('f4' as const), dim: annotators.embeddingDim! };
+      return writeImageShards(stream, { output: ctx.output, job: 'laion-filter', unitId: unit.id, stats, started, onRows: ctx.onRows, thumbnails, embeddings });
     },
     async *rerun(unit, keys, ctx) {
+      // The unit's saved embeddings are row-aligned with its kept images; merging new ones in is not built.
+      if (cfg.embeddings) throw new Error(`retry-failed cannot add rows to unit ${unit.id}'s saved embeddings yet; to redo the unit, delete ${unit.id}.done.json and rerun bitprep run`);
       // A recovered image that duplicates one the unit already kept is dropped as in a full run.
       const seen = new ExactSeenSet();
       for (const r of ctx.previous) {
@@ -115,7 +130,7 @@ function stagesOf(cfg: LaionFilterConfig, seen: ExactSeenSet, annotators: Annota
     decodeResize({ ...cfg.image, concurrency: cfg.decode_concurrency }),
     ...(thumbnails ? [thumbnails.remember()] : []),
     ...(cfg.dedup ? [exactDedup({ seen })] : []),
-    ...annotators.stages(),
+    ...annotators.stages({ keepEmbedding: !!cfg.embeddings }),
   ];
 }
 

@@ -24,6 +24,8 @@ export interface Sample {
   image?: Uint8Array;
   /** File extension of `image` without the dot: jpg, webp, png. */
   imageExt?: string;
+  /** The image embedding the aesthetic stage computed or looked up (kept for laion-filter's `embeddings`). */
+  embedding?: Float32Array;
   /** The downloaded bytes, kept beside the re-encoded image (decode-resize keep_original: true). */
   original?: { bytes: Uint8Array; ext: string };
   pixels?: RawImage;
@@ -64,6 +66,7 @@ export function fail(s: Sample, stage: string, err: unknown, code?: string): Sam
 function releasePayloads(s: Sample): void {
   s.image = undefined;
   s.original = undefined;
+  s.embedding = undefined;
   s.pixels = undefined;
   s.latent = undefined;
   s.views = undefined;

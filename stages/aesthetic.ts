@@ -55,6 +55,8 @@ export type ClipAestheticOptions = z.input<typeof clipAestheticOptions> & {
   head: AestheticHead;
   /** Replicas of the CLIP ViT-L/14 image tower. */
   pool: ReplicaPool<TensorModel>;
+  /** Keep each sample's embedding on it (`sample.embedding`), for a sink that saves them. */
+  keepEmbedding?: boolean;
 };
 
 /** The options that decide whether a tower fits (checkClipModel). */
@@ -110,7 +112,7 @@ function embeddingsOf(model: string, name: string, t: Tensor, n: number, dim: nu
  */
 export function clipAestheticStage(opts: ClipAestheticOptions): Stage {
   const name = 'aesthetic-clip';
-  const { head, pool, ...options } = opts;
+  const { head, pool, keepEmbedding: _keep, ...options } = opts;
   const o = parseStageOptions(name, clipAestheticOptions, options);
   const { input_name: inName, output_name: outName, image_size: size, field } = o;
   const check: ClipModelCheck = { input_name: inName, output_name: outName, image_size: size, batch_size: o.batch_size, dim: head.dim };
@@ -153,6 +155,7 @@ export function clipAestheticStage(opts: ClipAestheticOptions): Stage {
       },
       apply: (s, embedding) => {
         s.fields[field] = head.score(embedding);
+        if (opts.keepEmbedding) s.embedding = embedding;
         addCount(stats, 'scored');
       },
     });
@@ -195,7 +198,7 @@ export const embeddingAestheticOptions = z.object({
 }).strict();
 
 /** What embeddingAestheticStage takes: the options and the loaded head. */
-export type EmbeddingAestheticOptions = z.input<typeof embeddingAestheticOptions> & { head: AestheticHead };
+export type EmbeddingAestheticOptions = z.input<typeof embeddingAestheticOptions> & { head: AestheticHead; /** Keep each sample's embedding on it (`sample.embedding`). */ keepEmbedding?: boolean };
 
 /** The options that say where the embeddings are (checkEmbeddingPairs). */
 const embeddingSourceOptions = embeddingAestheticOptions.pick({ pairs: true, join: true, url_column: true });
@@ -270,7 +273,7 @@ async function buildUrlMap(pairs: EmbeddingPair[], column: string): Promise<{ ma
  */
 export function embeddingAestheticStage(opts: EmbeddingAestheticOptions): Stage {
   const name = 'aesthetic-embeddings';
-  const { head, ...options } = opts;
+  const { head, keepEmbedding: _keep, ...options } = opts;
   const o = parseStageOptions(name, embeddingAestheticOptions, options);
   const { pairs, field, url_column: column } = o;
   if (pairs.length >= 2 ** 20) throw new Error(`${name}: at most ${2 ** 20 - 1} pairs`);
@@ -342,7 +345,9 @@ export function embeddingAestheticStage(opts: EmbeddingAestheticOptions): Stage 
         await checked(pair);
         const f = await file(pair);
         if (row >= f.rows) throw new SampleError('no_embedding', `no embedding for ${what}: ${pairs[pair].embeddings} has ${f.rows} rows`);
-        s.fields[field] = head.score(await f.readRows(row, row + 1));
+        const embedding = await f.readRows(row, row + 1);
+        s.fields[field] = head.score(embedding);
+        if (opts.keepEmbedding) s.embedding = embedding;
         addCount(stats, 'scored');
       },
       { concurrency: o.concurrency, ordered: true },

@@ -1,5 +1,7 @@
 import type { Sample } from '../../src/sample.js';
 import { TarWriter } from '../../src/formats/tar-write.js';
+import { encodeNpy } from '../../src/formats/npy.js';
+import { writeParquet } from '../../src/formats/parquet-write.js';
 import type { ColumnType } from '../../src/formats/parquet-write.js';
 import { ColumnNames, encodeRecords, jobColumns, toRecord, webDatasetMembers } from '../../src/records.js';
 import { countInFunnel, emptyFunnel, type StatsCollector } from '../../src/stats.js';
@@ -24,6 +26,8 @@ export interface ImageShardSinkOptions {
   columns?: readonly string[];
   /** Writes `<unit>.thumbs` with a sample of the images dropped after decoding (its remember() stages must be in the pipeline). */
   thumbnails?: DroppedThumbnails;
+  /** Writes the kept images' embeddings (`sample.embedding`) as `<unit>.img_emb.npy` with its row-aligned `<unit>.img_emb.parquet` (see saveEmbeddings). */
+  embeddings?: { dtype: 'f2' | 'f4'; dim: number };
 }
 
 /** One unit's column names (src/records.ts ColumnNames): the job's columns and pinned types count as its own. */
@@ -49,6 +53,8 @@ export async function writeImageShards(stream: AsyncIterable<Sample>, opts: Imag
   const records: Record<string, unknown>[] = [];
   const names = unitColumnNames(opts);
   const sinkStats = opts.stats.stage('write');
+  const vectors: Float32Array[] = [];
+  const index: Record<string, unknown>[] = [];
   try {
     const tarOut = await outputs.stream('.tar');
     const tar = new TarWriter(tarOut);
@@ -59,6 +65,12 @@ export async function writeImageShards(stream: AsyncIterable<Sample>, opts: Imag
         sinkStats.in++;
         const t0 = performance.now();
         await tar.addSample(s.key, webDatasetMembers(s, names));
+        if (opts.embeddings) {
+          if (!s.embedding || s.embedding.length !== opts.embeddings.dim) throw new Error(`sample ${s.key} reached the shard without its ${opts.embeddings.dim}-d embedding`);
+          vectors.push(s.embedding);
+          index.push({ key: s.key, url: s.fields.url ?? null, caption: s.fields.caption ?? null });
+          s.embedding = undefined;
+        }
         sinkStats.ok++;
         sinkStats.counts.bytes = (sinkStats.counts.bytes ?? 0) + (s.image?.length ?? 0);
         sinkStats.busySeconds += (performance.now() - t0) / 1000;
@@ -71,10 +83,25 @@ export async function writeImageShards(stream: AsyncIterable<Sample>, opts: Imag
     await tar.finish();
     await tarOut.close();
     if (opts.thumbnails) await opts.thumbnails.write(outputs);
+    if (opts.embeddings) await saveEmbeddings(outputs, vectors, index, opts.embeddings);
     await outputs.put('.parquet', encodeRecords(records, { columns: opts.columns ?? jobColumns(opts.job), types: opts.columnTypes }));
     return await outputs.finish({ started: opts.started, funnel, stages: opts.stats.all() });
   } catch (err) {
     await outputs.abort();
     throw err;
   }
+}
+
+/**
+ * The kept images' embeddings in LAION's layout, per unit: `<unit>.img_emb.npy` ([rows, dim],
+ * float16 as LAION publishes them, or float32), and `<unit>.img_emb.parquet` (key, url,
+ * caption), row i of one being row i of the other — LAION's `img_emb_XXXX.npy` beside its
+ * `metadata_XXXX.parquet`, so they join back by key or url, and laion-filter's
+ * `aesthetic.embeddings` can read them as precomputed embeddings.
+ */
+async function saveEmbeddings(outputs: UnitOutputs, vectors: Float32Array[], index: Record<string, unknown>[], o: { dtype: 'f2' | 'f4'; dim: number }): Promise<void> {
+  const flat = new Float32Array(vectors.length * o.dim);
+  vectors.forEach((v, i) => flat.set(v, i * o.dim));
+  await outputs.put('.img_emb.npy', encodeNpy(flat, [vectors.length, o.dim], { dtype: o.dtype }));
+  await outputs.put('.img_emb.parquet', writeParquet(index, { schema: [{ name: 'key', type: 'STRING', nullable: false }, { name: 'url', type: 'STRING' }, { name: 'caption', type: 'STRING' }] }));
 }

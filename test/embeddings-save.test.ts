@@ -1,0 +1,106 @@
+import { execFileSync } from 'node:child_process';
+import { mkdir, readFile, readdir, writeFile } from 'node:fs/promises';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { generateDemoData } from '../pipelines/demo-data.js';
+import { FileStore } from '../src/stores/file-store.js';
+import { randomAestheticLayers, writeAestheticHead } from '../stages/aesthetic-head.js';
+import { buildClipStandinModel } from '../stages/clip-standin.js';
+import { duckRows } from './helpers/duckdb.js';
+import { readAllRecords } from './helpers/read-output.js';
+import { runCli, writeConfig } from './helpers/run-cli.js';
+import { tempDir } from './helpers/temp-dir.js';
+
+/**
+ * laion-filter `embeddings:` through the CLI: the aesthetic stage's embeddings of the kept images
+ * saved per unit in LAION's layout, read back by numpy and DuckDB, and joined back by url as
+ * precomputed embeddings in a second run that scores alike.
+ */
+let dir: string;
+let server: http.Server;
+let base: string;
+
+beforeAll(async () => {
+  dir = await tempDir('embeddings-save');
+  server = http.createServer(async (req, res) => {
+    try {
+      const b = await readFile(join(dir, 'data', 'images', decodeURIComponent(new URL(req.url!, 'http://x').pathname.slice(1))));
+      res.writeHead(200, { 'content-length': b.length }).end(b);
+    } catch {
+      res.writeHead(404).end();
+    }
+  });
+  await new Promise<void>((ok) => server.listen(0, '127.0.0.1', ok));
+  base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  await generateDemoData(join(dir, 'data'), 20, 3, { urlBase: base });
+  await mkdir(join(dir, 'models'));
+  await writeFile(join(dir, 'models', 'clip.onnx'), buildClipStandinModel(7));
+  await writeAestheticHead(join(dir, 'models', 'head.safetensors'), randomAestheticLayers(7));
+}, 60_000);
+
+afterAll(async () => {
+  await new Promise((ok) => server?.close(ok));
+});
+
+const job = (name: string, aesthetic: Record<string, unknown>, extra: Record<string, unknown> = {}) =>
+  writeConfig(dir, `${name}.json`, {
+    job: 'laion-filter',
+    output: join(dir, name),
+    input: { kind: 'parquet', paths: [join(dir, 'data', 'laion')], unit_rows: 8 },
+    fetch: { allow_addresses: ['127.0.0.1/32'], retries: 0, respect_robots: false },
+    image: { size: 64, min_edge: 32, max_pixels: 50_000_000 },
+    aesthetic: { head: join(dir, 'models', 'head.safetensors'), ...aesthetic },
+    ...extra,
+  });
+
+describe('laion-filter embeddings', () => {
+  it('saves the kept images’ embeddings per unit as float16 .npy with a row-aligned key index, which join back by url', async () => {
+    const r = await runCli(['run', await job('saved', { clip: { model: { onnx: join(dir, 'models', 'clip.onnx') } } }, { embeddings: {} }), '--progress', 'off']);
+    expect(r.code, r.stderr).toBe(0);
+    const out = join(dir, 'saved');
+    const records = await readAllRecords(new FileStore(out));
+    const units = (await readdir(out)).filter((n) => n.endsWith('.img_emb.npy')).map((n) => n.slice(0, -'.img_emb.npy'.length)).sort();
+    expect(units.length).toBeGreaterThan(1);
+    const pairs = [];
+    for (const u of units) {
+      const npy = join(out, `${u}.img_emb.npy`);
+      const meta = join(out, `${u}.img_emb.parquet`);
+      // numpy reads the shape and dtype; DuckDB the index; both agree with the unit's kept rows, in order.
+      const [shape, dtype] = JSON.parse(execFileSync('/usr/bin/python3', ['-c', 'import json, sys, numpy as np; a = np.load(sys.argv[1]); print(json.dumps([list(a.shape), str(a.dtype)]))', npy], { encoding: 'utf8' })) as [number[], string];
+      const keys = (await duckRows(`SELECT key FROM '${meta}'`)).map((x) => String(x.key));
+      const kept = records.filter((x) => x.status === 'ok' && String(x.key).startsWith(u)).map((x) => String(x.key)).sort();
+      expect(keys).toEqual(kept);
+      expect(shape).toEqual([keys.length, 768]);
+      expect(dtype).toBe('float16');
+      pairs.push({ embeddings: npy, metadata: meta });
+    }
+
+    // A second run with the saved embeddings as precomputed ones (join by url) scores the kept images alike.
+    const again = await runCli(['run', await job('joined', { embeddings: { pairs, join: 'url', url_column: 'url' } }), '--progress', 'off']);
+    expect(again.code, again.stderr).toBe(0);
+    const scored = new Map((await readAllRecords(new FileStore(join(dir, 'joined')))).map((x) => [String(x.key), x]));
+    let compared = 0;
+    for (const x of records.filter((y) => y.status === 'ok')) {
+      const y = scored.get(String(x.key))!;
+      expect(y.status).toBe('ok');
+      // float16 keeps 3 significant digits of each component.
+      expect(Math.abs(Number(y.aesthetic_score) - Number(x.aesthetic_score))).toBeLessThan(0.02);
+      compared++;
+    }
+    expect(compared).toBeGreaterThan(5);
+
+    // retry-failed cannot merge into saved embeddings yet: it says so instead of leaving them stale.
+    const retry = await runCli(['retry-failed', out, '--reasons', 'fetch:http_404']);
+    expect(retry.code).not.toBe(0);
+    expect(retry.stderr).toMatch(/cannot add rows to unit \d+'s saved embeddings/);
+  });
+
+  it('refuses embeddings without an aesthetic stage', async () => {
+    const cfg = await writeConfig(dir, 'no-aesthetic.json', { job: 'laion-filter', output: join(dir, 'x'), input: { kind: 'parquet', paths: [join(dir, 'data', 'laion')] }, embeddings: {} });
+    const r = await runCli(['plan', cfg]);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toMatch(/embeddings are the aesthetic stage's/);
+  });
+});
