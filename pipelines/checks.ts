@@ -195,7 +195,7 @@ export async function checkModelSource(key: string, src: ModelSource, contract: 
   return problems;
 }
 
-/** Columns the parquet source hands every sample besides the file's own (stages/sources/parquet-source.ts). */
+/** Columns the table source hands every sample besides the file's own (stages/sources/table-source.ts). */
 export const PARQUET_SOURCE_FIELDS = ['url', 'caption', 'source_file', 'source_row'];
 
 /** A URL/caption table input: files exist, their columns read (Parquet footers, CSV headers, JSON Lines keys), url and caption columns in each. */
