@@ -8,6 +8,7 @@ import type { Logger } from '../src/log.js';
 import { ReplicaPool } from '../src/models/replica-pool.js';
 import type { TensorModel } from '../src/models/tensor.js';
 import { pipe, type Stage } from '../src/stage.js';
+import { drop } from '../src/sample.js';
 import { StatsCollector } from '../src/stats.js';
 import { checkBitEncoder } from '../stages/bit-encoder.js';
 import { captionTokensStage, loadCaptionTokenizer, tokenColumnTypes, tokensField, textTokensConfig, type CaptionTokenizer, type TextTokensConfig } from '../stages/caption-tokens.js';
@@ -24,6 +25,11 @@ export const preEncodeConfig = baseJobConfig.extend({
   input: z.object({
     paths: z.array(z.string()).min(1),
     unit_rows: unitRows,
+    /**
+     * `bitprep dedup` outputs whose drop lists apply: an input row they drop (a later copy of a
+     * picture another output or unit holds) is recorded as dropped `duplicate` and not encoded.
+     */
+    exclude: z.array(z.string().min(1)).default([]),
   }).strict(),
   /** The dataset's name in every latent row (`source`), what training-mix weighs by, e.g. laion, dalle3, flux-schnell. */
   source: z.string().min(1),
@@ -62,6 +68,8 @@ async function openTokenizer(tt: TextTokensConfig, log: Logger): Promise<Caption
 /** A pre-encode session: one encoder pool (and caption tokenizer) for all its units, opened by the first unit. */
 function openPreEncode(cfg: PreEncodeConfig, log: Logger): JobSession {
   let encoder: ReturnType<typeof openEncoder> | undefined;
+  // Drop lists per input folder, read once for the session.
+  const drops = new Map<string, Promise<Map<string, string>>>();
   let tokenizer: Promise<CaptionTokenizer> | undefined;
   return {
     async run(unit, ctx) {
@@ -70,6 +78,7 @@ function openPreEncode(cfg: PreEncodeConfig, log: Logger): JobSession {
       const { pool } = await (encoder ??= openEncoder(cfg));
       const tt = cfg.text_tokens;
       const stages = [
+        ...(cfg.input.exclude.length > 0 ? [excludeStage(await dropsFor(cfg.input.exclude, unit.inputs[0].uri, drops))] : []),
         sourceStage(cfg.source),
         ...(tt ? [captionTokensStage(await (tokenizer ??= openTokenizer(tt, log)), tt.fields)] : []),
         ...encodeStages({ pool, size: cfg.encoder.size, crop: cfg.encoder.crop, views: cfg.encoder.views, viewSeed: cfg.encoder.view_seed, batchSize: cfg.encoder.batch_size, maxBatchesInFlight: cfg.encoder.max_batches_in_flight, maxWaitMs: cfg.encoder.max_wait_ms, decodeConcurrency: cfg.decode_concurrency }),
@@ -81,6 +90,27 @@ function openPreEncode(cfg: PreEncodeConfig, log: Logger): JobSession {
       // An encoder that failed to open (server down, wrong model) holds nothing; its error was the unit's.
       await encoder?.then((x) => Promise.all(x.models.map((m) => m.close())), () => undefined);
     },
+  };
+}
+
+/** The dedup drops of the output a tar belongs to (its folder), read once per folder. */
+function dropsFor(dirs: readonly string[], tar: string, cache: Map<string, Promise<Map<string, string>>>): Promise<Map<string, string>> {
+  const folder = tar.slice(0, Math.max(0, tar.lastIndexOf('/'))) || '.';
+  let p = cache.get(folder);
+  if (!p) {
+    p = import('../stages/dedup/exact-dedup.js').then((m) => m.droppedKeys(dirs, folder));
+    cache.set(folder, p);
+  }
+  return p;
+}
+
+/** Drops the rows a dedup named as later copies, before anything is decoded. */
+function excludeStage(dropped: Map<string, string>): Stage {
+  return async function* (input) {
+    for await (const s of input) {
+      const of = s.status.kind === 'ok' ? dropped.get(s.key) : undefined;
+      yield of === undefined ? s : drop(s, 'duplicate', of);
+    }
   };
 }
 
@@ -96,6 +126,7 @@ function sourceStage(source: string): Stage {
 }
 
 const sourceOptions = (cfg: PreEncodeConfig) => ({ paths: cfg.input.paths, unit_rows: cfg.input.unit_rows, keep_keys: true });
+
 
 /**
  * Image shards → decode (CPU, ahead) → BIT encoder (batched over replicas) → 1024-byte packed
@@ -124,6 +155,10 @@ export const preEncodeJob: Job<PreEncodeConfig> = {
 /** pre-encode: the tars exist, the encoder honours the BIT encoder contract, the tokenizer loads. */
 async function checkPreEncode(cfg: PreEncodeConfig, log: Logger): Promise<string[]> {
   const problems = await checkTarInputs(cfg.input.paths);
+  for (const [i, d] of cfg.input.exclude.entries()) {
+    const missing = await fileProblem(`input.exclude[${i}]`, `${d.replace(/\/+$/, '')}/summary.json`, 'file (a finished bitprep dedup output)');
+    if (missing) problems.push(missing);
+  }
   problems.push(...(await checkModelSource('encoder.model', cfg.encoder.model, (m) => checkBitEncoder(m, { size: cfg.encoder.size }), log)));
   const tt = cfg.text_tokens;
   if (tt) {

@@ -1,4 +1,5 @@
-import { mkdir, rm } from 'node:fs/promises';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { buildBitEncoderStandin } from '../stages/bit-encoder-standin.js';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { generateDemoData } from '../pipelines/demo-data.js';
@@ -68,6 +69,23 @@ describe('bitprep dedup', () => {
     const { keys } = await dropsOf(out);
     expect(keys.every((k) => k.startsWith(`${outA()}|`))).toBe(true);
     expect(keys.length).toBe((await expected()).length);
+  });
+
+  it('pre-encode leaves out the rows a dedup drops (input.exclude), recording them as duplicates', async () => {
+    const model = join(dir, 'encoder.onnx');
+    await writeFile(model, buildBitEncoderStandin(3, 32).onnx);
+    const dedupDir = join(dir, 'dedup-1');
+    const cfg = await writeConfig(dir, 'pe.json', { job: 'pre-encode', output: join(dir, 'latents-b'), input: { paths: [outB()], exclude: [dedupDir] }, source: 'b', encoder: { model: { onnx: model }, size: 32, crop: 'centre' } });
+    const r = await runCli(['run', cfg, '--progress', 'off']);
+    expect(r.code, r.stderr).toBe(0);
+    const dropped = new Set((await dropsOf(dedupDir)).rows.map((x) => String(x.key)));
+    const okB = (await duckRows(`SELECT key FROM read_parquet('${outB()}/[0-9]*.parquet', union_by_name = true) WHERE status = 'ok'`)).map((x) => String(x.key));
+    const latents = (await duckRows(`SELECT key FROM read_parquet('${join(dir, 'latents-b')}/*.latents.parquet')`)).map((x) => String(x.key)).sort();
+    expect(latents).toEqual(okB.filter((k) => !dropped.has(k)).sort());
+    const records = await duckRows(`SELECT key, status, dropped_by, dropped_value FROM read_parquet('${join(dir, 'latents-b')}/[0-9]*.parquet', union_by_name = true) WHERE status = 'dropped'`);
+    expect(records.map((x) => String(x.key)).sort()).toEqual([...dropped].sort());
+    for (const x of records) expect(x.dropped_by).toBe('duplicate');
+    expect(String(records[0].dropped_value)).toContain(outA());
   });
 
   it('refuses an output with a unit not done', async () => {

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { join } from 'node:path';
+import { join, resolve as resolvePath } from 'node:path';
 import { tmpdir } from 'node:os';
 import { parquetSourceFromStore, readParquetRowGroups } from '../../src/formats/parquet-read.js';
 import { writeParquet } from '../../src/formats/parquet-write.js';
@@ -125,3 +125,25 @@ const DROP_SCHEMA = [
   { name: 'kept_output', type: 'STRING' as const, nullable: false },
   { name: 'kept_key', type: 'STRING' as const, nullable: false },
 ];
+
+/** How an output is named in drop lists and matched against inputs: URLs as written, local paths absolute. */
+export const outputIdentity = (path: string): string => (/^[a-z][a-z0-9+.-]*:\/\//i.test(path) ? path.replace(/\/+$/, '') : resolvePath(path));
+
+/**
+ * The keys a dedup run drops from one output, with the copy each duplicates (`kept_output/kept_key`),
+ * read from its drop lists (`<dedup>/drops/part-*.parquet`); only that output's rows are kept in memory.
+ */
+export async function droppedKeys(dedupDirs: readonly string[], output: string): Promise<Map<string, string>> {
+  const want = outputIdentity(output);
+  const out = new Map<string, string>();
+  for (const d of dedupDirs) {
+    const store = openStore(d);
+    if (!(await store.exists('summary.json'))) throw new Error(`${d}: no summary.json (not a finished bitprep dedup output)`);
+    for (const name of (await store.list('drops/')).filter((n) => n.endsWith('.parquet'))) {
+      for await (const g of readParquetRowGroups(await parquetSourceFromStore(store, name), { columns: ['output', 'key', 'kept_output', 'kept_key'] })) {
+        for (const r of g.rows) if (outputIdentity(String(r.output)) === want) out.set(String(r.key), `${String(r.kept_output)}/${String(r.kept_key)}`);
+      }
+    }
+  }
+  return out;
+}
