@@ -211,7 +211,8 @@ export async function checkParquetInput(key: string, input: TableSourceOptions) 
       problems.push(`${key}.paths: ${messageOf(err)}`);
     }
   }
-  if (input.columns && files.some((f) => f.format === 'parquet' || f.format === 'jsonl')) problems.push(`${key}.columns: only CSV and TSV files without a header line take column names; ${files.find((f) => f.format === 'parquet' || f.format === 'jsonl')!.uri} names its own`);
+  const named = files.find((f) => f.format === 'parquet' || f.format === 'jsonl');
+  if (input.columns && named) problems.push(`${key}.columns: only CSV and TSV files without a header line take column names; ${named.uri} names its own`);
   const read = await readSchemas(`${key}.paths`, files, input.columns);
   problems.push(...read.problems);
   for (const [k, column] of [['url_column', input.url_column], ['caption_column', input.caption_column]] as const) {

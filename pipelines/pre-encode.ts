@@ -127,7 +127,6 @@ function sourceStage(source: string): Stage {
 
 const sourceOptions = (cfg: PreEncodeConfig) => ({ paths: cfg.input.paths, unit_rows: cfg.input.unit_rows, keep_keys: true });
 
-
 /**
  * Image shards → decode (CPU, ahead) → BIT encoder (batched over replicas) → 1024-byte packed
  * latents → latent shards (`<unit>.latents.parquet`, zstd) with the records of every row and,

@@ -1,10 +1,9 @@
 import { execFileSync } from 'node:child_process';
-import { mkdir, readFile, readdir, writeFile } from 'node:fs/promises';
-import http from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { mkdir, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { generateDemoData } from '../pipelines/demo-data.js';
+import { startDemoImageServer } from '../pipelines/demo-server.js';
 import { FileStore } from '../src/stores/file-store.js';
 import { randomAestheticLayers, writeAestheticHead } from '../stages/aesthetic-head.js';
 import { buildClipStandinModel } from '../stages/clip-standin.js';
@@ -19,21 +18,14 @@ import { tempDir } from './helpers/temp-dir.js';
  * precomputed embeddings in a second run that scores alike.
  */
 let dir: string;
-let server: http.Server;
+let server: Awaited<ReturnType<typeof startDemoImageServer>>;
 let base: string;
 
 beforeAll(async () => {
   dir = await tempDir('embeddings-save');
-  server = http.createServer(async (req, res) => {
-    try {
-      const b = await readFile(join(dir, 'data', 'images', decodeURIComponent(new URL(req.url!, 'http://x').pathname.slice(1))));
-      res.writeHead(200, { 'content-length': b.length }).end(b);
-    } catch {
-      res.writeHead(404).end();
-    }
-  });
-  await new Promise<void>((ok) => server.listen(0, '127.0.0.1', ok));
-  base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  // The demo's own image host (pipelines/demo-server.ts), serving the generated images by name.
+  server = await startDemoImageServer(join(dir, 'data', 'images'));
+  base = server.url;
   await generateDemoData(join(dir, 'data'), 20, 3, { urlBase: base });
   await mkdir(join(dir, 'models'));
   await writeFile(join(dir, 'models', 'clip.onnx'), buildClipStandinModel(7));
@@ -41,7 +33,7 @@ beforeAll(async () => {
 }, 60_000);
 
 afterAll(async () => {
-  await new Promise((ok) => server?.close(ok));
+  await server?.close();
 });
 
 const job = (name: string, aesthetic: Record<string, unknown>, extra: Record<string, unknown> = {}) =>

@@ -13,7 +13,7 @@ import type { Store } from '../stores/store.js';
 import { doneName, type Unit, type UnitStats } from '../units/unit.js';
 import { mapConcurrent } from '../concurrency.js';
 import { RUN_SUMMARY_NAME, summarizeOutput, writeRunSummary, type RunSummary } from '../run-summary.js';
-import { extendUnits } from './extend-plan.js';
+import { extendUnits, sameUnits } from './extend-plan.js';
 import { runUnit } from './run-unit.js';
 import { selectUnits, type ShardSelection } from './shard-select.js';
 
@@ -252,12 +252,10 @@ async function executeHeld(job: AnyJob, cfg: BaseJobConfig, planned: Unit[], opt
  * records would no longer hold each row exactly once. Writes `_plan.json` on first use.
  */
 export async function checkPlan(store: Store, job: string, units: Unit[]): Promise<void> {
-  const fingerprint = createHash('sha256').update(JSON.stringify(units)).digest('hex');
-  const pins = pinsUsed();
-  const plan: PlanFile = { job, units: units.length, fingerprint, unit_ids: units.map((u) => u.id), ...(Object.keys(pins).length > 0 ? { pins } : {}), plan: units };
+  const plan = planFile(job, units, pinsUsed());
   if (await store.exists(PLAN_NAME)) {
     const prev = await readPlan(store);
-    if (prev.job !== job || prev.fingerprint !== fingerprint) {
+    if (prev.job !== job || prev.fingerprint !== plan.fingerprint) {
       throw new Error(
         `output ${store.url} holds a different plan (job ${prev.job}, ${prev.units} units; now job ${job}, ${units.length} units): ` +
           'the inputs or unit size changed since it was started. Use a new output, delete it to start over, or add inputs with bitprep run --extend.',
@@ -268,6 +266,12 @@ export async function checkPlan(store: Store, job: string, units: Unit[]): Promi
   await store.put(PLAN_NAME, JSON.stringify(plan, null, 2) + '\n');
 }
 
+/** `_plan.json` for these units: their fingerprint, ids, the units themselves and the pins they were planned with. */
+function planFile(job: string, units: Unit[], pins: Record<string, string>): PlanFile {
+  const fingerprint = createHash('sha256').update(JSON.stringify(units)).digest('hex');
+  return { job, units: units.length, fingerprint, unit_ids: units.map((u) => u.id), ...(Object.keys(pins).length > 0 ? { pins } : {}), plan: units };
+}
+
 /**
  * The planned units in the ids and order the output's plan recorded, when they are the same units
  * (after an extension the planner's own order may differ: a new input sorted first); otherwise
@@ -276,13 +280,7 @@ export async function checkPlan(store: Store, job: string, units: Unit[]): Promi
 async function recordedOrder(store: Store, planned: Unit[]): Promise<Unit[]> {
   if (!(await store.exists(PLAN_NAME))) return planned;
   const prev = (await readPlan(store)).plan;
-  if (!prev || prev.length !== planned.length) return planned;
-  try {
-    const aligned = extendUnits(prev, planned, store.url);
-    return aligned.length === prev.length ? aligned : planned;
-  } catch {
-    return planned;
-  }
+  return prev && sameUnits(prev, planned) ? prev : planned;
 }
 
 /**
@@ -306,9 +304,6 @@ export async function extendPlan(store: Store, job: AnyJob, cfg: BaseJobConfig, 
   if (added === 0) return extended;
   log.info(`--extend: ${added} new unit(s) for the new inputs (ids ${extended[prev.plan.length].id}–${extended[extended.length - 1].id}); the ${prev.plan.length} existing units are untouched`);
   await store.put(CONFIG_NAME, configJson(cfg));
-  const fingerprint = createHash('sha256').update(JSON.stringify(extended)).digest('hex');
-  const pins = { ...prev.pins, ...pinsUsed() };
-  const plan: PlanFile = { job: job.name, units: extended.length, fingerprint, unit_ids: extended.map((u) => u.id), ...(Object.keys(pins).length > 0 ? { pins } : {}), plan: extended };
-  await store.put(PLAN_NAME, JSON.stringify(plan, null, 2) + '\n');
+  await store.put(PLAN_NAME, JSON.stringify(planFile(job.name, extended, { ...prev.pins, ...pinsUsed() }), null, 2) + '\n');
   return extended;
 }

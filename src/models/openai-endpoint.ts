@@ -1,4 +1,4 @@
-import { ProxyAgents } from '../net/proxy.js';
+import { ProxyAgents, proxyFor } from '../net/proxy.js';
 import http from 'node:http';
 import https from 'node:https';
 import PQueue from 'p-queue';
@@ -118,10 +118,8 @@ export class OpenAIEndpoint {
     this.transport = new URL(this.base).protocol === 'https:' ? https : http;
     const agentOptions = { keepAlive: true, maxSockets: opts.maxInFlight ?? 16 };
     // Through the environment's proxy where it names one for this server (NO_PROXY honoured).
-    const direct = new this.transport.Agent(agentOptions);
-    const routed = new ProxyAgents(agentOptions).for(new URL(this.base), direct);
-    if (routed.proxy) direct.destroy();
-    this.agent = routed.agent;
+    const proxy = proxyFor(this.base);
+    this.agent = proxy ? new ProxyAgents(agentOptions).agent(proxy, new URL(this.base).protocol) : new this.transport.Agent(agentOptions);
     this.headers = { 'content-type': 'application/json', accept: 'application/json' };
     if (opts.apiKey) this.headers.authorization = `Bearer ${opts.apiKey}`;
     this.breaker = new Breaker(`${this.base} (model ${opts.model})`, opts.breaker ?? modelBreaker());

@@ -1,5 +1,5 @@
 import { rmSync } from 'node:fs';
-import { mkdtemp, open, rm } from 'node:fs/promises';
+import { mkdtemp, open } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -151,11 +151,6 @@ export class HttpStore implements Store {
   }
   async delete(): Promise<void> {
     this.readOnly();
-  }
-
-  /** Removes the temporary copies of objects whose server ignored ranges. */
-  async close(): Promise<void> {
-    if (this.scratch) await rm(await this.scratch, { recursive: true, force: true });
   }
 }
 

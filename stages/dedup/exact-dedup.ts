@@ -3,6 +3,7 @@ import { join, resolve as resolvePath } from 'node:path';
 import { tmpdir } from 'node:os';
 import { parquetSourceFromStore, readParquetRowGroups } from '../../src/formats/parquet-read.js';
 import { writeParquet } from '../../src/formats/parquet-write.js';
+import { readPlan } from '../../src/executors/local.js';
 import type { Logger } from '../../src/log.js';
 import { openStore } from '../../src/stores/open-store.js';
 import type { Store } from '../../src/stores/store.js';
@@ -41,8 +42,7 @@ async function doneUnits(store: Store, url: string): Promise<string[]> {
   const done = names.filter((n) => /^[^/]+\.done\.json$/.test(n)).map((n) => n.slice(0, -'.done.json'.length)).sort();
   if (done.length === 0) throw new Error(`${url}: no done unit (not a bitprep image output, or not run yet)`);
   if (names.includes('_plan.json')) {
-    const plan = JSON.parse(new TextDecoder().decode(await store.get('_plan.json'))) as { unit_ids?: string[] };
-    const missing = (plan.unit_ids ?? []).filter((id) => !done.includes(id));
+    const missing = (await readPlan(store)).unit_ids.filter((id) => !done.includes(id));
     if (missing.length > 0) throw new Error(`${url}: ${missing.length} unit(s) not done (e.g. ${missing[0]}); finish the run first, so the dedup does not change under it`);
   }
   return done;

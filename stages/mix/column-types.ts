@@ -2,6 +2,13 @@ import type { SchemaTree } from 'hyparquet';
 import { readParquetSchema, type ParquetSource } from '../../src/formats/parquet-read.js';
 import type { ColumnType } from '../../src/formats/parquet-write.js';
 
+/**
+ * The column of a mix whose inputs have views: each sample's latents (1024 bytes each) in the
+ * order epochs show them — `bitprep feed --epoch e` streams the (e mod views)-th, so each pass
+ * over the mix sees another crop; `latent` is the first (scatter.ts draws where each sample starts).
+ */
+export const VIEWS_COLUMN: [string, ColumnType] = ['latent_views', 'BYTE_ARRAY'];
+
 /** Columns every output shard has and bitprep fills itself, whatever the inputs hold. */
 const OWN = new Set(['key', 'latent']);
 

@@ -3,7 +3,7 @@ import { BIT_ORDER, LATENT_BITS_PER_TOKEN, LATENT_BYTES, LATENT_TOKENS } from '.
 import { parquetSourceFromStore, readParquetMeta, readParquetRowGroups } from '../../src/formats/parquet-read.js';
 import type { Store } from '../../src/stores/store.js';
 import type { MixIndex } from './mix-index.js';
-import { VIEWS_COLUMN } from './selection.js';
+import { VIEWS_COLUMN } from './column-types.js';
 
 /** The columns `bitprep feed` streams, in order. */
 export const FEED_COLUMNS = ['key', 'latent', 'caption_text', 'caption_kind', 'source'] as const;

@@ -10,7 +10,8 @@ import { captionDraw, chooseCaption, dropCaption, uncondDraw } from './caption-p
 import { FeistelPermutation } from './feistel.js';
 import { deriveSeed, hash32, rowIdentity } from './hash.js';
 import { locate } from './mixture.js';
-import { datasetIdentity, DUPLICATE_KEY, EXTRA_VIEW, NEAR_DUPLICATE, VIEWS_COLUMN, type MixSelection, type SelectionFile } from './selection.js';
+import { VIEWS_COLUMN } from './column-types.js';
+import { datasetIdentity, DUPLICATE_KEY, EXTRA_VIEW, NEAR_DUPLICATE, type MixSelection, type SelectionFile } from './selection.js';
 import { encodePayload, writeRun, type RunRecord } from './shuffle-run.js';
 
 export interface ScatterOptions {

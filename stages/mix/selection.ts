@@ -11,7 +11,7 @@ import type { Store } from '../../src/stores/store.js';
 import { duplicatesToDrop, findNearDuplicates } from '../latent-dedup.js';
 import { OWN_COLUMN_TYPES } from '../../src/formats/known-columns.js';
 import { RENAME_PREFIX } from '../../src/records.js';
-import { mergeColumnType, readColumnTypes, unionColumns } from './column-types.js';
+import { mergeColumnType, readColumnTypes, unionColumns, VIEWS_COLUMN } from './column-types.js';
 import { FingerprintSet } from './fingerprint-set.js';
 import { deriveSeed, fingerprint64, hash32, rowIdentity } from './hash.js';
 import { planMixture, rankLayout, type MixturePlan, type RankLayout } from './mixture.js';
@@ -125,13 +125,6 @@ export const MIX_COLUMNS: [string, ColumnType][] = [
   ['caption_text', 'STRING'],
   ['mix_set', 'STRING'],
 ];
-
-/**
- * The column of a mix whose inputs have views: each sample's latents (1024 bytes each) in the
- * order epochs show them — `bitprep feed --epoch e` streams the (e mod views)-th, so each pass
- * over the mix sees another crop; `latent` is the first (scatter.ts draws where each sample starts).
- */
-export const VIEWS_COLUMN: [string, ColumnType] = ['latent_views', 'BYTE_ARRAY'];
 
 /** How a dataset stands in for a missing `source` in row identities: one spelling per location. */
 export function datasetIdentity(url: string): string {
