@@ -15,6 +15,7 @@ import { captionTokensStage, loadCaptionTokenizer, tokenColumnTypes, tokensField
 import { encoderOptions, encodeStages, viewsProblem } from '../stages/encode.js';
 import { writeLatentShards } from '../stages/sinks/latent-shards.js';
 import { planWebDatasetUnits, webDatasetSource } from '../stages/sources/webdataset-source.js';
+import type { DedupDropOfRow, DedupViews } from '../stages/dedup/dedup-view.js';
 import { loadTensorModels, modelSource } from '../src/models/model-source.js';
 import { unitRows } from './config-parts.js';
 import { checkModelSource, checkTarInputs, fileProblem, messageOf } from './checks.js';
@@ -26,8 +27,10 @@ export const preEncodeConfig = baseJobConfig.extend({
     paths: z.array(z.string()).min(1),
     unit_rows: unitRows,
     /**
-     * `bitprep dedup` outputs whose drop lists apply: an input row they drop (a later copy of a
-     * picture another output or unit holds) is recorded as dropped `duplicate` and not encoded.
+     * `bitprep dedup` outputs whose views apply: an input row they drop (a later exact or near
+     * copy of a picture another output or unit holds) is recorded as dropped `duplicate` or
+     * `near_duplicate`, with the copy kept, and not encoded. Every input tar must be a unit the
+     * dedup saw (checked at plan time).
      */
     exclude: z.array(z.string().min(1)).default([]),
   }).strict(),
@@ -68,8 +71,8 @@ async function openTokenizer(tt: TextTokensConfig, log: Logger): Promise<Caption
 /** A pre-encode session: one encoder pool (and caption tokenizer) for all its units, opened by the first unit. */
 function openPreEncode(cfg: PreEncodeConfig, log: Logger): JobSession {
   let encoder: ReturnType<typeof openEncoder> | undefined;
-  // Drop lists per input folder, read once for the session.
-  const drops = new Map<string, Promise<Map<string, string>>>();
+  // The dedups' views, read a unit at a time (summaries once for the session).
+  let views: Promise<DedupViews> | undefined;
   let tokenizer: Promise<CaptionTokenizer> | undefined;
   return {
     async run(unit, ctx) {
@@ -78,7 +81,7 @@ function openPreEncode(cfg: PreEncodeConfig, log: Logger): JobSession {
       const { pool } = await (encoder ??= openEncoder(cfg));
       const tt = cfg.text_tokens;
       const stages = [
-        ...(cfg.input.exclude.length > 0 ? [excludeStage(await dropsFor(cfg.input.exclude, unit.inputs[0].uri, drops))] : []),
+        ...(cfg.input.exclude.length > 0 ? [excludeStage(await dedupDrops(await (views ??= openViews(cfg.input.exclude)), unit.inputs[0].uri))] : []),
         sourceStage(cfg.source),
         ...(tt ? [captionTokensStage(await (tokenizer ??= openTokenizer(tt, log)), tt.fields)] : []),
         ...encodeStages({ pool, size: cfg.encoder.size, crop: cfg.encoder.crop, views: cfg.encoder.views, viewSeed: cfg.encoder.view_seed, batchSize: cfg.encoder.batch_size, maxBatchesInFlight: cfg.encoder.max_batches_in_flight, maxWaitMs: cfg.encoder.max_wait_ms, decodeConcurrency: cfg.decode_concurrency }),
@@ -93,23 +96,21 @@ function openPreEncode(cfg: PreEncodeConfig, log: Logger): JobSession {
   };
 }
 
-/** The dedup drops of the output a tar belongs to (its folder), read once per folder. */
-function dropsFor(dirs: readonly string[], tar: string, cache: Map<string, Promise<Map<string, string>>>): Promise<Map<string, string>> {
-  const folder = tar.slice(0, Math.max(0, tar.lastIndexOf('/'))) || '.';
-  let p = cache.get(folder);
-  if (!p) {
-    p = import('../stages/dedup/exact-dedup.js').then((m) => m.droppedKeys(dirs, folder));
-    cache.set(folder, p);
-  }
-  return p;
+const dedupView = () => import('../stages/dedup/dedup-view.js');
+const openViews = (dirs: readonly string[]): Promise<DedupViews> => dedupView().then((m) => new m.DedupViews(dirs));
+
+/** What the dedups drop from the unit a tar holds. */
+async function dedupDrops(views: DedupViews, tar: string): Promise<Map<string, DedupDropOfRow>> {
+  const { output, unit } = (await dedupView()).tarUnit(tar);
+  return views.dropsOf(output, unit);
 }
 
 /** Drops the rows a dedup named as later copies, before anything is decoded. */
-function excludeStage(dropped: Map<string, string>): Stage {
+function excludeStage(dropped: Map<string, DedupDropOfRow>): Stage {
   return async function* (input) {
     for await (const s of input) {
-      const of = s.status.kind === 'ok' ? dropped.get(s.key) : undefined;
-      yield of === undefined ? s : drop(s, 'duplicate', of);
+      const d = s.status.kind === 'ok' ? dropped.get(s.key) : undefined;
+      yield d === undefined ? s : drop(s, d.by, d.kept);
     }
   };
 }
@@ -154,9 +155,28 @@ export const preEncodeJob: Job<PreEncodeConfig> = {
 /** pre-encode: the tars exist, the encoder honours the BIT encoder contract, the tokenizer loads. */
 async function checkPreEncode(cfg: PreEncodeConfig, log: Logger): Promise<string[]> {
   const problems = await checkTarInputs(cfg.input.paths);
+  const excludeOk: string[] = [];
   for (const [i, d] of cfg.input.exclude.entries()) {
     const missing = await fileProblem(`input.exclude[${i}]`, `${d.replace(/\/+$/, '')}/summary.json`, 'file (a finished bitprep dedup output)');
     if (missing) problems.push(missing);
+    else excludeOk.push(d);
+  }
+  if (problems.length === 0 && excludeOk.length > 0) {
+    // Every tar's unit must have a view: a unit made after the dedup would otherwise be encoded whole.
+    const views = await openViews(excludeOk);
+    const byOutput = new Map<string, string[]>();
+    for (const u of await planWebDatasetUnits(sourceOptions(cfg))) {
+      const { output, unit } = (await dedupView()).tarUnit(u.inputs[0].uri);
+      byOutput.set(output, [...(byOutput.get(output) ?? []), unit]);
+    }
+    for (const [output, units] of byOutput) {
+      try {
+        const missing = await views.missingViews(output, units);
+        if (missing.length > 0) problems.push(`input.exclude: ${missing.length} unit(s) of ${output} have no dedup view (e.g. ${missing[0]}); they were made after the dedup: run bitprep dedup again`);
+      } catch (err) {
+        problems.push(`input.exclude: ${messageOf(err)}`);
+      }
+    }
   }
   problems.push(...(await checkModelSource('encoder.model', cfg.encoder.model, (m) => checkBitEncoder(m, { size: cfg.encoder.size }), log)));
   const tt = cfg.text_tokens;

@@ -11,6 +11,7 @@ import { writeMixIndex } from '../stages/mix/mix-index.js';
 import { scatterUnit } from '../stages/mix/scatter.js';
 import {
   computeSelection,
+  datasetIdentity,
   loadCodes,
   openDatasets,
   readSelectionFile,
@@ -20,7 +21,10 @@ import {
   type InputShard,
   type SelectionFile,
   type SelectionSpec,
+  type ShardExclusions,
 } from '../stages/mix/selection.js';
+import { createHash } from 'node:crypto';
+import { readPlan } from '../src/executors/local.js';
 import { mapLimit, messageOf, shown } from './checks.js';
 import { stat } from 'node:fs/promises';
 import { readLatentManifest } from '../src/formats/latent-shards.js';
@@ -65,6 +69,13 @@ export const trainingMixConfig = baseJobConfig.extend({
      * off. Holds every distinct latent in memory (1 KiB per row) during planning.
      */
     hamming: z.number().int().min(0).max(MAX_DEDUP_THRESHOLD).nullable().default(null),
+    /**
+     * `bitprep dedup` folders over the image outputs the latent datasets were encoded from: rows
+     * their views drop (exact or near copies of a picture kept elsewhere) are left out, recorded
+     * as dropped `dedup_excluded`. Each latent unit is matched to the image unit it encoded through
+     * the dataset's `_plan.json`; every one must have a view (checked at plan time).
+     */
+    exclude: z.array(z.string().min(1)).default([]),
   }).strict().prefault({}),
   /** Trainer ranks (GPUs) the mix is balanced for: each gets exactly total / world_size samples. */
   world_size: z.number().int().min(1).default(8),
@@ -178,7 +189,7 @@ const codesFor = (c: MixCaches, output: Store, sel: SelectionFile): Promise<Uint
  */
 async function ensureSelection(cfg: TrainingMixConfig, output: Store, log: Logger): Promise<SelectionFile> {
   const datasets = await openDatasets(cfg.sets);
-  const spec = specOf(cfg);
+  const spec = { ...specOf(cfg), ...(cfg.dedup.exclude.length > 0 ? { exclude: await dedupSummaries(cfg.dedup.exclude) } : {}) };
   const fingerprint = selectionFingerprint(spec, datasets);
   const existing = await readSelectionFile(output);
   if (existing) {
@@ -192,11 +203,11 @@ async function ensureSelection(cfg: TrainingMixConfig, output: Store, log: Logge
   }
   const rows = datasets.reduce((a, d) => a + d.manifest.rows, 0);
   log.info(`training-mix pass 1: ${datasets.length} dataset(s), ${rows} rows; reading keys${cfg.dedup.hamming !== null ? ' and latents' : ''}`);
-  const sel = await computeSelection(spec, datasets, fingerprint, log);
+  const sel = await computeSelection(spec, datasets, fingerprint, log, cfg.dedup.exclude.length > 0 ? await dedupExclusions(cfg.dedup.exclude) : undefined);
   await saveSelection(output, sel);
   const m = sel.mixture;
   for (const s of sel.sets) {
-    log.info(`  ${s.name}: ${s.input_rows} rows, ${s.duplicate_key} duplicate keys, ${s.near_duplicate} near duplicates → ${s.rows} distinct; takes ${s.take}${s.passes > 0 ? ` (${s.passes} pass(es) + ${s.extra})` : ''}`);
+    log.info(`  ${s.name}: ${s.input_rows} rows, ${s.duplicate_key} duplicate keys, ${s.near_duplicate} near duplicates${s.dedup_excluded ? `, ${s.dedup_excluded} excluded by dedup` : ''} → ${s.rows} distinct; takes ${s.take}${s.passes > 0 ? ` (${s.passes} pass(es) + ${s.extra})` : ''}`);
   }
   log.info(`  total ${m.total} (natural ${m.natural}${cfg.total !== null ? `, asked ${cfg.total}` : ''}), ${sel.layout.shards} output shards, ${sel.layout.worldSize} ranks × ${sel.layout.rankRows}`);
   const { codes: _codes, ...file } = sel;
@@ -305,6 +316,34 @@ export const trainingMixJob: Job<TrainingMixConfig> = {
   },
 };
 
+/** Each dedup folder with the SHA-256 of its summary: part of the mix's fingerprint. */
+async function dedupSummaries(dirs: readonly string[]): Promise<{ dir: string; summary: string }[]> {
+  return Promise.all(dirs.map(async (dir) => ({ dir: datasetIdentity(dir), summary: createHash('sha256').update(await openStore(dir).get('summary.json')).digest('hex') })));
+}
+
+/** Latent unit → the image tar it encoded, from a pre-encode output's recorded plan. */
+async function encodedTars(store: Store, url: string): Promise<Map<string, string>> {
+  const plan = await readPlan(store);
+  if (!plan.plan) throw new Error(`${url}/_plan.json records no unit inputs (made by an older bitprep): encode it again to use dedup.exclude`);
+  return new Map(plan.plan.map((u) => [u.id, u.inputs[0].uri]));
+}
+
+/** The keys of a latent shard a dedup drops: through the image unit it encoded, that unit's view. */
+async function dedupExclusions(dirs: readonly string[]): Promise<ShardExclusions> {
+  const { DedupViews, tarUnit } = await import('../stages/dedup/dedup-view.js');
+  const views = new DedupViews(dirs);
+  const tars = new Map<string, Promise<Map<string, string>>>();
+  return async (d, shard) => {
+    let t = tars.get(d.url);
+    if (!t) tars.set(d.url, (t = encodedTars(d.store, d.url)));
+    const unit = shard.replace(/\.latents\.parquet$/, '');
+    const tar = (await t).get(unit);
+    if (!tar) throw new Error(`${d.url}/${shard}: unit ${unit} is not in the dataset's _plan.json`);
+    const { output, unit: imageUnit } = tarUnit(tar);
+    return new Set((await views.dropsOf(output, imageUnit)).keys());
+  };
+}
+
 /** training-mix: every set's datasets are finished latent datasets (a readable index.json of this format). */
 async function checkTrainingMix(cfg: TrainingMixConfig): Promise<string[]> {
   const refs = cfg.sets.flatMap((s, i) => s.paths.map((url, j) => ({ key: `sets[${i}].paths[${j}]`, url })));
@@ -317,5 +356,34 @@ async function checkTrainingMix(cfg: TrainingMixConfig): Promise<string[]> {
       return `${key}: ${messageOf(err)}`;
     }
   });
-  return found.filter((x): x is string => x !== undefined);
+  const problems = found.filter((x): x is string => x !== undefined);
+  if (problems.length === 0 && cfg.dedup.exclude.length > 0) problems.push(...(await checkExclusions(cfg, refs)));
+  return problems;
+}
+
+/** dedup.exclude: finished dedups, and a view for every image unit the latent datasets encoded. */
+async function checkExclusions(cfg: TrainingMixConfig, refs: { key: string; url: string }[]): Promise<string[]> {
+  const problems: string[] = [];
+  for (const [i, dir] of cfg.dedup.exclude.entries()) {
+    if (!(await openStore(dir).exists('summary.json'))) problems.push(`dedup.exclude[${i}]: ${shown(dir)} has no summary.json (not a finished bitprep dedup output)`);
+  }
+  if (problems.length > 0) return problems;
+  const { DedupViews, tarUnit } = await import('../stages/dedup/dedup-view.js');
+  const views = new DedupViews(cfg.dedup.exclude);
+  for (const { key, url } of refs) {
+    try {
+      const byOutput = new Map<string, string[]>();
+      for (const tar of (await encodedTars(openStore(url), url)).values()) {
+        const { output, unit } = tarUnit(tar);
+        byOutput.set(output, [...(byOutput.get(output) ?? []), unit]);
+      }
+      for (const [output, units] of byOutput) {
+        const missing = await views.missingViews(output, units);
+        if (missing.length > 0) problems.push(`${key}: ${missing.length} image unit(s) it encoded have no dedup view (e.g. ${missing[0]}); run bitprep dedup again`);
+      }
+    } catch (err) {
+      problems.push(`${key}: dedup.exclude: ${messageOf(err)}`);
+    }
+  }
+  return problems;
 }

@@ -157,6 +157,15 @@ export class NpyFile {
   }
 }
 
+/** A whole .npy held in memory (an object read from a store), as float32 row-major values. */
+export function decodeNpy(bytes: Uint8Array, name = 'npy'): { dtype: NpyDType; shape: number[]; data: Float32Array } {
+  const header = parseNpyHeader(bytes, name);
+  const n = header.shape.reduce((a, b) => a * b, 1);
+  const need = header.dataOffset + n * ITEM_BYTES[header.dtype];
+  if (bytes.length < need) throw new NpyError(`npy ${name}: ${bytes.length} bytes but shape (${header.shape.join(', ')}) of ${header.dtype} needs ${need}: truncated`);
+  return { dtype: header.dtype, shape: header.shape, data: decode(bytes.subarray(header.dataOffset, need), header.dtype, n, new Float32Array(n)) };
+}
+
 /** Reads a whole file (small files; use NpyFile for row ranges of big ones). */
 export async function readNpy(path: string): Promise<{ dtype: NpyDType; shape: number[]; data: Float32Array }> {
   const f = await NpyFile.open(path);

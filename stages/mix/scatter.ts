@@ -11,7 +11,7 @@ import { FeistelPermutation } from './feistel.js';
 import { deriveSeed, hash32, rowIdentity } from './hash.js';
 import { locate } from './mixture.js';
 import { VIEWS_COLUMN } from './column-types.js';
-import { datasetIdentity, DUPLICATE_KEY, EXTRA_VIEW, NEAR_DUPLICATE, type MixSelection, type SelectionFile } from './selection.js';
+import { datasetIdentity, DEDUP_EXCLUDED, DUPLICATE_KEY, EXTRA_VIEW, NEAR_DUPLICATE, type MixSelection, type SelectionFile } from './selection.js';
 import { encodePayload, writeRun, type RunRecord } from './shuffle-run.js';
 
 export interface ScatterOptions {
@@ -31,6 +31,8 @@ export interface ScatterOptions {
 /** Funnel names of pass 1's drops. */
 export const DROP_DUPLICATE_KEY = 'duplicate_key';
 export const DROP_NEAR_DUPLICATE = 'near_duplicate';
+/** A row a `bitprep dedup` view (dedup.exclude) drops. */
+export const DROP_DEDUP_EXCLUDED = 'dedup_excluded';
 export const DROP_NOT_SELECTED = 'mixture';
 
 function concatBytes(parts: Uint8Array[]): Uint8Array {
@@ -123,6 +125,7 @@ export async function scatterUnit(o: ScatterOptions): Promise<UnitStats> {
         let status: Status = { kind: 'ok' };
         if (code === DUPLICATE_KEY) status = { kind: 'dropped', by: DROP_DUPLICATE_KEY };
         else if (code === NEAR_DUPLICATE) status = { kind: 'dropped', by: DROP_NEAR_DUPLICATE };
+        else if (code === DEDUP_EXCLUDED) status = { kind: 'dropped', by: DROP_DEDUP_EXCLUDED };
         else if (code === 0) status = { kind: 'dropped', by: DROP_NOT_SELECTED };
         pendingStatus = status;
         const sample: Sample = { key, fields: { ...fields, ...(r.view !== undefined ? { view: r.view } : {}), copies: status.kind === 'ok' ? code : 0 }, status };

@@ -32,6 +32,11 @@ export interface SelectionSpec {
   /** Caption dropout probability (caption-policy.ts dropCaption). */
   uncondProb: number;
   hamming: number | null;
+  /**
+   * `bitprep dedup` folders whose views leave rows out (each with the SHA-256 of its
+   * summary.json, so a new dedup into the same folder makes another mix); absent when none.
+   */
+  exclude?: { dir: string; summary: string }[];
   worldSize: number;
   globalBatch: number;
   shardSize: number;
@@ -46,10 +51,15 @@ export const NEAR_DUPLICATE = 254;
  * through the mix, never a sample of its own.
  */
 export const EXTRA_VIEW = 253;
+/** A row a `bitprep dedup` view drops (`dedup.exclude`): a later copy of a picture kept elsewhere. */
+export const DEDUP_EXCLUDED = 252;
 /** Most appearances of one row (passes + 1): beyond this a mix is mostly repetition anyway. */
-export const MAX_COPIES = 252;
+export const MAX_COPIES = 251;
 /** Whether a row's code makes it a sample of the mix's enumeration (selected or not), not a drop or another row's view. */
-export const isSampleRow = (code: number): boolean => code !== DUPLICATE_KEY && code !== NEAR_DUPLICATE && code !== EXTRA_VIEW;
+export const isSampleRow = (code: number): boolean => code !== DUPLICATE_KEY && code !== NEAR_DUPLICATE && code !== EXTRA_VIEW && code !== DEDUP_EXCLUDED;
+
+/** The keys of one input shard a dedup leaves out (training-mix's `dedup.exclude`). */
+export type ShardExclusions = (dataset: { url: string; store: Store }, shard: string) => Promise<ReadonlySet<string>>;
 
 /** One input latent shard, in plan order (sets, then their paths, then each manifest's shards). */
 export interface InputShard {
@@ -79,6 +89,8 @@ export interface SetReport {
   /** Rows whose (source, key) an earlier row of any set already had. */
   duplicate_key: number;
   near_duplicate: number;
+  /** Rows a `dedup.exclude` view drops (absent in mixes planned before it). */
+  dedup_excluded?: number;
   /** Distinct rows after dedup: what the mixture arithmetic saw. */
   rows: number;
   /** Distinct rows the mix takes at least once. */
@@ -154,8 +166,9 @@ export async function openDatasets(sets: MixSetSpec[]): Promise<Dataset[]> {
 export function selectionFingerprint(spec: SelectionSpec, datasets: Dataset[]): string {
   const inputs = datasets.map((d) => ({ set: d.set, dataset: datasetIdentity(d.url), shards: d.manifest.shards.map((s) => [s.name, s.rows, s.sha256]) }));
   // Caption dropout came later: left out while off, so mixes planned before it keep their fingerprint.
-  const { uncondProb, ...before } = spec;
-  return createHash('sha256').update(JSON.stringify({ v: 1, spec: uncondProb ? spec : before, inputs })).digest('hex');
+  const { uncondProb, exclude, ...before } = spec;
+  const later = { ...(uncondProb ? { uncondProb } : {}), ...(exclude?.length ? { exclude } : {}) };
+  return createHash('sha256').update(JSON.stringify({ v: 1, spec: { ...before, ...later }, inputs })).digest('hex');
 }
 
 /**
@@ -198,7 +211,7 @@ export function lowestRanks(each: (visit: (rank: number) => void) => void, k: nu
  * rank and a 1-byte code; with near-duplicate dedup also the 1 KiB latent and ~30 bytes of index
  * (so that option is for mixes whose latents fit in memory). Nothing per row is a JS object.
  */
-export async function computeSelection(spec: SelectionSpec, datasets: Dataset[], fingerprint: string, log: Logger): Promise<MixSelection> {
+export async function computeSelection(spec: SelectionSpec, datasets: Dataset[], fingerprint: string, log: Logger, exclusions?: ShardExclusions): Promise<MixSelection> {
   const seen = new FingerprintSet();
   const inputs: InputShard[] = [];
   const codes: Uint8Array[] = [];
@@ -225,6 +238,7 @@ export async function computeSelection(spec: SelectionSpec, datasets: Dataset[],
       const hasViews = types.some(([n]) => n === 'view');
       const columns = ['key', ...(hasSource ? ['source'] : []), ...(hasViews ? ['view'] : []), ...(near ? ['latent'] : [])];
       const k = inputs.length;
+      const excluded = exclusions ? await exclusions(d, shard.name) : undefined;
       const code = new Uint8Array(shard.rows);
       const rank = new Uint32Array(shard.rows);
       let i = 0;
@@ -249,6 +263,7 @@ export async function computeSelection(spec: SelectionSpec, datasets: Dataset[],
           lastView = 0;
           const [fh, fl] = fingerprint64(id);
           if (!seen.add(fh, fl)) code[i] = DUPLICATE_KEY;
+          else if (excluded?.has(String(r.key))) code[i] = DEDUP_EXCLUDED;
           else {
             rank[i] = hash32(id, setSeeds[d.set]);
             near?.add(r.latent as Uint8Array, k, i);
@@ -282,6 +297,7 @@ export async function computeSelection(spec: SelectionSpec, datasets: Dataset[],
     extra_views: 0,
     duplicate_key: 0,
     near_duplicate: 0,
+    dedup_excluded: 0,
     rows: 0,
     kept: 0,
     not_selected: 0,
@@ -295,6 +311,7 @@ export async function computeSelection(spec: SelectionSpec, datasets: Dataset[],
     for (const c of codes[k]) {
       if (c === DUPLICATE_KEY) rep.duplicate_key++;
       else if (c === NEAR_DUPLICATE) rep.near_duplicate++;
+      else if (c === DEDUP_EXCLUDED) rep.dedup_excluded = (rep.dedup_excluded ?? 0) + 1;
       else if (c === EXTRA_VIEW) rep.extra_views++;
       else rep.rows++;
     }
