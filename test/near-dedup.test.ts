@@ -107,22 +107,28 @@ beforeAll(async () => {
   await mkdir(join(dir, 'models'));
   await writeFile(join(dir, 'models', 'clip.onnx'), buildClipStandinModel(7));
   await writeAestheticHead(join(dir, 'models', 'head.safetensors'), randomAestheticLayers(7));
+  await writeFile(join(dir, 'encoder.onnx'), buildBitEncoderStandin(3, 32).onnx);
   for (const [name, files] of [['a', made.a], ['b', made.b]] as const) {
     const values = files.map((f) => `('${server.url}/${f}', 'picture ${f}')`).join(', ');
     await duckRows(`COPY (SELECT * FROM (VALUES ${values}) t(URL, TEXT)) TO '${join(dir, `${name}.parquet`)}' (FORMAT PARQUET)`);
-    const cfg = await writeConfig(dir, `${name}.json`, {
-      job: 'laion-filter',
-      output: join(dir, `out-${name}`),
-      input: { kind: 'parquet', paths: [join(dir, `${name}.parquet`)], unit_rows: 4 },
-      fetch: { allow_addresses: ['127.0.0.1/32'], retries: 0, respect_robots: false },
-      image: { size: 64, min_edge: 32, max_pixels: 50_000_000 },
-      aesthetic: { head: join(dir, 'models', 'head.safetensors'), clip: { model: { onnx: join(dir, 'models', 'clip.onnx') } } },
-      embeddings: { dtype: 'float32' },
-    });
-    const r = await runCli(['run', cfg, '--progress', 'off']);
-    expect(r.code, r.stderr).toBe(0);
+    await filter(name, `out-${name}`);
   }
 }, 120_000);
+
+/** laion-filter of one input table, saving the CLIP embeddings it scores with. */
+async function filter(input: string, output: string, image: Record<string, unknown> = {}): Promise<void> {
+  const cfg = await writeConfig(dir, `${output}.json`, {
+    job: 'laion-filter',
+    output: join(dir, output),
+    input: { kind: 'parquet', paths: [join(dir, `${input}.parquet`)], unit_rows: 4 },
+    fetch: { allow_addresses: ['127.0.0.1/32'], retries: 0, respect_robots: false },
+    image: { size: 64, min_edge: 32, max_pixels: 50_000_000, ...image },
+    aesthetic: { head: join(dir, 'models', 'head.safetensors'), clip: { model: { onnx: join(dir, 'models', 'clip.onnx') } } },
+    embeddings: { dtype: 'float32' },
+  });
+  const r = await runCli(['run', cfg, '--progress', 'off']);
+  expect(r.code, r.stderr).toBe(0);
+}
 
 afterAll(async () => {
   await server?.close();
@@ -227,10 +233,33 @@ describe('bitprep dedup near duplicates', () => {
     for (const k of (await drops(clustered)).keys()) expect(got.has(k), k).toBe(true);
   });
 
+  it('--clip computes the embeddings from the stored images: the same answer as the saved ones when the shards keep the originals', async () => {
+    await filter('a', 'orig-a', { keep_original: 'only' });
+    await filter('b', 'orig-b', { keep_original: 'only' });
+    const outs = [join(dir, 'orig-a'), join(dir, 'orig-b')];
+    const saved = join(dir, 'dedup-saved');
+    const computed = join(dir, 'dedup-computed');
+    const a = await runCli(['dedup', ...outs, '--out', saved, '--embeddings', '0.995', '--clusters', '1', '--json']);
+    expect(a.code, a.stderr).toBe(0);
+    const b = await runCli(['dedup', ...outs, '--out', computed, '--embeddings', '0.995', '--clusters', '1', '--clip', join(dir, 'models', 'clip.onnx'), '--json']);
+    expect(b.code, b.stderr).toBe(0);
+    expect(JSON.parse(b.stdout).methods.embeddings.source).toBe(join(dir, 'models', 'clip.onnx'));
+    const [x, y] = [await drops(saved), await drops(computed)];
+    expect(x.size).toBeGreaterThanOrEqual(5);
+    expect([...y.keys()].sort()).toEqual([...x.keys()].sort());
+    for (const [k, d] of x) {
+      expect(y.get(k)!.kept_key).toBe(d.kept_key);
+      expect(Math.abs(Number(y.get(k)!.distance) - Number(d.distance))).toBeLessThan(1e-5);
+    }
+    // A model that is not a CLIP image tower fails the dedup before any pass.
+    const bad = await runCli(['dedup', ...outs, '--out', join(dir, 'dedup-bad'), '--embeddings', '0.9', '--clip', join(dir, 'encoder.onnx')]);
+    expect(bad.code).not.toBe(0);
+    expect(bad.stderr).toMatch(/a CLIP image tower takes "pixel_values" and gives "image_embeds"/);
+  });
+
   it('pre-encode and training-mix leave out what the view drops', async () => {
     const dedup = join(dir, 'dedup-phash');
     const model = join(dir, 'encoder.onnx');
-    await writeFile(model, buildBitEncoderStandin(3, 32).onnx);
     const encode = async (name: string, exclude: string[]) => {
       const cfg = await writeConfig(dir, `${name}.json`, { job: 'pre-encode', output: join(dir, name), input: { paths: [outB()], exclude }, source: 'b', encoder: { model: { onnx: model }, size: 32, crop: 'centre' } });
       const r = await runCli(['run', cfg, '--progress', 'off']);

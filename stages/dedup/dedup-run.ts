@@ -38,6 +38,8 @@ export interface DedupOptions {
   phash?: number;
   /** Near duplicates at or above this cosine similarity of saved embeddings; undefined: off. */
   embeddings?: number;
+  /** Compute the embeddings from the stored images with this CLIP image tower (an .onnx file or KServe v2 URLs) instead of reading saved ones. */
+  clip?: string;
   /** k-means clusters for `embeddings` (default √rows). */
   clusters?: number;
   /** Hash partitions on disk (default: from the outputs' size, about 64 MiB each). */
@@ -50,7 +52,7 @@ export interface DedupSummary {
   format: 'bitprep-dedup';
   version: 1;
   outputs: string[];
-  methods: { sha256: true; phash: number | null; embeddings: { threshold: number; clusters: number; dim: number } | null };
+  methods: { sha256: true; phash: number | null; embeddings: { threshold: number; clusters: number; dim: number; source: string } | null };
   /** Ok rows, per output and in all. */
   rows: number[];
   total_rows: number;
@@ -103,7 +105,9 @@ async function clearOut(out: Store): Promise<void> {
 export async function runDedup(outputs: string[], outDir: string, log: Logger, opts: DedupOptions = {}): Promise<DedupSummary> {
   if (outputs.length === 0) throw new Error('dedup: name at least one output');
   const units = await dedupUnits(outputs);
-  if (opts.embeddings !== undefined) await (await import('./embedding-near.js')).checkSavedEmbeddings(units, outputs);
+  if (opts.embeddings !== undefined && opts.clip === undefined) await (await import('./embedding-near.js')).checkSavedEmbeddings(units, outputs);
+  // Opened before any pass, so a wrong model fails the dedup at once.
+  const embedder = opts.clip !== undefined ? await (await import('./clip-embed.js')).openClipEmbedder(opts.clip) : undefined;
   // Partitions sized from a row estimate (10k rows a unit, img2dataset's default) unless given.
   const partitions = opts.partitions ?? partitionsFor(units.length * 10_000);
   const scratch = join(opts.scratch ?? tmpdir(), `bitprep-dedup-${createHash('sha256').update(JSON.stringify([outputs, outDir])).digest('hex').slice(0, 12)}`);
@@ -126,8 +130,8 @@ export async function runDedup(outputs: string[], outDir: string, log: Logger, o
     let embeddings: DedupSummary['methods']['embeddings'] = null;
     if (opts.embeddings !== undefined) {
       const { embeddingPass } = await import('./embedding-near.js');
-      const e = await embeddingPass(units, outputs, { threshold: opts.embeddings, clusters: opts.clusters }, scratch, emit, log);
-      embeddings = { threshold: opts.embeddings, clusters: e.clusters, dim: e.dim };
+      const e = await embeddingPass(units, outputs, { threshold: opts.embeddings, clusters: opts.clusters, embedder }, scratch, emit, log);
+      embeddings = { threshold: opts.embeddings, clusters: e.clusters, dim: e.dim, source: embedder ? embedder.name : 'saved' };
     }
     await byUnit.finish();
 
@@ -171,6 +175,7 @@ export async function runDedup(outputs: string[], outDir: string, log: Logger, o
     await out.put(DEDUP_SUMMARY, JSON.stringify(summary, null, 2) + '\n');
     return summary;
   } finally {
+    await embedder?.close();
     await rm(scratch, { recursive: true, force: true });
   }
 }

@@ -1,5 +1,6 @@
 import { resolve as resolvePath } from 'node:path';
 import { parquetSourceFromStore, readParquetRowGroups } from '../../src/formats/parquet-read.js';
+import { readWebDataset } from '../../src/formats/tar-read.js';
 import { readPlan } from '../../src/executors/local.js';
 import { openStore } from '../../src/stores/open-store.js';
 import type { Store } from '../../src/stores/store.js';
@@ -65,4 +66,25 @@ export async function okRowsByKey(u: DedupUnit): Promise<Map<string, number>> {
   const rows = new Map<string, number>();
   for await (const { row, r } of unitRecords(u, ['key', 'status'])) if (r.status === 'ok') rows.set(String(r.key), row);
   return rows;
+}
+
+/** Image members a bitprep image shard stores, in the order preferred (the stored image before a kept original). */
+const IMAGE_EXTS = ['jpg', 'webp', 'png', 'gif', 'tiff', 'avif', 'heic', 'bmp'];
+
+/**
+ * The stored image of every ok row of a unit (`<unit>.tar`), with its row; an ok row the tar
+ * lacks, or a sample without an image, is a damaged output and an error naming it.
+ */
+export async function* storedImages(u: DedupUnit, where: string): AsyncGenerator<{ key: string; row: number; bytes: Uint8Array }> {
+  const rows = await okRowsByKey(u);
+  const tar = `${where}/${u.id}.tar`;
+  for await (const s of readWebDataset(await u.store.getStream(`${u.id}.tar`), { name: tar })) {
+    const row = rows.get(s.key);
+    if (row === undefined) continue;
+    const ext = IMAGE_EXTS.find((e) => s.files[e] !== undefined);
+    if (!ext) throw new Error(`${tar}: sample ${s.key} has no image member (${Object.keys(s.files).join(', ')})`);
+    rows.delete(s.key);
+    yield { key: s.key, row, bytes: s.files[ext] };
+  }
+  if (rows.size > 0) throw new Error(`${tar}: ${rows.size} ok row(s) of the records have no image in the tar (e.g. ${[...rows.keys()][0]}); the output is damaged`);
 }

@@ -4,14 +4,16 @@ import { parquetSourceFromStore, readParquetRowGroups } from '../../src/formats/
 import type { Logger } from '../../src/log.js';
 import { seededRandom } from '../../src/seeded-random.js';
 import type { EmitDrop } from './dedup-drop.js';
-import { okRowsByKey, ordinalOf, type DedupUnit } from './dedup-units.js';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import type { ClipEmbedder } from './clip-embed.js';
+import { okRowsByKey, ordinalOf, storedImages, type DedupUnit } from './dedup-units.js';
 import { sphericalKMeans } from './kmeans.js';
 import { LinePartitions } from './line-partitions.js';
 
 /**
  * Near duplicates by image embedding, as SemDedup (Abbas et al. 2023) and NeMo Curator do it: the
  * CLIP image embeddings laion-filter saved (`<unit>.img_emb.npy` + `.img_emb.parquet`,
- * `embeddings:`) are clustered with spherical k-means fitted on a seeded sample, and within each
+ * `embeddings:`), or ones computed from the stored images with a CLIP tower, are clustered with spherical k-means fitted on a seeded sample, and within each
  * cluster a row is dropped when an earlier row's cosine similarity is at least `threshold`.
  * Pairs split across two clusters are not compared (the method's known approximation: a near
  * duplicate almost always falls in the same cluster as its original; `clusters: 1` compares
@@ -26,6 +28,8 @@ export interface EmbeddingPassOptions {
   /** Rows the k-means is fitted on (a seeded reservoir sample). */
   sample?: number;
   seed?: number;
+  /** Compute the embeddings from the stored images with this tower instead of reading saved ones. */
+  embedder?: ClipEmbedder;
 }
 
 export interface EmbeddingPassCounts {
@@ -51,7 +55,58 @@ export async function checkSavedEmbeddings(units: readonly DedupUnit[], outputs:
   }
 }
 
-/** One unit's embeddings, unit length, each with its dedup ordinal. */
+/** Scales a vector to unit length in place; false for a zero or non-finite one. */
+function normalise(v: Float32Array): boolean {
+  let norm = 0;
+  for (let d = 0; d < v.length; d++) norm += v[d] * v[d];
+  norm = Math.sqrt(norm);
+  if (!(norm > 0 && Number.isFinite(norm))) return false;
+  for (let d = 0; d < v.length; d++) v[d] /= norm;
+  return true;
+}
+
+const BATCH = 32;
+
+/**
+ * One unit's embeddings computed from its stored images, cached in the scratch folder: the
+ * passes read every unit twice (sample, then clusters) and the tower runs once.
+ */
+async function computeUnit(u: DedupUnit, k: number, outputs: readonly string[], embedder: ClipEmbedder, cacheDir: string): Promise<UnitEmbeddings> {
+  const cache = join(cacheDir, `${k}.json`);
+  const cached = await readFile(cache, 'utf8').catch(() => undefined);
+  if (cached !== undefined) {
+    const c = JSON.parse(cached) as { dim: number; rows: [number, string, string][] };
+    return { dim: c.dim, rows: c.rows.map(([ordinal, key, b64]) => ({ ordinal, key, v: fromBase64(b64) })) };
+  }
+  const rows: UnitEmbeddings['rows'] = [];
+  let batch: { key: string; row: number; bytes: Uint8Array }[] = [];
+  const where = `${outputs[u.output]}/${u.id}`;
+  const flush = async () => {
+    const vs = await embedder.embed(batch.map((b) => b.bytes));
+    for (const [i, b] of batch.entries()) {
+      if (!normalise(vs[i])) throw new Error(`${where}.tar: sample ${b.key}: ${embedder.name} gave a zero or non-finite embedding`);
+      rows.push({ ordinal: ordinalOf(k, b.row), key: b.key, v: vs[i] });
+    }
+    batch = [];
+  };
+  for await (const img of storedImages(u, outputs[u.output])) {
+    batch.push(img);
+    if (batch.length >= BATCH) await flush();
+  }
+  if (batch.length > 0) await flush();
+  const dim = rows[0]?.v.length ?? 0;
+  await mkdir(cacheDir, { recursive: true });
+  await writeFile(cache, JSON.stringify({ dim, rows: rows.map((r) => [r.ordinal, r.key, toBase64(r.v)]) }));
+  return { dim, rows };
+}
+
+const toBase64 = (v: Float32Array): string => Buffer.from(v.buffer, v.byteOffset, v.byteLength).toString('base64');
+function fromBase64(b64: string): Float32Array {
+  const bytes = Buffer.from(b64, 'base64');
+  return new Float32Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength));
+}
+
+/** One unit's saved embeddings, unit length, each with its dedup ordinal. */
 async function readUnit(u: DedupUnit, k: number, where: string): Promise<UnitEmbeddings> {
   const npy = decodeNpy(await u.store.get(`${u.id}.img_emb.npy`), `${where}.img_emb.npy`);
   const keys: string[] = [];
@@ -64,11 +119,7 @@ async function readUnit(u: DedupUnit, k: number, where: string): Promise<UnitEmb
     const row = ok.get(keys[i]);
     if (row === undefined) throw new Error(`${where}.img_emb.parquet: key ${keys[i]} (row ${i}) is not an ok row of the unit's records; the embeddings are stale`);
     const v = npy.data.slice(i * dim, (i + 1) * dim);
-    let norm = 0;
-    for (let d = 0; d < dim; d++) norm += v[d] * v[d];
-    norm = Math.sqrt(norm);
-    if (!(norm > 0)) throw new Error(`${where}.img_emb.npy: row ${i} (key ${keys[i]}) is a zero or non-finite vector`);
-    for (let d = 0; d < dim; d++) v[d] /= norm;
+    if (!normalise(v)) throw new Error(`${where}.img_emb.npy: row ${i} (key ${keys[i]}) is a zero or non-finite vector`);
     rows.push({ ordinal: ordinalOf(k, row), key: keys[i], v });
   }
   return { dim, rows };
@@ -83,8 +134,10 @@ const dot = (a: Float32Array, b: Float32Array): number => {
 export async function embeddingPass(units: readonly DedupUnit[], outputs: readonly string[], opts: EmbeddingPassOptions, scratch: string, emit: EmitDrop, log: Logger): Promise<EmbeddingPassCounts> {
   const { threshold } = opts;
   if (!(threshold > 0 && threshold <= 1)) throw new Error(`dedup --embeddings: ${threshold}: give a cosine similarity in (0, 1]`);
-  await checkSavedEmbeddings(units, outputs);
+  if (!opts.embedder) await checkSavedEmbeddings(units, outputs);
   const where = (u: DedupUnit) => `${outputs[u.output]}/${u.id}`;
+  const cacheDir = join(scratch, 'computed-embeddings');
+  const unitEmbeddings = (u: DedupUnit, k: number) => (opts.embedder ? computeUnit(u, k, outputs, opts.embedder, cacheDir) : readUnit(u, k, where(u)));
 
   // Pass 1: a seeded reservoir sample to fit the clusters on.
   const sampleSize = opts.sample ?? 20_000;
@@ -94,10 +147,10 @@ export async function embeddingPass(units: readonly DedupUnit[], outputs: readon
   let seen = 0;
   let dim = 0;
   for (const [k, u] of units.entries()) {
-    const e = await readUnit(u, k, where(u));
+    const e = await unitEmbeddings(u, k);
     if (e.rows.length === 0) continue;
     if (dim === 0) dim = e.dim;
-    else if (e.dim !== dim) throw new Error(`${where(u)}.img_emb.npy: embeddings of ${e.dim} values, earlier units have ${dim}; dedup outputs embedded by one model`);
+    else if (e.dim !== dim) throw new Error(`${where(u)}: embeddings of ${e.dim} values, earlier units have ${dim}; dedup outputs embedded by one model`);
     for (const r of e.rows) {
       seen++;
       if (sample.length < sampleSize) sample.push(r.v);
@@ -118,14 +171,14 @@ export async function embeddingPass(units: readonly DedupUnit[], outputs: readon
   const parts = await LinePartitions.create(join(scratch, 'embedding-clusters'), partitions);
   try {
     for (const [k, u] of units.entries()) {
-      for (const r of (await readUnit(u, k, where(u))).rows) {
+      for (const r of (await unitEmbeddings(u, k)).rows) {
         let best = 0;
         let bestDot = -Infinity;
         for (let c = 0; c < centroids.length; c++) {
           const s = dot(r.v, centroids[c]);
           if (s > bestDot) [best, bestDot] = [c, s];
         }
-        await parts.add(best % partitions, JSON.stringify([best, r.ordinal, r.key, Buffer.from(r.v.buffer, r.v.byteOffset, r.v.byteLength).toString('base64')]));
+        await parts.add(best % partitions, JSON.stringify([best, r.ordinal, r.key, toBase64(r.v)]));
       }
     }
     await parts.finish();
@@ -134,8 +187,7 @@ export async function embeddingPass(units: readonly DedupUnit[], outputs: readon
       const groups = new Map<number, { ordinal: number; key: string; v: Float32Array }[]>();
       for (const line of await parts.read(p)) {
         const [c, ordinal, key, b64] = JSON.parse(line) as [number, number, string, string];
-        const bytes = Buffer.from(b64, 'base64');
-        const v = new Float32Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength));
+        const v = fromBase64(b64);
         let g = groups.get(c);
         if (!g) groups.set(c, (g = []));
         g.push({ ordinal, key, v });

@@ -1,11 +1,10 @@
 import { join } from 'node:path';
-import { readWebDataset } from '../../src/formats/tar-read.js';
 import { decodeRgbAsPil } from '../../src/images/pil-decode.js';
 import { hashDistance, perceptualHash, PHASH_BITS } from '../../src/images/phash.js';
 import type { Logger } from '../../src/log.js';
 import { hash32 } from '../mix/hash.js';
 import { earliestOf, type DedupDrop, type EmitDrop } from './dedup-drop.js';
-import { okRowsByKey, ordinalOf, type DedupUnit } from './dedup-units.js';
+import { ordinalOf, storedImages, type DedupUnit } from './dedup-units.js';
 import { LinePartitions } from './line-partitions.js';
 
 /**
@@ -20,9 +19,6 @@ import { LinePartitions } from './line-partitions.js';
  * earliest per row. Disk: ~60 bytes per row per band; memory: one partition.
  */
 export const MAX_PHASH_BITS = 12;
-
-/** Image members a bitprep image shard stores, in the order preferred (the stored image before a kept original). */
-const IMAGE_EXTS = ['jpg', 'webp', 'png', 'gif', 'tiff', 'avif', 'heic', 'bmp'];
 
 export interface PhashPassCounts {
   /** Ok rows hashed, per output. */
@@ -48,31 +44,23 @@ export async function phashPass(units: readonly DedupUnit[], outputs: readonly s
   const hashed: number[] = new Array(outputs.length).fill(0);
   try {
     for (const [k, u] of units.entries()) {
-      const rows = await okRowsByKey(u);
-      const tar = `${u.id}.tar`;
-      const where = `${outputs[u.output]}/${tar}`;
-      for await (const s of readWebDataset(await u.store.getStream(tar), { name: where })) {
-        const row = rows.get(s.key);
-        if (row === undefined) continue;
-        const ext = IMAGE_EXTS.find((e) => s.files[e] !== undefined);
-        if (!ext) throw new Error(`${where}: sample ${s.key} has no image member (${Object.keys(s.files).join(', ')})`);
+      const where = `${outputs[u.output]}/${u.id}`;
+      for await (const { key, row, bytes } of storedImages(u, outputs[u.output])) {
         let hash: Uint8Array;
         try {
-          hash = perceptualHash(await decodeRgbAsPil(s.files[ext]));
+          hash = perceptualHash(await decodeRgbAsPil(bytes));
         } catch (err) {
           // The shards hold what bitprep wrote and decoded; one that no longer decodes is damaged.
-          throw new Error(`${where}: sample ${s.key}: ${err instanceof Error ? err.message : String(err)}`);
+          throw new Error(`${where}.tar: sample ${key}: ${err instanceof Error ? err.message : String(err)}`);
         }
-        rows.delete(s.key);
         const ordinal = ordinalOf(k, row);
         const hex = Buffer.from(hash).toString('hex');
         for (const [b, [from, to]] of cuts.entries()) {
           const bucket = `${b}:${bitsOf(hash, from, to)}`;
-          await bandParts.add(hash32(bucket, 7) % partitions, JSON.stringify([bucket, hex, ordinal, s.key]));
+          await bandParts.add(hash32(bucket, 7) % partitions, JSON.stringify([bucket, hex, ordinal, key]));
         }
         hashed[u.output]++;
       }
-      if (rows.size > 0) throw new Error(`${where}: ${rows.size} ok row(s) of the records have no image in the tar (e.g. ${[...rows.keys()][0]}); the output is damaged`);
     }
     log.info(`dedup --phash ${maxBits}: ${hashed.reduce((a, b) => a + b, 0)} images hashed; comparing in ${cuts.length} bands`);
     await bandParts.finish();
