@@ -9,7 +9,9 @@ import { decodeConcurrency, decodeResize } from '../stages/decode-resize.js';
 import { exactDedup, ExactSeenSet } from '../stages/dedup-exact.js';
 import { fetchOptions, fetchStage, TRANSIENT_FETCH_CODES } from '../stages/fetch.js';
 import { DroppedThumbnails, droppedThumbnailOptions } from '../stages/sinks/dropped-thumbnails.js';
-import { writeImageShards } from '../stages/sinks/image-shards.js';
+import { EMBEDDING_INDEX, EMBEDDING_NPY, embeddingIndexRow, saveEmbeddings, writeImageShards } from '../stages/sinks/image-shards.js';
+import { decodeNpy } from '../src/formats/npy.js';
+import { parquetSourceFromStore, readParquetRowGroups } from '../src/formats/parquet-read.js';
 import { planTableUnits, tableSource } from '../stages/sources/table-source.js';
 import { textVerdict } from '../stages/text-filter.js';
 import { aestheticOptions, Annotators, ocrOptions } from './annotations.js';
@@ -88,14 +90,29 @@ function openLaionFilter(cfg: LaionFilterConfig): JobSession {
       return writeImageShards(stream, { output: ctx.output, job: 'laion-filter', unitId: unit.id, stats, started, onRows: ctx.onRows, thumbnails, embeddings });
     },
     async *rerun(unit, keys, ctx) {
-      // The unit's saved embeddings are row-aligned with its kept images; merging new ones in is not built.
-      if (cfg.embeddings) throw new Error(`retry-failed cannot add rows to unit ${unit.id}'s saved embeddings yet; to redo the unit, delete ${unit.id}.done.json and rerun bitprep run`);
       // A recovered image that duplicates one the unit already kept is dropped as in a full run.
       const seen = new ExactSeenSet();
       for (const r of ctx.previous) {
         if (r.status === 'ok' && typeof r.original_sha256 === 'string' && r.original_sha256) seen.add(r.original_sha256, String(r.key));
       }
       yield* pipe(tableSource(unit, cfg.input, keys), stagesOf(cfg, seen, await annotatorsOnce()), { unitId: unit.id, stats: ctx.stats, log: ctx.log });
+    },
+    async mergeRecovered(unit, recovered, { store, outputs }) {
+      if (!cfg.embeddings) return [];
+      // The recovered rows' embeddings after the unit's own, in LAION's layout (npy and index row-aligned).
+      const before = decodeNpy(await store.get(unit.id + EMBEDDING_NPY), `${store.url}/${unit.id}${EMBEDDING_NPY}`);
+      const dim = before.shape[1];
+      const vectors = Array.from({ length: before.shape[0] }, (_, i) => before.data.subarray(i * dim, (i + 1) * dim));
+      const index: Record<string, unknown>[] = [];
+      for await (const g of readParquetRowGroups(await parquetSourceFromStore(store, unit.id + EMBEDDING_INDEX))) index.push(...g.rows);
+      if (index.length !== vectors.length) throw new Error(`${store.url}/${unit.id}${EMBEDDING_INDEX}: ${index.length} rows beside ${vectors.length} embeddings`);
+      for (const s of recovered) {
+        if (!s.embedding || s.embedding.length !== dim) throw new Error(`retry-failed: sample ${s.key} was recovered without its ${dim}-d embedding`);
+        vectors.push(s.embedding);
+        index.push(embeddingIndexRow(s));
+      }
+      await saveEmbeddings(outputs, vectors, index, { dtype: cfg.embeddings.dtype === 'float16' ? 'f2' : 'f4', dim });
+      return [EMBEDDING_NPY, EMBEDDING_INDEX];
     },
     async close() {
       // Annotators that failed to open hold nothing; their error was the unit's.

@@ -5,6 +5,7 @@ import type { Sample } from './sample.js';
 import type { StatsCollector } from './stats.js';
 import type { Store } from './stores/store.js';
 import type { Unit, UnitStats } from './units/unit.js';
+import type { UnitOutputs } from './units/unit-outputs.js';
 
 /** What a job's unit run gets from the executor. */
 export interface UnitContext {
@@ -88,6 +89,12 @@ export interface JobSession {
    * rows that are not rerun.
    */
   rerun?(unit: Unit, keys: Set<string>, ctx: { log: Logger; stats: StatsCollector; previous: Record<string, unknown>[] }): AsyncIterable<Sample>;
+  /**
+   * retry-failed: writes, into `outputs`, the unit's other per-row outputs with the recovered
+   * samples added (laion-filter's saved embeddings), after the tar and before the records.
+   * Returns the suffixes it rewrote; the marker keeps the unit's other outputs as they were.
+   */
+  mergeRecovered?(unit: Unit, recovered: readonly Sample[], ctx: { store: Store; outputs: UnitOutputs }): Promise<string[]>;
   /** Releases what the session holds (model sessions, sockets, OCR workers); failed opens hold nothing. */
   close(): Promise<void>;
 }

@@ -84,16 +84,17 @@ async function retryUnits(job: AnyJob, session: JobSession, units: Unit[], store
       await flushBefore(undefined);
       await tar.finish();
       await tarOut.close();
+      const merged = (await session.mergeRecovered?.(unit, recovered, { store, outputs })) ?? [];
 
       const funnel = emptyFunnel();
-      const merged = records.map((r) => {
+      const rows = records.map((r) => {
         const s = fresh.get(String(r.key));
         const rec = s ? toRecord(s, names) : r;
         countInFunnel(funnel, s ?? recordAsSample(rec));
         return rec;
       });
       // Typed as the job's sink types them, so a retried unit's records match its neighbours'.
-      await outputs.put('.parquet', encodeRecords(merged, { columns: jobColumns(job.name) }));
+      await outputs.put('.parquet', encodeRecords(rows, { columns: jobColumns(job.name) }));
       const before = (await readUnitStats(store, unit.id)) as UnitStats & { retries?: unknown[] };
       const finished = new Date();
       const unitStats: UnitStats & { retries: unknown[] } = {
@@ -104,7 +105,7 @@ async function retryUnits(job: AnyJob, session: JobSession, units: Unit[], store
       };
       // Outputs this merge does not rewrite (the dropped-image thumbnails) stay listed in the new marker.
       const previous = await readDoneMarker(store, unit.id);
-      const rewritten = new Set(['.tar', '.parquet', '.stats.json'].map((x) => unit.id + x));
+      const rewritten = new Set(['.tar', '.parquet', '.stats.json', ...merged].map((x) => unit.id + x));
       for (const o of previous.outputs) if (!rewritten.has(o.name)) outputs.keep(o);
       await outputs.commit(unitStats);
     } catch (err) {

@@ -1,5 +1,6 @@
 import { execFileSync } from 'node:child_process';
 import { mkdir, readdir, writeFile } from 'node:fs/promises';
+import sharp from 'sharp';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { generateDemoData } from '../pipelines/demo-data.js';
@@ -83,10 +84,29 @@ describe('laion-filter embeddings', () => {
     }
     expect(compared).toBeGreaterThan(5);
 
-    // retry-failed cannot merge into saved embeddings yet: it says so instead of leaving them stale.
+    // retry-failed adds the recovered rows' embeddings after the unit's own: the missing image now exists.
+    const missing = records.find((x) => x.status === 'failed' && x.error_code === 'http_404')!;
+    expect(missing).toBeDefined();
+    const unitRows = async (u: string) => duckRows(`SELECT key, status, error_code FROM '${join(out, `${u}.parquet`)}'`);
+    let unit = '';
+    for (const u of units) if ((await unitRows(u)).some((x) => x.key === missing.key)) unit = u;
+    const npyOf = (u: string) => JSON.parse(execFileSync('/usr/bin/python3', ['-c', 'import json, sys, numpy as np; print(json.dumps(np.load(sys.argv[1]).astype(float).tolist()))', join(out, `${u}.img_emb.npy`)], { encoding: 'utf8' })) as number[][];
+    const before = npyOf(unit);
+    // A picture of its own (a copy of another would be dropped as a duplicate).
+    await sharp({ create: { width: 96, height: 72, channels: 3, background: { r: 20, g: 180, b: 60 } } }).jpeg().toFile(join(dir, 'data', 'images', String(missing.url).split('/').pop()!));
     const retry = await runCli(['retry-failed', out, '--reasons', 'fetch:http_404']);
-    expect(retry.code).not.toBe(0);
-    expect(retry.stderr).toMatch(/cannot add rows to unit \d+'s saved embeddings/);
+    expect(retry.code, retry.stderr).toBe(0);
+    const after = npyOf(unit);
+    const keys = (await duckRows(`SELECT key FROM read_parquet('${join(out, `${unit}.img_emb.parquet`)}', file_row_number = true) ORDER BY file_row_number`)).map((x) => String(x.key));
+    const okNow = (await unitRows(unit)).filter((x) => x.status === 'ok').map((x) => String(x.key));
+    expect(keys.slice().sort()).toEqual(okNow.sort());
+    // Every 404 of the unit (the same missing file, planted more than once) is now ok, its row after the unit's own.
+    const recovered = records.filter((x) => x.error_code === 'http_404').map((x) => String(x.key)).filter((k) => okNow.includes(k)).sort();
+    expect(recovered).toContain(String(missing.key));
+    expect(keys.slice(before.length)).toEqual(recovered);
+    expect(after.length).toBe(before.length + recovered.length);
+    expect(after.slice(0, before.length)).toEqual(before);
+    expect(after.at(-1)!.some((v) => v !== 0)).toBe(true);
   });
 
   it('refuses embeddings without an aesthetic stage', async () => {

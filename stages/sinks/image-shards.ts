@@ -68,7 +68,7 @@ export async function writeImageShards(stream: AsyncIterable<Sample>, opts: Imag
         if (opts.embeddings) {
           if (!s.embedding || s.embedding.length !== opts.embeddings.dim) throw new Error(`sample ${s.key} reached the shard without its ${opts.embeddings.dim}-d embedding`);
           vectors.push(s.embedding);
-          index.push({ key: s.key, url: s.fields.url ?? null, caption: s.fields.caption ?? null });
+          index.push(embeddingIndexRow(s));
           s.embedding = undefined;
         }
         sinkStats.ok++;
@@ -92,6 +92,12 @@ export async function writeImageShards(stream: AsyncIterable<Sample>, opts: Imag
   }
 }
 
+export const EMBEDDING_NPY = '.img_emb.npy';
+export const EMBEDDING_INDEX = '.img_emb.parquet';
+
+/** One kept sample's row of the embedding index. */
+export const embeddingIndexRow = (s: Sample): Record<string, unknown> => ({ key: s.key, url: s.fields.url ?? null, caption: s.fields.caption ?? null });
+
 /**
  * The kept images' embeddings in LAION's layout, per unit: `<unit>.img_emb.npy` ([rows, dim],
  * float16 as LAION publishes them, or float32), and `<unit>.img_emb.parquet` (key, url,
@@ -99,9 +105,9 @@ export async function writeImageShards(stream: AsyncIterable<Sample>, opts: Imag
  * `metadata_XXXX.parquet`, so they join back by key or url, and laion-filter's
  * `aesthetic.embeddings` can read them as precomputed embeddings.
  */
-async function saveEmbeddings(outputs: UnitOutputs, vectors: Float32Array[], index: Record<string, unknown>[], o: { dtype: 'f2' | 'f4'; dim: number }): Promise<void> {
+export async function saveEmbeddings(outputs: UnitOutputs, vectors: Float32Array[], index: Record<string, unknown>[], o: { dtype: 'f2' | 'f4'; dim: number }): Promise<void> {
   const flat = new Float32Array(vectors.length * o.dim);
   vectors.forEach((v, i) => flat.set(v, i * o.dim));
-  await outputs.put('.img_emb.npy', encodeNpy(flat, [vectors.length, o.dim], { dtype: o.dtype }));
-  await outputs.put('.img_emb.parquet', writeParquet(index, { schema: [{ name: 'key', type: 'STRING', nullable: false }, { name: 'url', type: 'STRING' }, { name: 'caption', type: 'STRING' }] }));
+  await outputs.put(EMBEDDING_NPY, encodeNpy(flat, [vectors.length, o.dim], { dtype: o.dtype }));
+  await outputs.put(EMBEDDING_INDEX, writeParquet(index, { schema: [{ name: 'key', type: 'STRING', nullable: false }, { name: 'url', type: 'STRING' }, { name: 'caption', type: 'STRING' }] }));
 }
