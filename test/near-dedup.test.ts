@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startDemoImageServer } from '../pipelines/demo-server.js';
@@ -206,6 +206,17 @@ describe('bitprep dedup near duplicates', () => {
     expect(changed.map((x) => String(x.key)).sort()).toEqual([...want.keys()].map((j) => rows[j].key).sort());
     for (const x of changed) expect([x.dropped_by, String(x.dropped_value).startsWith(`${outA()}/`)]).toEqual(['near_duplicate', true]);
     expect((await duckRows(`SELECT count(*) AS n FROM read_parquet('${out}/view/0/*.parquet') WHERE status <> previous_status`))[0].n).toBe(0n);
+
+    // Rerun into the same folder with other partitions: the same answer; a dedup of A alone there leaves no view of B behind.
+    const again = await runCli(['dedup', outA(), outB(), '--out', out, '--phash', '8', '--partitions', '1', '--json']);
+    expect(again.code, again.stderr).toBe(0);
+    expect([...(await drops(out)).entries()].map(([k, d]) => [k, d.kept_key, d.distance]).sort()).toEqual([...got.entries()].map(([k, d]) => [k, d.kept_key, d.distance]).sort());
+    const scratch = join(dir, 'dedup-a-only');
+    await runCli(['dedup', outA(), outB(), '--out', scratch, '--phash', '8']);
+    const alone = await runCli(['dedup', outA(), '--out', scratch, '--phash', '8']);
+    expect(alone.code, alone.stderr).toBe(0);
+    const files = (await readdir(join(scratch, 'view'), { recursive: true, withFileTypes: true })).filter((e) => e.isFile()).map((e) => e.parentPath);
+    expect(new Set(files)).toEqual(new Set([join(scratch, 'view', '0')]));
   });
 
   it('--embeddings drops exactly the rows numpy finds at the cosine threshold of an earlier one (one cluster: every pair), and a subset with clusters', async () => {
