@@ -1,13 +1,14 @@
 import { Command } from 'commander';
 import { integerOption, numberOption } from '../src/cli/option-parsers.js';
 import { consoleLogger } from '../src/log.js';
+import { MAX_HAMMING_BITS } from '../stages/dedup/hamming-bands.js';
 
 /** `bitprep dedup <output>… --out DIR`: exact and near duplicates across outputs (stages/dedup/dedup-run.ts). */
 export function dedupCommand(): Command {
   return new Command('dedup')
     .argument('<outputs...>', 'image outputs (folders or s3:// prefixes), earliest first: a later copy of a picture is the one dropped')
     .requiredOption('--out <dir>', 'where the drop lists (drops/part-*.parquet), the views (view/<i>/<unit>.parquet) and summary.json go')
-    .option('--phash <bits>', 'also drop near copies: stored images whose 64-bit perceptual hashes (imagehash phash) differ in at most this many bits (0–12; 4–8 typical)', integerOption('--phash', { min: 0, max: 12 }))
+    .option('--phash <bits>', 'also drop near copies: stored images whose 64-bit perceptual hashes (imagehash phash) differ in at most this many bits (0–12; 4–8 typical)', integerOption('--phash', { min: 0, max: MAX_HAMMING_BITS }))
     .option('--embeddings <cosine>', 'also drop near copies: rows whose saved CLIP image embeddings (laion-filter embeddings:) have at least this cosine similarity (e.g. 0.95)', numberOption('--embeddings', { min: 0, max: 1 }))
     .option('--clip <model>', 'compute the --embeddings from the stored images with this CLIP image tower (an .onnx file, or KServe v2 model URLs, comma-separated) instead of reading saved ones')
     .option('--clusters <n>', 'k-means clusters the embeddings are compared within (default √rows; 1 compares every pair)', integerOption('--clusters', { min: 1 }))

@@ -20,16 +20,3 @@ export type EmitDrop = (d: DedupDrop) => Promise<void>;
 
 /** When several passes drop one row, the drop lists name the surest: identical bytes, then hash, then embedding. */
 export const METHOD_RANK: Record<DedupMethod, number> = { sha256: 0, phash: 1, embeddings: 2 };
-
-/**
- * A pass's candidate pairs reduced to one drop per row: the earliest row it is near. Candidates
- * go to partitions on disk by row and are read back one partition at a time.
- */
-export function earliestOf(candidates: readonly DedupDrop[]): DedupDrop[] {
-  const best = new Map<number, DedupDrop>();
-  for (const c of candidates) {
-    const b = best.get(c.row);
-    if (!b || c.kept < b.kept) best.set(c.row, c);
-  }
-  return [...best.values()];
-}

@@ -124,7 +124,7 @@ export async function runDedup(outputs: string[], outDir: string, log: Logger, o
     let phash: number | null = null;
     if (opts.phash !== undefined) {
       const { phashPass } = await import('./phash-near.js');
-      await phashPass(units, outputs, opts.phash, scratch, opts.partitions ?? partitionsFor(okRows * (opts.phash + 1)), emit, log);
+      await phashPass(units, outputs, opts.phash, scratch, opts.partitions ?? partitionsFor(okRows * (opts.phash + 1) * 4), emit, log);
       phash = opts.phash;
     }
     let embeddings: DedupSummary['methods']['embeddings'] = null;

@@ -31,9 +31,9 @@ export class LinePartitions {
     this.buffers[p].push(line);
     this.buffered[p] += line.length + 1;
     this.pending += line.length + 1;
-    if (this.buffered[p] >= 256 * 1024) await this.flush(p);
-    // Many partitions each under their own limit can still add up: flush them all past 64 MiB.
-    else if (this.pending >= 64 * 2 ** 20) for (let q = 0; q < this.partitions; q++) await this.flush(q);
+    if (this.buffered[p] >= 64 * 1024) await this.flush(p);
+    // Many partitions each under their own limit can still add up: flush them all past 8 MiB.
+    else if (this.pending >= 8 * 2 ** 20) for (let q = 0; q < this.partitions; q++) await this.flush(q);
   }
 
   private async flush(p: number): Promise<void> {
