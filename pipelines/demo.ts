@@ -10,6 +10,7 @@ import { randomAestheticLayers, writeAestheticHead } from '../stages/aesthetic-h
 import { buildClipStandinModel } from '../stages/clip-standin.js';
 import { buildBitEncoderStandin } from '../stages/bit-encoder-standin.js';
 import { formatLatentStats, LatentStats } from '../stages/latent-stats.js';
+import { runDedup } from '../stages/dedup/dedup-run.js';
 import { readLatentManifest, readLatents } from '../src/formats/latent-shards.js';
 import { generateDemoData } from './demo-data.js';
 import { runDemoEval } from './demo-eval.js';
@@ -132,6 +133,9 @@ export async function runDemo(opts: { out: string; images: number; progress: str
       ['encoder.batch_size', 8],
     ]) });
   }
+  // Copies across the image sets (same bytes, or within 6 bits of perceptual hash), as views the mix leaves out.
+  const dedupDir = join(root, 'demo-dedup');
+  const dedup = await runDedup(latentSets.map((x) => x.from), dedupDir, log, { phash: 6 });
   const mixDir = join(root, 'demo-mix');
   later.push({ name: 'training-mix (laion : synthetic = 3 : 1, 2 ranks)', dir: mixDir, summary: await runJob(shipped('training-mix.yaml'), [
     ['output', mixDir],
@@ -139,6 +143,7 @@ export async function runDemo(opts: { out: string; images: number; progress: str
       { name: 'laion', paths: [latentSets[0].dir], weight: 3 },
       { name: 'synthetic', paths: [latentSets[1].dir, latentSets[2].dir], weight: 1 },
     ]],
+    ['dedup.exclude', [dedupDir]],
     ['parallel_units', 2],
     // The paper's 8 ranks × 512 would need 4096 samples; the demo has a few dozen.
     ['world_size', 2],
@@ -179,6 +184,7 @@ export async function runDemo(opts: { out: string; images: number; progress: str
     '',
     `latents stats of ${rel(latentSets[0].dir)}/ (bitprep latents stats):`,
     latentReport,
+    `bitprep dedup over the three image sets (--phash 6) → ${rel(dedupDir)}/: ${dedup.total_rows} rows, ${dedup.total_duplicates} exact and ${dedup.total_near_duplicates} near copies of an earlier row; the mix leaves them out (dedup.exclude)`,
     `training mix in ${rel(join(root, 'demo-mix'))}/: ${mixReport}`,
     `  feed rank 0 to a trainer as Arrow IPC: node bin/bitprep.js feed ${rel(join(root, 'demo-mix'))} --rank 0 --world-size 2 | python train.py`,
     `NOTE: the latents come from a STAND-IN encoder with the BIT encoder's contract (stages/bit-encoder-standin.ts: one convolution,`,

@@ -4,6 +4,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { generateDemoData } from '../pipelines/demo-data.js';
 import { FileStore } from '../src/stores/file-store.js';
 import { readAllRecords } from './helpers/read-output.js';
+import { duckRows } from './helpers/duckdb.js';
 import { runCli, writeConfig } from './helpers/run-cli.js';
 import { tempDir } from './helpers/temp-dir.js';
 
@@ -51,6 +52,12 @@ describe('bitprep CLI', () => {
     // And a training mix of them (3 : 1, 2 ranks), whose shards come from shards typed differently by their own values.
     const mixIndex = JSON.parse(await readFile(join(dir, 'demo-mix', 'index.json'), 'utf8'));
     expect(mixIndex.rows).toBeGreaterThan(0);
+    // bitprep dedup over the three image sets, whose views the mix takes as a filter: every row it drops is left out.
+    const dedup = JSON.parse(await readFile(join(dir, 'demo-dedup', 'summary.json'), 'utf8'));
+    expect(dedup.total_rows).toBe(written + 22 + synth.funnel.written);
+    const excluded = await duckRows(`SELECT count(*) AS n FROM read_parquet('${join(dir, 'demo-mix')}/scatter-*.parquet', union_by_name = true) WHERE dropped_by = 'dedup_excluded'`);
+    expect(Number(excluded[0].n)).toBe(dedup.total_duplicates + dedup.total_near_duplicates);
+    expect(r.stdout).toMatch(/bitprep dedup over the three image sets \(--phash 6\)/);
     expect(mixIndex.rows % 8).toBe(0);
     expect(r.stdout).toMatch(/latents: \d+\s+distinct/);
     // And last, the evaluation suite with stand-in models, its result files and the paper's tables.

@@ -119,7 +119,7 @@ export async function runDedup(outputs: string[], outDir: string, log: Logger, o
     // Every pass's drops go to partitions by unit, so the views are written one partition at a time.
     const byUnit = await LinePartitions.create(join(scratch, 'drops'), partitions);
     const emit = (d: DedupDrop) => byUnit.add(unitOfOrdinal(d.row) % partitions, JSON.stringify(d));
-    const exact = await exactPass(units, outputs.length, await DigestPartitions.create(join(scratch, 'digests'), partitions), emit, log);
+    const exact = await exactPass(units, outputs, await DigestPartitions.create(join(scratch, 'digests'), partitions), emit, log);
     const okRows = exact.rows.reduce((a, b) => a + b, 0) + exact.noDigest.reduce((a, b) => a + b, 0);
     let phash: number | null = null;
     if (opts.phash !== undefined) {

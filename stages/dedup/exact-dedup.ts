@@ -18,9 +18,9 @@ export interface ExactPassCounts {
 
 const HEX = /^[0-9a-f]{64}$/;
 
-export async function exactPass(units: readonly DedupUnit[], outputs: number, parts: DigestPartitions, emit: EmitDrop, log: Logger): Promise<ExactPassCounts> {
-  const rows: number[] = new Array(outputs).fill(0);
-  const noDigest: number[] = new Array(outputs).fill(0);
+export async function exactPass(units: readonly DedupUnit[], outputs: readonly string[], parts: DigestPartitions, emit: EmitDrop, log: Logger): Promise<ExactPassCounts> {
+  const rows: number[] = new Array(outputs.length).fill(0);
+  const noDigest: number[] = new Array(outputs.length).fill(0);
   for (const [k, u] of units.entries()) {
     for await (const { row, r } of unitRecords(u, ['key', 'status', 'original_sha256'])) {
       if (r.status !== 'ok') continue;
@@ -32,7 +32,7 @@ export async function exactPass(units: readonly DedupUnit[], outputs: number, pa
       await parts.add(d, ordinalOf(k, row), String(r.key));
       rows[u.output]++;
     }
-    if (k + 1 === units.length || units[k + 1].output !== u.output) log.info(`dedup: output ${u.output + 1}: ${rows[u.output]} ok rows with a digest`);
+    if (k + 1 === units.length || units[k + 1].output !== u.output) log.info(`dedup: ${outputs[u.output]}: ${rows[u.output]} ok rows with a digest${noDigest[u.output] ? `, ${noDigest[u.output]} without` : ''}`);
   }
   await parts.finish();
   for await (const d of parts.duplicates()) {
