@@ -16,6 +16,7 @@ import { encoderOptions, encodeStages, viewsProblem } from '../stages/encode.js'
 import { writeLatentShards } from '../stages/sinks/latent-shards.js';
 import { planWebDatasetUnits, webDatasetSource } from '../stages/sources/webdataset-source.js';
 import type { DedupDropOfRow, DedupViews } from '../stages/dedup/dedup-view.js';
+import { DEDUP_SUMMARY } from '../stages/dedup/dedup-layout.js';
 import { loadTensorModels, modelSource } from '../src/models/model-source.js';
 import { unitRows } from './config-parts.js';
 import { checkModelSource, checkTarInputs, fileProblem, messageOf } from './checks.js';
@@ -157,7 +158,7 @@ async function checkPreEncode(cfg: PreEncodeConfig, log: Logger): Promise<string
   const problems = await checkTarInputs(cfg.input.paths);
   const excludeOk: string[] = [];
   for (const [i, d] of cfg.input.exclude.entries()) {
-    const missing = await fileProblem(`input.exclude[${i}]`, `${d.replace(/\/+$/, '')}/summary.json`, 'file (a finished bitprep dedup output)');
+    const missing = await fileProblem(`input.exclude[${i}]`, `${d.replace(/\/+$/, '')}/${DEDUP_SUMMARY}`, 'file (a finished bitprep dedup output)');
     if (missing) problems.push(missing);
     else excludeOk.push(d);
   }

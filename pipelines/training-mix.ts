@@ -25,6 +25,7 @@ import {
 } from '../stages/mix/selection.js';
 import { createHash } from 'node:crypto';
 import { readPlan } from '../src/executors/local.js';
+import { DEDUP_SUMMARY } from '../stages/dedup/dedup-layout.js';
 import { mapLimit, messageOf, shown } from './checks.js';
 import { stat } from 'node:fs/promises';
 import { readLatentManifest } from '../src/formats/latent-shards.js';
@@ -318,7 +319,7 @@ export const trainingMixJob: Job<TrainingMixConfig> = {
 
 /** Each dedup folder with the SHA-256 of its summary: part of the mix's fingerprint. */
 async function dedupSummaries(dirs: readonly string[]): Promise<{ dir: string; summary: string }[]> {
-  return Promise.all(dirs.map(async (dir) => ({ dir: datasetIdentity(dir), summary: createHash('sha256').update(await openStore(dir).get('summary.json')).digest('hex') })));
+  return Promise.all(dirs.map(async (dir) => ({ dir: datasetIdentity(dir), summary: createHash('sha256').update(await openStore(dir).get(DEDUP_SUMMARY)).digest('hex') })));
 }
 
 /** Latent unit → the image tar it encoded, from a pre-encode output's recorded plan. */
@@ -365,7 +366,7 @@ async function checkTrainingMix(cfg: TrainingMixConfig): Promise<string[]> {
 async function checkExclusions(cfg: TrainingMixConfig, refs: { key: string; url: string }[]): Promise<string[]> {
   const problems: string[] = [];
   for (const [i, dir] of cfg.dedup.exclude.entries()) {
-    if (!(await openStore(dir).exists('summary.json'))) problems.push(`dedup.exclude[${i}]: ${shown(dir)} has no summary.json (not a finished bitprep dedup output)`);
+    if (!(await openStore(dir).exists(DEDUP_SUMMARY))) problems.push(`dedup.exclude[${i}]: ${shown(dir)} has no ${DEDUP_SUMMARY} (not a finished bitprep dedup output)`);
   }
   if (problems.length > 0) return problems;
   const { DedupViews, tarUnit } = await import('../stages/dedup/dedup-view.js');

@@ -293,5 +293,16 @@ describe('bitprep dedup near duplicates', () => {
     expect(mixed.sort()).toEqual(all.filter((k) => !dropped.includes(k)).sort());
     const fates = await duckRows(`SELECT key, dropped_by FROM read_parquet('${mix}/[0-9s]*.parquet', union_by_name = true) WHERE status = 'dropped'`);
     expect(fates.filter((x) => x.dropped_by === 'dedup_excluded').map((x) => String(x.key)).sort()).toEqual(dropped);
+
+    // A dedup that never saw B's units is refused at plan time by both, naming the output.
+    const onlyA = join(dir, 'dedup-only-a');
+    expect((await runCli(['dedup', outA(), '--out', onlyA])).code).toBe(0);
+    const pe = await writeConfig(dir, 'pe-bad.json', { job: 'pre-encode', output: join(dir, 'never-pe'), input: { paths: [outB()], exclude: [onlyA] }, source: 'b', encoder: { model: { onnx: model }, size: 32, crop: 'centre' } });
+    const mx = await writeConfig(dir, 'mix-bad.json', { job: 'training-mix', output: join(dir, 'never-mix'), sets: [{ name: 'b', paths: [join(dir, 'latents-b')], weight: 1 }], dedup: { exclude: [onlyA] }, world_size: 1, global_batch: 1 });
+    for (const cfgFile of [pe, mx]) {
+      const bad = await runCli(['plan', cfgFile]);
+      expect(bad.code, cfgFile).not.toBe(0);
+      expect(bad.stderr).toContain(`${outB()} is not among the outputs of ${onlyA}`);
+    }
   });
 });

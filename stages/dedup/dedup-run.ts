@@ -11,6 +11,7 @@ import { dedupUnits, ordinalOf, rowOfOrdinal, unitOfOrdinal, unitRecords, type D
 import { DigestPartitions, partitionsFor } from './digest-partitions.js';
 import { exactPass } from './exact-dedup.js';
 import { LinePartitions } from './line-partitions.js';
+import { DEDUP_SUMMARY, viewFolder, type DedupSummary } from './dedup-layout.js';
 
 /**
  * `bitprep dedup <output>… --out DIR`: duplicates across every unit of one or several image
@@ -47,30 +48,6 @@ export interface DedupOptions {
   /** Where the partitions go while the dedup runs (default: the system temp folder). */
   scratch?: string;
 }
-
-export interface DedupSummary {
-  format: 'bitprep-dedup';
-  version: 1;
-  outputs: string[];
-  methods: { sha256: true; phash: number | null; embeddings: { threshold: number; clusters: number; dim: number; source: string } | null };
-  /** Ok rows, per output and in all. */
-  rows: number[];
-  total_rows: number;
-  /** Rows dropped as exact copies (same bytes), per output and in all. */
-  duplicates: number[];
-  total_duplicates: number;
-  /** Rows dropped as near copies (and not exact ones), per output and in all. */
-  near_duplicates: number[];
-  total_near_duplicates: number;
-  /** Ok rows without a digest (the exact pass cannot compare them), per output. */
-  no_digest: number[];
-  partitions: number;
-  /** The view folder of each output, in order. */
-  views: string[];
-}
-
-export const DEDUP_SUMMARY = 'summary.json';
-export const viewFolder = (output: number): string => `view/${output}/`;
 
 const DROP_SCHEMA = [
   { name: 'output', type: 'STRING' as const, nullable: false },

@@ -1,6 +1,6 @@
 import { parquetSourceFromStore, readParquetRowGroups } from '../../src/formats/parquet-read.js';
 import { openStore } from '../../src/stores/open-store.js';
-import { DEDUP_SUMMARY, viewFolder, type DedupSummary } from './dedup-run.js';
+import { DEDUP_SUMMARY, viewFolder, type DedupSummary } from './dedup-layout.js';
 import { outputIdentity } from './dedup-units.js';
 
 /**
