@@ -1,5 +1,6 @@
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { popcount32 } from '../src/popcount.js';
 import { HammingBands } from '../stages/dedup/hamming-bands.js';
 import { partitionsFor } from '../stages/dedup/digest-partitions.js';
 
@@ -34,12 +35,6 @@ for (let i = 0; i < n; i++) {
     }
   } else [hi[i], lo[i]] = [next(), next()];
 }
-const popcount32 = (x: number): number => {
-  x -= (x >>> 1) & 0x55555555;
-  x = (x & 0x33333333) + ((x >>> 2) & 0x33333333);
-  return (Math.imul((x + (x >>> 4)) & 0x0f0f0f0f, 0x01010101) >>> 24) & 0xff;
-};
-
 const t0 = process.hrtime.bigint();
 let near = 0;
 let digest = 0;

@@ -1,5 +1,6 @@
 import { LATENT_BITS, LATENT_BYTES } from '../src/formats/latent-bits.js';
 import { fmix32 } from '../src/fmix32.js';
+import { popcount32 } from '../src/popcount.js';
 
 /** 32-bit words per packed latent (256). */
 const WORDS = LATENT_BYTES / 4;
@@ -267,12 +268,6 @@ function verify(a: Int32Array, ab: number, b: Int32Array, bb: number, bounds: In
     if (d > t) return -1;
   }
   return d;
-}
-
-function popcount32(x: number): number {
-  x -= (x >>> 1) & 0x55555555;
-  x = (x & 0x33333333) + ((x >>> 2) & 0x33333333);
-  return (((x + (x >>> 4)) & 0x0f0f0f0f) * 0x01010101) >>> 24;
 }
 
 /**

@@ -1,4 +1,5 @@
 import type { RawImage } from '../sample.js';
+import { popcount32 } from '../popcount.js';
 import { resize } from './pil-resize.js';
 
 /**
@@ -65,14 +66,7 @@ export function perceptualHash(img: RawImage): Uint8Array {
 }
 
 /** Bits that differ between two 8-byte hashes. */
-export function hashDistance(a: Uint8Array, b: Uint8Array, aAt = 0, bAt = 0): number {
-  let d = 0;
-  for (let i = 0; i < 8; i++) {
-    let x = a[aAt + i] ^ b[bAt + i];
-    while (x) {
-      x &= x - 1;
-      d++;
-    }
-  }
-  return d;
+export function hashDistance(a: Uint8Array, b: Uint8Array): number {
+  const word = (h: Uint8Array, at: number) => ((h[at] << 24) | (h[at + 1] << 16) | (h[at + 2] << 8) | h[at + 3]) >>> 0;
+  return popcount32((word(a, 0) ^ word(b, 0)) >>> 0) + popcount32((word(a, 4) ^ word(b, 4)) >>> 0);
 }

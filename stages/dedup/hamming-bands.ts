@@ -1,4 +1,5 @@
 import { join } from 'node:path';
+import { popcount32 } from '../../src/popcount.js';
 import { hash32 } from '../mix/hash.js';
 import { LinePartitions } from './line-partitions.js';
 
@@ -25,12 +26,6 @@ export interface NearHash {
   keptKey: string;
   distance: number;
 }
-
-const popcount32 = (x: number): number => {
-  x -= (x >>> 1) & 0x55555555;
-  x = (x & 0x33333333) + ((x >>> 2) & 0x33333333);
-  return (Math.imul((x + (x >>> 4)) & 0x0f0f0f0f, 0x01010101) >>> 24) & 0xff;
-};
 
 export class HammingBands {
   private readonly cuts: [number, number][];
