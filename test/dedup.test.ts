@@ -88,6 +88,15 @@ describe('bitprep dedup', () => {
     expect(String(records[0].dropped_value)).toContain(outA());
   });
 
+  it('refuses an output named twice, and an --out that is a bitprep output', async () => {
+    const twice = await runCli(['dedup', outA(), `${outA()}/`, '--out', join(dir, 'dedup-twice')]);
+    expect(twice.code).not.toBe(0);
+    expect(twice.stderr).toContain(`${outA()} is named twice`);
+    const into = await runCli(['dedup', outA(), '--out', outB()]);
+    expect(into.code).not.toBe(0);
+    expect(into.stderr).toContain(`--out ${outB()} is a bitprep output`);
+  });
+
   it('refuses an output with a unit not done', async () => {
     await rm(join(outB(), '00001.done.json'));
     const r = await runCli(['dedup', outA(), outB(), '--out', join(dir, 'dedup-x')]);

@@ -7,7 +7,7 @@ import type { Logger } from '../../src/log.js';
 import { openStore } from '../../src/stores/open-store.js';
 import type { Store } from '../../src/stores/store.js';
 import { METHOD_RANK, type DedupDrop, type DedupMethod } from './dedup-drop.js';
-import { dedupUnits, ordinalOf, rowOfOrdinal, unitOfOrdinal, unitRecords, type DedupUnit } from './dedup-units.js';
+import { dedupUnits, ordinalOf, outputIdentity, rowOfOrdinal, unitOfOrdinal, unitRecords, type DedupUnit } from './dedup-units.js';
 import { DigestPartitions, partitionsFor } from './digest-partitions.js';
 import { exactPass } from './exact-dedup.js';
 import { LinePartitions } from './line-partitions.js';
@@ -79,8 +79,13 @@ async function clearOut(out: Store): Promise<void> {
   for (const n of [...(await out.list('drops/')), ...(await out.list('view/'))]) await out.delete(n);
 }
 
-export async function runDedup(outputs: string[], outDir: string, log: Logger, opts: DedupOptions = {}): Promise<DedupSummary> {
-  if (outputs.length === 0) throw new Error('dedup: name at least one output');
+export async function runDedup(given: string[], outDir: string, log: Logger, opts: DedupOptions = {}): Promise<DedupSummary> {
+  if (given.length === 0) throw new Error('dedup: name at least one output');
+  // Named by identity (local paths absolute), so readers in another folder match them.
+  const outputs = given.map(outputIdentity);
+  const twice = outputs.find((o, i) => outputs.indexOf(o) !== i);
+  if (twice !== undefined) throw new Error(`dedup: ${twice} is named twice`);
+  if (outputs.includes(outputIdentity(outDir)) || (await openStore(outDir).exists('_plan.json'))) throw new Error(`dedup: --out ${outDir} is a bitprep output; give the dedup a folder of its own`);
   const units = await dedupUnits(outputs);
   if (opts.embeddings !== undefined && opts.clip === undefined) await (await import('./embedding-near.js')).checkSavedEmbeddings(units, outputs);
   // Opened before any pass, so a wrong model fails the dedup at once.
