@@ -122,7 +122,7 @@ export async function runDedup(given: string[], outDir: string, log: Logger, opt
     let written = 0;
     for (let p = 0; p < partitions; p++) {
       const best = new Map<number, DedupDrop>();
-      for (const line of await byUnit.read(p)) {
+      for await (const line of byUnit.read(p)) {
         const d = JSON.parse(line) as DedupDrop;
         const b = best.get(d.row);
         if (!b || METHOD_RANK[d.method] < METHOD_RANK[b.method] || (d.method === b.method && d.kept < b.kept)) best.set(d.row, d);

@@ -185,7 +185,7 @@ export async function embeddingPass(units: readonly DedupUnit[], outputs: readon
     // Pass 3: within each cluster, each row against the earlier ones, the earliest close one kept.
     for (let p = 0; p < partitions; p++) {
       const groups = new Map<number, { ordinal: number; key: string; v: Float32Array }[]>();
-      for (const line of await parts.read(p)) {
+      for await (const line of parts.read(p)) {
         const [c, ordinal, key, b64] = JSON.parse(line) as [number, number, string, string];
         const v = fromBase64(b64);
         let g = groups.get(c);

@@ -57,7 +57,7 @@ export class HammingBands {
     const p = this.pairs.partitions;
     for (let part = 0; part < this.bands.partitions; part++) {
       const groups = new Map<string, [number, number, number, string][]>();
-      for (const line of await this.bands.read(part)) {
+      for await (const line of this.bands.read(part)) {
         const [bucket, hi, lo, row, key] = JSON.parse(line) as [string, number, number, number, string];
         let g = groups.get(bucket);
         if (!g) groups.set(bucket, (g = []));
@@ -79,7 +79,7 @@ export class HammingBands {
     await this.pairs.finish();
     for (let part = 0; part < p; part++) {
       const best = new Map<number, NearHash>();
-      for (const line of await this.pairs.read(part)) {
+      for await (const line of this.pairs.read(part)) {
         const [row, key, kept, keptKey, distance] = JSON.parse(line) as [number, string, number, string, number];
         const b = best.get(row);
         if (!b || kept < b.kept) best.set(row, { row, key, kept, keptKey, distance });

@@ -1,4 +1,6 @@
-import { open, readFile, rm, mkdir, type FileHandle } from 'node:fs/promises';
+import { createReadStream, existsSync } from 'node:fs';
+import { open, rm, mkdir, type FileHandle } from 'node:fs/promises';
+import { createInterface } from 'node:readline';
 import { join } from 'node:path';
 
 /**
@@ -52,13 +54,11 @@ export class LinePartitions {
     this.files.fill(undefined);
   }
 
-  /** Partition p's records, in the order they were added. */
-  async read(p: number): Promise<string[]> {
-    const text = await readFile(join(this.dir, `p${p}`), 'utf8').catch((e: NodeJS.ErrnoException) => {
-      if (e.code === 'ENOENT') return '';
-      throw e;
-    });
-    return text === '' ? [] : text.slice(0, -1).split('\n');
+  /** Partition p's records, in the order they were added, streamed (a partition may outgrow one string). */
+  async *read(p: number): AsyncGenerator<string> {
+    const path = join(this.dir, `p${p}`);
+    if (!existsSync(path)) return;
+    for await (const line of createInterface({ input: createReadStream(path, { encoding: 'utf8' }), crlfDelay: Infinity })) yield line;
   }
 
   async remove(): Promise<void> {
