@@ -19,7 +19,7 @@ import { DEDUP_SUMMARY, viewFolder, type DedupSummary } from './dedup-layout.js'
  * copy kept in the order of the outputs as given, then unit id, then row (deterministic):
  * - always, exact copies by the original bytes' SHA-256 (exact-dedup.ts);
  * - with `phash`, near copies by perceptual hash of the stored images (phash-near.ts);
- * - with `embeddings`, near copies by the saved CLIP embeddings (embedding-near.ts).
+ * - with `embeddings`, near copies by CLIP image embeddings, saved or computed (embedding-near.ts).
  *
  * Never rewrites a shard. Writes into DIR:
  * - `drops/part-<p>.parquet`: one row per dropped row (output, key, reason, method,
@@ -37,7 +37,7 @@ import { DEDUP_SUMMARY, viewFolder, type DedupSummary } from './dedup-layout.js'
 export interface DedupOptions {
   /** Near duplicates within this many bits of perceptual hash (0 … 12); undefined: off. */
   phash?: number;
-  /** Near duplicates at or above this cosine similarity of saved embeddings; undefined: off. */
+  /** Near duplicates at or above this cosine similarity of image embeddings; undefined: off. */
   embeddings?: number;
   /** Compute the embeddings from the stored images with this CLIP image tower (an .onnx file or KServe v2 URLs) instead of reading saved ones. */
   clip?: string;
