@@ -1,5 +1,6 @@
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { seededRandom } from '../src/seeded-random.js';
 import { popcount32 } from '../src/popcount.js';
 import { HammingBands } from '../stages/dedup/hamming-bands.js';
 import { partitionsFor } from '../stages/dedup/digest-partitions.js';
@@ -14,14 +15,9 @@ import { partitionsFor } from '../stages/dedup/digest-partitions.js';
 const [contender, nArg, tArg] = process.argv.slice(2);
 const n = Number(nArg);
 const t = Number(tArg);
-let state = 0x2545f491;
-const next = () => {
-  state = (state + 0x6d2b79f5) >>> 0;
-  let x = state;
-  x = Math.imul(x ^ (x >>> 15), x | 1);
-  x ^= x + Math.imul(x ^ (x >>> 7), x | 61);
-  return (x ^ (x >>> 14)) >>> 0;
-};
+// The project's mulberry32 as 32-bit integers (its floats are those integers / 2^32, exactly).
+const random = seededRandom(0x2545f491);
+const next = () => random() * 2 ** 32;
 const hi = new Uint32Array(n);
 const lo = new Uint32Array(n);
 for (let i = 0; i < n; i++) {

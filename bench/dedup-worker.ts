@@ -1,5 +1,6 @@
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { seededRandom } from '../src/seeded-random.js';
 import { DigestPartitions, partitionsFor } from '../stages/dedup/digest-partitions.js';
 
 /**
@@ -10,14 +11,9 @@ import { DigestPartitions, partitionsFor } from '../stages/dedup/digest-partitio
  */
 const [contender, nArg] = process.argv.slice(2);
 const n = Number(nArg);
-let state = 0x9e3779b9;
-const next = () => {
-  state = (state + 0x6d2b79f5) >>> 0;
-  let t = state;
-  t = Math.imul(t ^ (t >>> 15), t | 1);
-  t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-  return (t ^ (t >>> 14)) >>> 0;
-};
+// The project's mulberry32 as 32-bit integers (its floats are those integers / 2^32, exactly).
+const random = seededRandom(0x9e3779b9);
+const next = () => random() * 2 ** 32;
 const digest = Buffer.alloc(32);
 /** Row i's digest: its own random one, or (1 in 10) the digest of an earlier row. */
 const digestOf = (i: number): Buffer => {

@@ -82,7 +82,7 @@ function openPreEncode(cfg: PreEncodeConfig, log: Logger): JobSession {
       const { pool } = await (encoder ??= openEncoder(cfg));
       const tt = cfg.text_tokens;
       const stages = [
-        ...(cfg.input.exclude.length > 0 ? [excludeStage(await dedupDrops(await (views ??= openViews(cfg.input.exclude)), unit.inputs[0].uri))] : []),
+        ...(cfg.input.exclude.length > 0 ? [excludeStage(await (await (views ??= openViews(cfg.input.exclude))).dropsOf(unit.inputs[0].uri))] : []),
         sourceStage(cfg.source),
         ...(tt ? [captionTokensStage(await (tokenizer ??= openTokenizer(tt, log)), tt.fields)] : []),
         ...encodeStages({ pool, size: cfg.encoder.size, crop: cfg.encoder.crop, views: cfg.encoder.views, viewSeed: cfg.encoder.view_seed, batchSize: cfg.encoder.batch_size, maxBatchesInFlight: cfg.encoder.max_batches_in_flight, maxWaitMs: cfg.encoder.max_wait_ms, decodeConcurrency: cfg.decode_concurrency }),
@@ -97,14 +97,7 @@ function openPreEncode(cfg: PreEncodeConfig, log: Logger): JobSession {
   };
 }
 
-const dedupView = () => import('../stages/dedup/dedup-view.js');
-const openViews = (dirs: readonly string[]): Promise<DedupViews> => dedupView().then((m) => new m.DedupViews(dirs));
-
-/** What the dedups drop from the unit a tar holds. */
-async function dedupDrops(views: DedupViews, tar: string): Promise<Map<string, DedupDropOfRow>> {
-  const { output, unit } = (await dedupView()).tarUnit(tar);
-  return views.dropsOf(output, unit);
-}
+const openViews = (dirs: readonly string[]): Promise<DedupViews> => import('../stages/dedup/dedup-view.js').then((m) => new m.DedupViews(dirs));
 
 /** Drops the rows a dedup named as later copies, before anything is decoded. */
 function excludeStage(dropped: Map<string, DedupDropOfRow>): Stage {
@@ -164,19 +157,11 @@ async function checkPreEncode(cfg: PreEncodeConfig, log: Logger): Promise<string
   }
   if (problems.length === 0 && excludeOk.length > 0) {
     // Every tar's unit must have a view: a unit made after the dedup would otherwise be encoded whole.
-    const views = await openViews(excludeOk);
-    const byOutput = new Map<string, string[]>();
-    for (const u of await planWebDatasetUnits(sourceOptions(cfg))) {
-      const { output, unit } = (await dedupView()).tarUnit(u.inputs[0].uri);
-      byOutput.set(output, [...(byOutput.get(output) ?? []), unit]);
-    }
-    for (const [output, units] of byOutput) {
-      try {
-        const missing = await views.missingViews(output, units);
-        if (missing.length > 0) problems.push(`input.exclude: ${missing.length} unit(s) of ${output} have no dedup view (e.g. ${missing[0]}); they were made after the dedup: run bitprep dedup again`);
-      } catch (err) {
-        problems.push(`input.exclude: ${messageOf(err)}`);
-      }
+    try {
+      const missing = await (await openViews(excludeOk)).missingViews((await planWebDatasetUnits(sourceOptions(cfg))).map((u) => u.inputs[0].uri));
+      if (missing.length > 0) problems.push(`input.exclude: ${missing.length} input unit(s) have no dedup view (e.g. ${missing[0]}); they were made after the dedup: run bitprep dedup again`);
+    } catch (err) {
+      problems.push(`input.exclude: ${messageOf(err)}`);
     }
   }
   problems.push(...(await checkModelSource('encoder.model', cfg.encoder.model, (m) => checkBitEncoder(m, { size: cfg.encoder.size }), log)));

@@ -331,7 +331,7 @@ async function encodedTars(store: Store, url: string): Promise<Map<string, strin
 
 /** The keys of a latent shard a dedup drops: through the image unit it encoded, that unit's view. */
 async function dedupExclusions(dirs: readonly string[]): Promise<ShardExclusions> {
-  const { DedupViews, tarUnit } = await import('../stages/dedup/dedup-view.js');
+  const { DedupViews } = await import('../stages/dedup/dedup-view.js');
   const views = new DedupViews(dirs);
   const tars = new Map<string, Promise<Map<string, string>>>();
   return async (d, shard) => {
@@ -340,8 +340,7 @@ async function dedupExclusions(dirs: readonly string[]): Promise<ShardExclusions
     const unit = shard.replace(/\.latents\.parquet$/, '');
     const tar = (await t).get(unit);
     if (!tar) throw new Error(`${d.url}/${shard}: unit ${unit} is not in the dataset's _plan.json`);
-    const { output, unit: imageUnit } = tarUnit(tar);
-    return new Set((await views.dropsOf(output, imageUnit)).keys());
+    return new Set((await views.dropsOf(tar)).keys());
   };
 }
 
@@ -369,19 +368,12 @@ async function checkExclusions(cfg: TrainingMixConfig, refs: { key: string; url:
     if (!(await openStore(dir).exists(DEDUP_SUMMARY))) problems.push(`dedup.exclude[${i}]: ${shown(dir)} has no ${DEDUP_SUMMARY} (not a finished bitprep dedup output)`);
   }
   if (problems.length > 0) return problems;
-  const { DedupViews, tarUnit } = await import('../stages/dedup/dedup-view.js');
+  const { DedupViews } = await import('../stages/dedup/dedup-view.js');
   const views = new DedupViews(cfg.dedup.exclude);
   for (const { key, url } of refs) {
     try {
-      const byOutput = new Map<string, string[]>();
-      for (const tar of (await encodedTars(openStore(url), url)).values()) {
-        const { output, unit } = tarUnit(tar);
-        byOutput.set(output, [...(byOutput.get(output) ?? []), unit]);
-      }
-      for (const [output, units] of byOutput) {
-        const missing = await views.missingViews(output, units);
-        if (missing.length > 0) problems.push(`${key}: ${missing.length} image unit(s) it encoded have no dedup view (e.g. ${missing[0]}); run bitprep dedup again`);
-      }
+      const missing = await views.missingViews((await encodedTars(openStore(url), url)).values());
+      if (missing.length > 0) problems.push(`${key}: ${missing.length} image unit(s) it encoded have no dedup view (e.g. ${missing[0]}); run bitprep dedup again`);
     } catch (err) {
       problems.push(`${key}: dedup.exclude: ${messageOf(err)}`);
     }

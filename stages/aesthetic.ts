@@ -106,6 +106,24 @@ function embeddingsOf(model: string, name: string, t: Tensor, n: number, dim: nu
 }
 
 /**
+ * One call of a CLIP image tower on size×size RGB crops (clipResizeCrop's): CLIP's normalisation
+ * into an FP32 or FP16 batch, as the model's input declares, and its embeddings back as float32
+ * (`dim` values each; default: what the output holds per image).
+ */
+export async function clipTowerCall(model: TensorModel, images: readonly RawImage[], o: { inputName: string; outputName: string; size: number; dim?: number; signal?: AbortSignal }): Promise<Float32Array[]> {
+  const n = images.length;
+  const per = 3 * o.size * o.size;
+  const x = new Float32Array(n * per);
+  images.forEach((img, i) => clipNormalize(img, x, i * per));
+  const half = model.inputs.find((t) => t.name === o.inputName)?.dtype === 'FP16';
+  const shape = [n, 3, o.size, o.size];
+  const tensor: Tensor = half ? { dtype: 'FP16', shape, data: Uint16Array.from(x, floatToHalf) } : { dtype: 'FP32', shape, data: x };
+  const y = (await model.infer({ [o.inputName]: tensor }, { outputs: [o.outputName], signal: o.signal }))[o.outputName];
+  if (!y) throw new Error(`model ${model.name}: no output "${o.outputName}" in the answer`);
+  return embeddingsOf(model.name, o.outputName, y, n, o.dim ?? elementCount(y.shape) / Math.max(1, n));
+}
+
+/**
  * Scores ok samples' `image` (encoded bytes) with the CLIP tower and the head. Samples without an
  * image fail with code no_image; undecodable ones with decode_error; a failed model call fails
  * its batch with model_error. Stats: `scored`, plus the batcher's `model_ms`, `batches`, `samples`.
@@ -117,7 +135,6 @@ export function clipAestheticStage(opts: ClipAestheticOptions): Stage {
   const { input_name: inName, output_name: outName, image_size: size, field } = o;
   const check: ClipModelCheck = { input_name: inName, output_name: outName, image_size: size, batch_size: o.batch_size, dim: head.dim };
   const checked = new WeakSet<TensorModel>();
-  const per = 3 * size * size;
 
   return (input, ctx) => {
     const stats = ctx.stats.stage(name);
@@ -143,15 +160,7 @@ export function clipAestheticStage(opts: ClipAestheticOptions): Stage {
           checkClipModel(model, check);
           checked.add(model);
         }
-        const n = images.length;
-        const x = new Float32Array(n * per);
-        images.forEach((img, i) => clipNormalize(img, x, i * per));
-        const half = model.inputs.find((t) => t.name === inName)?.dtype === 'FP16';
-        const tensor: Tensor = half ? { dtype: 'FP16', shape: [n, 3, size, size], data: Uint16Array.from(x, floatToHalf) } : { dtype: 'FP32', shape: [n, 3, size, size], data: x };
-        const out = await model.infer({ [inName]: tensor }, { outputs: [outName], signal: ctx.signal });
-        const y = out[outName];
-        if (!y) throw new Error(`model ${model.name}: no output "${outName}" in the answer`);
-        return embeddingsOf(model.name, outName, y, n, head.dim);
+        return clipTowerCall(model, images, { inputName: inName, outputName: outName, size, dim: head.dim, signal: ctx.signal });
       },
       apply: (s, embedding) => {
         s.fields[field] = head.score(embedding);

@@ -7,8 +7,9 @@ import type { EmitDrop } from './dedup-drop.js';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import type { ClipEmbedder } from './clip-embed.js';
 import { okRowsByKey, ordinalOf, storedImages, type DedupUnit } from './dedup-units.js';
-import { sphericalKMeans } from './kmeans.js';
+import { dot, nearestCentroid, sphericalKMeans } from './kmeans.js';
 import { LinePartitions } from './line-partitions.js';
+import { EMBEDDING_INDEX, EMBEDDING_NPY } from '../sinks/image-shards.js';
 
 /**
  * Near duplicates by image embedding, as SemDedup (Abbas et al. 2023) and NeMo Curator do it: the
@@ -44,10 +45,10 @@ interface UnitEmbeddings {
   rows: { ordinal: number; key: string; v: Float32Array }[];
 }
 
-/** Every unit has its saved embeddings: checked before any work, so a missing one fails the dedup at once. */
+/** Every unit has its saved embeddings: the dedup checks it before any pass, so a missing one fails it at once. */
 export async function checkSavedEmbeddings(units: readonly DedupUnit[], outputs: readonly string[]): Promise<void> {
   for (const u of units) {
-    for (const ext of ['.img_emb.npy', '.img_emb.parquet']) {
+    for (const ext of [EMBEDDING_NPY, EMBEDDING_INDEX]) {
       if (!(await u.store.exists(`${u.id}${ext}`))) {
         throw new Error(`${outputs[u.output]}/${u.id}${ext}: no saved embeddings (make the output with laion-filter's \`embeddings:\`, or dedup it with --phash)`);
       }
@@ -108,9 +109,9 @@ function fromBase64(b64: string): Float32Array {
 
 /** One unit's saved embeddings, unit length, each with its dedup ordinal. */
 async function readUnit(u: DedupUnit, k: number, where: string): Promise<UnitEmbeddings> {
-  const npy = decodeNpy(await u.store.get(`${u.id}.img_emb.npy`), `${where}.img_emb.npy`);
+  const npy = decodeNpy(await u.store.get(u.id + EMBEDDING_NPY), where + EMBEDDING_NPY);
   const keys: string[] = [];
-  for await (const g of readParquetRowGroups(await parquetSourceFromStore(u.store, `${u.id}.img_emb.parquet`), { columns: ['key'] })) for (const r of g.rows) keys.push(String(r.key));
+  for await (const g of readParquetRowGroups(await parquetSourceFromStore(u.store, u.id + EMBEDDING_INDEX), { columns: ['key'] })) for (const r of g.rows) keys.push(String(r.key));
   const [n, dim] = npy.shape.length === 2 ? npy.shape : [0, 0];
   if (npy.shape.length !== 2 || n !== keys.length) throw new Error(`${where}.img_emb.npy: shape (${npy.shape.join(', ')}) does not match the ${keys.length} keys of ${u.id}.img_emb.parquet`);
   const ok = await okRowsByKey(u);
@@ -125,16 +126,9 @@ async function readUnit(u: DedupUnit, k: number, where: string): Promise<UnitEmb
   return { dim, rows };
 }
 
-const dot = (a: Float32Array, b: Float32Array): number => {
-  let s = 0;
-  for (let d = 0; d < a.length; d++) s += a[d] * b[d];
-  return s;
-};
-
 export async function embeddingPass(units: readonly DedupUnit[], outputs: readonly string[], opts: EmbeddingPassOptions, scratch: string, emit: EmitDrop, log: Logger): Promise<EmbeddingPassCounts> {
   const { threshold } = opts;
   if (!(threshold > 0 && threshold <= 1)) throw new Error(`dedup --embeddings: ${threshold}: give a cosine similarity in (0, 1]`);
-  if (!opts.embedder) await checkSavedEmbeddings(units, outputs);
   const where = (u: DedupUnit) => `${outputs[u.output]}/${u.id}`;
   const cacheDir = join(scratch, 'computed-embeddings');
   const unitEmbeddings = (u: DedupUnit, k: number) => (opts.embedder ? computeUnit(u, k, outputs, opts.embedder, cacheDir) : readUnit(u, k, where(u)));
@@ -172,12 +166,7 @@ export async function embeddingPass(units: readonly DedupUnit[], outputs: readon
   try {
     for (const [k, u] of units.entries()) {
       for (const r of (await unitEmbeddings(u, k)).rows) {
-        let best = 0;
-        let bestDot = -Infinity;
-        for (let c = 0; c < centroids.length; c++) {
-          const s = dot(r.v, centroids[c]);
-          if (s > bestDot) [best, bestDot] = [c, s];
-        }
+        const best = nearestCentroid(r.v, centroids);
         await parts.add(best % partitions, JSON.stringify([best, r.ordinal, r.key, toBase64(r.v)]));
       }
     }

@@ -1,5 +1,23 @@
 import { seededRandom } from '../../src/seeded-random.js';
 
+/** Dot product (cosine similarity of unit vectors), accumulated in float64. */
+export function dot(a: Float32Array, b: Float32Array): number {
+  let s = 0;
+  for (let d = 0; d < a.length; d++) s += a[d] * b[d];
+  return s;
+}
+
+/** The centroid most similar to `v` (the first of equals). */
+export function nearestCentroid(v: Float32Array, centroids: readonly Float32Array[]): number {
+  let best = 0;
+  let bestDot = -Infinity;
+  for (let c = 0; c < centroids.length; c++) {
+    const s = dot(v, centroids[c]);
+    if (s > bestDot) [best, bestDot] = [c, s];
+  }
+  return best;
+}
+
 /**
  * Spherical k-means (cosine similarity, unit-length centroids) on unit vectors: k-means++ seeding
  * from a seeded generator, then Lloyd iterations until no vector changes cluster or `iterations`
@@ -11,11 +29,6 @@ export function sphericalKMeans(vectors: readonly Float32Array[], k: number, opt
   k = Math.min(k, n);
   const dim = vectors[0].length;
   const random = seededRandom(opts.seed ?? 0);
-  const dot = (a: Float32Array, b: Float32Array) => {
-    let s = 0;
-    for (let d = 0; d < dim; d++) s += a[d] * b[d];
-    return s;
-  };
   const centroids: Float32Array[] = [Float32Array.from(vectors[Math.floor(random() * n)])];
   // k-means++: the next centre drawn with probability ∝ squared distance to the nearest one (2 − 2·cos for unit vectors).
   const nearest = new Float64Array(n).fill(Infinity);
@@ -42,12 +55,7 @@ export function sphericalKMeans(vectors: readonly Float32Array[], k: number, opt
   for (let it = 0; it < (opts.iterations ?? 20); it++) {
     let changed = 0;
     for (let i = 0; i < n; i++) {
-      let best = 0;
-      let bestDot = -Infinity;
-      for (let c = 0; c < centroids.length; c++) {
-        const s = dot(vectors[i], centroids[c]);
-        if (s > bestDot) [best, bestDot] = [c, s];
-      }
+      const best = nearestCentroid(vectors[i], centroids);
       if (assign[i] !== best) changed++;
       assign[i] = best;
     }
